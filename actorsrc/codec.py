@@ -1,0 +1,61 @@
+"""Turns domain events into stored bytes and back, with msgspec's JSON codec.
+
+One `EventCodec` per aggregate: it knows the aggregate's explicit type names, so a stored row
+never depends on a Python import path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from actorsrc.errors import EventDecodeError, UnknownEventTypeError, UnregisteredEventError
+
+_encoder = msgspec.json.Encoder()
+
+
+class EventCodec:
+    """Encodes registered event objects and decodes stored rows into them."""
+
+    __slots__ = ("_decoders", "_names", "_versions")
+
+    def __init__(self, events: Mapping[str, type[Any]], schema_versions: Mapping[str, int]) -> None:
+        self._names: dict[type[Any], str] = {cls: name for name, cls in events.items()}
+        self._versions: dict[str, int] = {name: schema_versions.get(name, 1) for name in events}
+        self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
+            name: msgspec.json.Decoder(cls) for name, cls in events.items()
+        }
+
+    def type_name(self, event: object) -> str:
+        """The stored name of `event`'s class, or `UnregisteredEventError`."""
+        try:
+            return self._names[type(event)]
+        except KeyError:
+            raise UnregisteredEventError(
+                f"{type(event).__qualname__} is not a registered event (registered: "
+                f"{', '.join(sorted(self._versions))}); add it to the aggregate's `events` mapping"
+            ) from None
+
+    def schema_version(self, type_name: str) -> int:
+        return self._versions[type_name]
+
+    def encode(self, event: object) -> tuple[str, int, bytes]:
+        """(type name, schema version, bytes) of a registered event."""
+        name = self.type_name(event)
+        try:
+            data = _encoder.encode(event)
+        except (TypeError, ValueError) as exc:
+            raise UnregisteredEventError(f"{name} cannot be encoded: {exc}") from exc
+        return name, self._versions[name], data
+
+    def decode(self, stream_id: str, version: int, type_name: str, data: bytes) -> Any:
+        """The event object stored as `data`; errors name the stream, version and type."""
+        decoder = self._decoders.get(type_name)
+        if decoder is None:
+            raise UnknownEventTypeError(stream_id, version, type_name, list(self._decoders))
+        try:
+            return decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
+            raise EventDecodeError(stream_id, version, type_name, str(exc)) from exc

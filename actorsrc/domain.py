@@ -1,0 +1,95 @@
+"""The domain model: an aggregate is a value made of pure functions (the Decider pattern).
+
+Nothing here does I/O or imports a runtime, so `decide` and `evolve` are tested without an event loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from actorsrc.errors import ConfigurationError
+
+State = TypeVar("State")
+Command = TypeVar("Command")
+Event = TypeVar("Event")
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.]*$")
+
+
+def fold(evolve: Callable[[State, Event], State], initial: State, events: Iterable[Event]) -> State:
+    """Apply `events` to `initial` in order: the state replay and time travel rebuild."""
+    state = initial
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate(Generic[State, Command, Event]):
+    """An aggregate type: its name, its pure behaviour and the names its events are stored under.
+
+    - ``decide(state, command)`` returns the events a command produces, or raises a `DomainError`.
+    - ``evolve(state, event)`` returns the next state; it must not fail, replay depends on it.
+    - ``events`` maps stored type names to classes. Names are explicit so classes can move or be
+      renamed without touching history.
+    - ``commands`` lists the command classes this aggregate accepts; anything else is refused
+      before it reaches the actor.
+    - ``schema_versions`` gives an event type's current schema version (1 when absent).
+    """
+
+    name: str
+    initial: State
+    decide: Callable[[State, Command], Sequence[Event]]
+    evolve: Callable[[State, Event], State]
+    events: Mapping[str, type[Any]]
+    commands: tuple[type[Any], ...]
+    schema_versions: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ConfigurationError(
+                f"aggregate name {self.name!r} must start with a letter and hold only letters, digits, "
+                "'_' and '.'; it prefixes every stream id"
+            )
+        if not self.events:
+            raise ConfigurationError(f"aggregate {self.name!r} declares no events")
+        if not self.commands:
+            raise ConfigurationError(f"aggregate {self.name!r} declares no commands")
+        seen: dict[type[Any], str] = {}
+        for type_name, cls in self.events.items():
+            if not isinstance(type_name, str) or not type_name:
+                raise ConfigurationError(f"aggregate {self.name!r}: event name {type_name!r} is not a name")
+            if not isinstance(cls, type):
+                raise ConfigurationError(
+                    f"aggregate {self.name!r}: event {type_name!r} maps to {cls!r}, which is not a class"
+                )
+            if cls in seen:
+                raise ConfigurationError(
+                    f"aggregate {self.name!r}: class {cls.__qualname__} is registered twice, "
+                    f"as {seen[cls]!r} and {type_name!r}"
+                )
+            seen[cls] = type_name
+        for type_name, version in self.schema_versions.items():
+            if type_name not in self.events:
+                raise ConfigurationError(
+                    f"aggregate {self.name!r}: schema version given for unknown event {type_name!r}"
+                )
+            if not isinstance(version, int) or version < 1:
+                raise ConfigurationError(
+                    f"aggregate {self.name!r}: schema version of {type_name!r} must be an int >= 1, "
+                    f"got {version!r}"
+                )
+        for cls in self.commands:
+            if not isinstance(cls, type):
+                raise ConfigurationError(f"aggregate {self.name!r}: command {cls!r} is not a class")
+
+    def replay(self, events: Iterable[Event]) -> State:
+        """The state after `events`, starting from `initial`."""
+        return fold(self.evolve, self.initial, events)
+
+    def stream_id(self, aggregate_id: str) -> str:
+        """The stream that holds the events of one instance."""
+        return f"{self.name}-{aggregate_id}"

@@ -1,0 +1,102 @@
+"""Every error actorsrc raises derives from `ActorsrcError`, so callers can catch the family at once.
+
+Errors say what happened, with the offending value, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ActorsrcError(Exception):
+    """Root of every error raised by actorsrc."""
+
+
+class DomainError(ActorsrcError):
+    """A command was rejected by the domain; nothing was written.
+
+    Subclass it in domain code (``class InsufficientFunds(DomainError)``); the runtime sends it
+    back to the caller unchanged and the actor keeps serving.
+    """
+
+
+class ConfigurationError(ActorsrcError, ValueError):
+    """An aggregate, store or runtime was set up with values that cannot work."""
+
+
+class InvalidStreamIdError(ActorsrcError, ValueError):
+    """A stream id or aggregate id is empty, too long or not a string."""
+
+
+class UnknownCommandError(ActorsrcError, TypeError):
+    """A command was sent to an aggregate that does not declare its type."""
+
+
+class ConcurrencyError(ActorsrcError):
+    """An append's expected version did not match the stream; nothing was written."""
+
+    def __init__(self, stream_id: str, expected: object, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"stream {stream_id!r} is at version {actual}, but the append expected {expected}; "
+            "reload the stream and decide again"
+        )
+
+
+class CodecError(ActorsrcError):
+    """Base for errors turning events into bytes and back."""
+
+
+class UnregisteredEventError(CodecError, TypeError):
+    """An event object's class is not in its aggregate's `events` mapping."""
+
+
+class UnknownEventTypeError(CodecError):
+    """A stored event names a type that no registered class maps to."""
+
+    def __init__(self, stream_id: str, version: int, type_name: str, known: list[str]) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.type_name = type_name
+        super().__init__(
+            f"stream {stream_id!r} version {version} holds event type {type_name!r}, which is not "
+            f"registered (known: {', '.join(sorted(known)) or 'none'}); add it to the aggregate's "
+            "`events` mapping or an upcaster that renames it"
+        )
+
+
+class EventDecodeError(CodecError):
+    """Stored bytes of an event do not decode into its registered class."""
+
+    def __init__(self, stream_id: str, version: int, type_name: str, reason: str) -> None:
+        self.stream_id = stream_id
+        self.version = version
+        self.type_name = type_name
+        self.reason = reason
+        super().__init__(
+            f"stream {stream_id!r} version {version} ({type_name}) does not decode: {reason}"
+        )
+
+
+class StoreClosedError(ActorsrcError):
+    """The event store was used after it was closed (or before it was opened)."""
+
+
+class StoreError(ActorsrcError):
+    """The event store failed to complete an operation (I/O, database or driver error)."""
+
+
+class RuntimeClosedError(ActorsrcError):
+    """A command was sent to a runtime that is closing or closed."""
+
+
+class AskTimeoutError(ActorsrcError, TimeoutError):
+    """No reply arrived within the `ask` timeout; the command may still be carried out."""
+
+
+class MailboxFullError(ActorsrcError):
+    """An actor's mailbox is full and the caller asked not to wait."""
+
+
+class RecoveryError(ActorsrcError):
+    """An actor could not rebuild its state from the store; its commands fail until it can."""

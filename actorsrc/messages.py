@@ -1,0 +1,49 @@
+"""What is stored: events on their way in (`NewEvent`) and on their way out (`RecordedEvent`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+
+class Metadata(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):
+    """Who and what caused an event. Stored beside the payload, encoded compactly."""
+
+    event_id: str
+    command_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+
+class NewEvent(msgspec.Struct, frozen=True):
+    """An encoded event ready to append."""
+
+    type: str
+    data: bytes
+    metadata: Metadata
+    schema_version: int = 1
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event as the store holds it: its place in its stream and in the global log."""
+
+    stream_id: str
+    version: int
+    position: int
+    type: str
+    schema_version: int
+    data: bytes
+    metadata: Metadata
+    recorded_at: datetime
+
+
+class AppendResult(msgspec.Struct, frozen=True):
+    """Where an append landed: the stream's new version and the global positions used."""
+
+    stream_id: str
+    first_version: int
+    last_version: int
+    first_position: int
+    last_position: int
+    recorded_at: datetime

@@ -1,0 +1,98 @@
+"""The event store contract every adapter fulfils (SQLite now, PostgreSQL later).
+
+`actorsrc.testing.store_contract` holds the suite that proves an adapter does.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from actorsrc.errors import InvalidStreamIdError
+from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+
+MAX_STREAM_ID_LENGTH = 512
+
+
+class StreamState(enum.Enum):
+    """Expectations about a stream that are not a version number."""
+
+    NO_STREAM = "no stream"
+    """The stream must not exist yet (version 0)."""
+    ANY = "any version"
+    """Append whatever the stream's version; no concurrency check."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+NO_STREAM = StreamState.NO_STREAM
+ANY = StreamState.ANY
+
+ExpectedVersion = int | StreamState
+"""A version number (0 means no stream yet), `NO_STREAM` or `ANY`."""
+
+
+def validate_stream_id(stream_id: object) -> str:
+    """Return `stream_id` if it is a usable stream id, else raise `InvalidStreamIdError`."""
+    if not isinstance(stream_id, str):
+        raise InvalidStreamIdError(f"stream id must be a str, got {type(stream_id).__name__}: {stream_id!r}")
+    if not stream_id or stream_id.isspace():
+        raise InvalidStreamIdError(f"stream id must not be empty or blank, got {stream_id!r}")
+    if len(stream_id) > MAX_STREAM_ID_LENGTH:
+        raise InvalidStreamIdError(
+            f"stream id is {len(stream_id)} characters, over the limit of {MAX_STREAM_ID_LENGTH}: "
+            f"{stream_id[:40]!r}..."
+        )
+    if "\x00" in stream_id:
+        raise InvalidStreamIdError(f"stream id must not contain NUL characters: {stream_id!r}")
+    return stream_id
+
+
+def validate_expected_version(expected: object) -> ExpectedVersion:
+    if isinstance(expected, StreamState):
+        return expected
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise ValueError(f"expected version must be an int >= 0, NO_STREAM or ANY, got {expected!r}")
+    return expected
+
+
+def expectation_holds(expected: ExpectedVersion, actual: int) -> bool:
+    if expected is ANY:
+        return True
+    if expected is NO_STREAM:
+        return actual == 0
+    return expected == actual
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """Append-only storage of event streams with a gapless global log."""
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        """Append `events` atomically if the stream is at `expected_version`.
+
+        Raises `ConcurrencyError` (and writes nothing) when it is not. Returns once durable.
+        """
+        ...
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """Events of one stream with from_version <= version <= to_version, in version order."""
+        ...
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to `limit` events of the global log with position > after_position, in order."""
+        ...
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 if it does not exist."""
+        ...
+
+    async def last_position(self) -> int:
+        """The global position of the newest event; 0 if the store is empty."""
+        ...

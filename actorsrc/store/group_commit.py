@@ -1,0 +1,104 @@
+"""Group commit: appends from many actors wait in one queue and are written in one transaction.
+
+The committer is driver-agnostic: an adapter gives it a function that writes a batch and returns,
+for each append, its result or the error that append alone failed with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import anyio
+
+from actorsrc.errors import StoreClosedError, StoreError
+from actorsrc.messages import AppendResult, NewEvent
+from actorsrc.observability import logger
+from actorsrc.store.base import ExpectedVersion
+
+
+@dataclass(slots=True)
+class PendingAppend:
+    stream_id: str
+    events: Sequence[NewEvent]
+    expected_version: ExpectedVersion
+    reply: asyncio.Future[AppendResult] = field(repr=False)
+
+
+BatchWriter = Callable[[list[PendingAppend]], Awaitable[list[AppendResult | BaseException]]]
+
+
+class GroupCommitter:
+    """Queues appends and hands them to `write_batch` in batches of up to `max_batch_events` events."""
+
+    def __init__(self, write_batch: BatchWriter, *, max_batch_events: int, store_name: str) -> None:
+        self._write_batch = write_batch
+        self._max_batch_events = max_batch_events
+        self._store_name = store_name
+        self._queue: deque[PendingAppend] = deque()
+        self._has_work = asyncio.Event()
+        self._closing = False
+        self.batches_written = 0
+        self.appends_written = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def submit(self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion) -> asyncio.Future[AppendResult]:
+        if self._closing:
+            raise StoreClosedError(f"{self._store_name} is closed; open it again to append")
+        reply: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(PendingAppend(stream_id, events, expected, reply))
+        self._has_work.set()
+        return reply
+
+    def close(self) -> None:
+        """Refuse new appends; `run` returns once everything queued is written."""
+        self._closing = True
+        self._has_work.set()
+
+    async def run(self) -> None:
+        """The writer loop. Never raises: a failed batch fails its appends, not the loop."""
+        while True:
+            await self._has_work.wait()
+            self._has_work.clear()
+            while self._queue:
+                batch = self._take_batch()
+                with anyio.CancelScope(shield=True):  # a started batch always finishes and replies
+                    await self._write(batch)
+            if self._closing:
+                return
+
+    def _take_batch(self) -> list[PendingAppend]:
+        batch: list[PendingAppend] = []
+        events = 0
+        queue = self._queue
+        while queue and (not batch or events + len(queue[0].events) <= self._max_batch_events):
+            pending = queue.popleft()
+            events += len(pending.events)
+            batch.append(pending)
+        return batch
+
+    async def _write(self, batch: list[PendingAppend]) -> None:
+        try:
+            outcomes = await self._write_batch(batch)
+        except Exception as exc:  # the whole transaction failed: nothing in it was written
+            logger.error("store.batch_failed", store=self._store_name, appends=len(batch), error=repr(exc))
+            outcomes = [self._batch_error(len(batch), exc) for _ in batch]
+        self.batches_written += 1
+        self.appends_written += len(batch)
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.reply.done():  # the caller was cancelled; the write stands
+                continue
+            if isinstance(outcome, BaseException):
+                pending.reply.set_exception(outcome)
+            else:
+                pending.reply.set_result(outcome)
+
+    def _batch_error(self, size: int, cause: Exception) -> StoreError:
+        error = StoreError(f"{self._store_name} could not write a batch of {size} appends: {cause!r}")
+        error.__cause__ = cause
+        return error

@@ -1,0 +1,185 @@
+"""The embedded default event store: one SQLite file in WAL mode, written by group commit.
+
+Appends from every actor queue up and are written together in one transaction on the writer
+connection's thread (one thread hop per batch, not per append). Reads use their own connection,
+so they never wait behind a write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from os import PathLike
+from typing import Any, Self
+
+import aiosqlite
+import anyio
+import msgspec
+
+from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
+from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+from actorsrc.store import sqlite_schema
+from actorsrc.store.base import ExpectedVersion, validate_expected_version, validate_stream_id
+from actorsrc.store.group_commit import GroupCommitter, PendingAppend
+from actorsrc.store.sqlite_writer import StreamCache, decode_metadata, micros_to_datetime, write_batch
+
+_EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
+
+
+class SQLiteEventStore:
+    """An `EventStore` on one SQLite file. Open it with ``async with SQLiteEventStore.open(path)``."""
+
+    def __init__(self, path: str | PathLike[str], *, durable: bool = True, max_batch_events: int = 5000) -> None:
+        if max_batch_events < 1:
+            raise ValueError(f"max_batch_events must be >= 1, got {max_batch_events}")
+        self.path = str(path)
+        self.durable = durable
+        self._committer = GroupCommitter(
+            self._write_batch, max_batch_events=max_batch_events, store_name=f"SQLite store {self.path!r}"
+        )
+        self._cache = StreamCache()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._open = False
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, path: str | PathLike[str], *, durable: bool = True, max_batch_events: int = 5000
+    ) -> AsyncIterator[Self]:
+        """Open (creating if needed) the store at `path`; closes it, after pending appends, on exit.
+
+        `durable=True` (the default) fsyncs every commit, so an acknowledged append survives a power
+        cut. `durable=False` survives a process crash but may lose the last commits on power loss.
+        """
+        store = cls(path, durable=durable, max_batch_events=max_batch_events)
+        await store._connect()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(store._committer.run)
+                try:
+                    yield store
+                finally:
+                    store._committer.close()
+        finally:
+            await store._disconnect()
+
+    async def _connect(self) -> None:
+        try:
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._writer._execute(sqlite_schema.configure, self._writer._conn, durable=self.durable)
+            await self._writer._execute(sqlite_schema.migrate, self._writer._conn)
+            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._reader._execute(sqlite_schema.configure, self._reader._conn, durable=self.durable)
+        except sqlite3.Error as exc:
+            await self._disconnect()
+            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        self._open = True
+
+    async def _disconnect(self) -> None:
+        self._open = False
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        validate_stream_id(stream_id)
+        validate_expected_version(expected_version)
+        if not events:
+            raise ValueError(f"append to {stream_id!r} needs at least one event")
+        for event in events:
+            if not isinstance(event, NewEvent):
+                raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
+        self._check_open()
+        return await self._committer.submit(stream_id, list(events), expected_version)
+
+    async def _write_batch(self, batch: list[PendingAppend]) -> list[AppendResult | BaseException]:
+        writer = self._writer
+        assert writer is not None
+        try:
+            return await writer._execute(write_batch, writer._conn, batch, self._cache)
+        except sqlite3.Error:
+            if len(batch) == 1:
+                raise
+        # Something in the batch broke the transaction: write each append alone so that one bad
+        # append fails by itself and the others still commit.
+        outcomes: list[AppendResult | BaseException] = []
+        for pending in batch:
+            try:
+                outcomes.extend(await writer._execute(write_batch, writer._conn, [pending], self._cache))
+            except sqlite3.Error as exc:
+                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc}"))
+        return outcomes
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        validate_stream_id(stream_id)
+        if from_version < 1:
+            raise ValueError(f"from_version starts at 1, got {from_version}")
+        upper = to_version if to_version is not None else 2**62
+        rows = await self._fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events e"
+            " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
+            " ORDER BY e.version",
+            (stream_id, from_version, upper),
+        )
+        return [_recorded(stream_id, row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        if after_position < 0:
+            raise ValueError(f"after_position must be >= 0, got {after_position}")
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        rows = await self._fetch(
+            f"SELECT s.name, {_EVENT_COLUMNS} FROM events e JOIN streams s ON s.key = e.stream_key"
+            " WHERE e.position > ? ORDER BY e.position LIMIT ?",
+            (after_position, limit),
+        )
+        return [_recorded(row[0], row[1:]) for row in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_stream_id(stream_id)
+        rows = await self._fetch("SELECT version FROM streams WHERE name = ?", (stream_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def last_position(self) -> int:
+        rows = await self._fetch("SELECT coalesce(max(position), 0) FROM events", ())
+        return int(rows[0][0])
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        self._check_open()
+        assert self._reader is not None
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path!r}: read failed: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StoreClosedError(f"SQLite store {self.path!r} is not open; use `async with SQLiteEventStore.open(...)`")
+
+    @property
+    def queued_appends(self) -> int:
+        """Appends waiting for the next group commit."""
+        return self._committer.queued
+
+
+def _recorded(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
+    version, position, type_name, schema_version, data, metadata, recorded_at = row
+    try:
+        decoded_metadata = decode_metadata(metadata)
+    except (msgspec.DecodeError, TypeError) as exc:
+        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
+    return RecordedEvent(
+        stream_id, version, position, type_name, schema_version, bytes(data),
+        decoded_metadata, micros_to_datetime(recorded_at),
+    )

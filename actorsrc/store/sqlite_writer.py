@@ -1,0 +1,151 @@
+"""The group-commit transaction for SQLite, run on the writer connection's thread in one hop.
+
+Each append's expected version is checked inside the transaction; an append that fails its check
+is left out and the others commit. `PRAGMA data_version` tells whether another connection (another
+process or runtime) committed since our last transaction, so the in-memory stream versions are
+trusted only while nobody else wrote.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from actorsrc.errors import ConcurrencyError
+from actorsrc.messages import AppendResult, Metadata
+from actorsrc.store.base import expectation_holds
+from actorsrc.store.group_commit import PendingAppend
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_encode_metadata = msgspec.json.Encoder().encode
+_SELECT_CHUNK = 500
+_INSERT_EVENT = (
+    "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_STREAM = (
+    "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET version = excluded.version"
+)
+
+
+def micros_to_datetime(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class StreamCache:
+    """What the writer knows of streams and the log tail; valid while `data_version` is unchanged."""
+
+    def __init__(self, max_streams: int = 200_000) -> None:
+        self.max_streams = max_streams
+        self.streams: dict[str, tuple[int, int]] = {}  # name -> (key, version)
+        self.next_position = 0  # 0: unknown, read from the database
+        self.next_key = 0
+        self.data_version = -1
+
+    def reset(self) -> None:
+        self.streams.clear()
+        self.next_position = 0
+        self.next_key = 0
+
+    def remember(self, updates: dict[str, tuple[int, int]]) -> None:
+        streams = self.streams
+        streams.update(updates)
+        overflow = len(streams) - self.max_streams
+        if overflow > 0:  # forget the oldest entries; they are re-read when needed
+            for name in list(streams)[:overflow]:
+                del streams[name]
+
+
+def _load_streams(conn: sqlite3.Connection, names: Iterable[str], into: dict[str, tuple[int, int]]) -> None:
+    pending = list(names)
+    for start in range(0, len(pending), _SELECT_CHUNK):
+        chunk = pending[start : start + _SELECT_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for name, key, version in conn.execute(
+            f"SELECT name, key, version FROM streams WHERE name IN ({marks})", chunk
+        ):
+            into[name] = (key, version)
+
+
+def write_batch(
+    conn: sqlite3.Connection, batch: list[PendingAppend], cache: StreamCache
+) -> list[AppendResult | BaseException]:
+    """Write `batch` in one transaction; returns each append's result or its own error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes, updates = _write_in_transaction(conn, batch, cache)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        cache.reset()
+        raise
+    cache.remember(updates)
+    return outcomes
+
+
+def _write_in_transaction(
+    conn: sqlite3.Connection, batch: list[PendingAppend], cache: StreamCache
+) -> tuple[list[AppendResult | BaseException], dict[str, tuple[int, int]]]:
+    data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+    if data_version != cache.data_version:
+        cache.reset()
+        cache.data_version = data_version
+    if not cache.next_position:
+        position, key = conn.execute(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events), (SELECT coalesce(max(key), 0) FROM streams)"
+        ).fetchone()
+        cache.next_position, cache.next_key = position + 1, key + 1
+
+    known = cache.streams
+    updates: dict[str, tuple[int, int]] = {}
+    missing = {p.stream_id for p in batch if p.stream_id not in known}
+    if missing:
+        _load_streams(conn, missing, updates)
+
+    micros = now_micros()
+    recorded_at = micros_to_datetime(micros)
+    position, next_key = cache.next_position, cache.next_key
+    outcomes: list[AppendResult | BaseException] = []
+    event_rows: list[tuple[object, ...]] = []
+    for pending in batch:
+        stream_id = pending.stream_id
+        key, version = updates.get(stream_id) or known.get(stream_id) or (0, 0)
+        if not expectation_holds(pending.expected_version, version):
+            outcomes.append(ConcurrencyError(stream_id, pending.expected_version, version))
+            continue
+        if key == 0:
+            key, next_key = next_key, next_key + 1
+        first_version, first_position = version + 1, position
+        for event in pending.events:
+            version += 1
+            event_rows.append(
+                (position, key, version, event.type, event.schema_version, event.data,
+                 _encode_metadata(event.metadata), micros)
+            )
+            position += 1
+        updates[stream_id] = (key, version)
+        outcomes.append(
+            AppendResult(stream_id, first_version, version, first_position, position - 1, recorded_at)
+        )
+    if event_rows:
+        conn.executemany(_UPSERT_STREAM, [(key, name, version) for name, (key, version) in updates.items()])
+        conn.executemany(_INSERT_EVENT, event_rows)
+    cache.next_position, cache.next_key = position, next_key
+    return outcomes, updates
+
+
+def decode_metadata(raw: bytes) -> Metadata:
+    return _metadata_decoder.decode(raw)
+
+
+_metadata_decoder = msgspec.json.Decoder(Metadata)
