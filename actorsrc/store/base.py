@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent
 
 MAX_STREAM_ID_LENGTH = 512
 
@@ -56,6 +56,27 @@ def validate_expected_version(expected: object) -> ExpectedVersion:
     if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
         raise ValueError(f"expected version must be an int >= 0, NO_STREAM or ANY, got {expected!r}")
     return expected
+
+
+def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
+    """The events of an append, checked field by field before anything is written."""
+    if not isinstance(events, Sequence) or isinstance(events, str | bytes):
+        raise TypeError(f"append to {stream_id!r}: events must be a sequence of NewEvent, got {events!r}")
+    if not events:
+        raise ValueError(f"append to {stream_id!r} needs at least one event")
+    for event in events:
+        if not isinstance(event, NewEvent):
+            raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
+        if not isinstance(event.type, str) or not event.type:
+            raise TypeError(f"append to {stream_id!r}: event type must be a non-empty str, got {event.type!r}")
+        if not isinstance(event.data, bytes):
+            raise TypeError(f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}")
+        version = event.schema_version
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
+            raise TypeError(f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}")
+        if not isinstance(event.metadata, Metadata):
+            raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {event.metadata!r}")
+    return list(events)
 
 
 def expectation_holds(expected: ExpectedVersion, actual: int) -> bool:

@@ -20,7 +20,12 @@ import msgspec
 from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
 from actorsrc.store import sqlite_schema
-from actorsrc.store.base import ExpectedVersion, validate_expected_version, validate_stream_id
+from actorsrc.store.base import (
+    ExpectedVersion,
+    validate_expected_version,
+    validate_new_events,
+    validate_stream_id,
+)
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend
 from actorsrc.store.sqlite_writer import StreamCache, decode_metadata, micros_to_datetime, write_batch
 
@@ -91,13 +96,9 @@ class SQLiteEventStore:
     ) -> AppendResult:
         validate_stream_id(stream_id)
         validate_expected_version(expected_version)
-        if not events:
-            raise ValueError(f"append to {stream_id!r} needs at least one event")
-        for event in events:
-            if not isinstance(event, NewEvent):
-                raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
+        checked = validate_new_events(stream_id, events)
         self._check_open()
-        return await self._committer.submit(stream_id, list(events), expected_version)
+        return await self._committer.submit(stream_id, checked, expected_version)
 
     async def _write_batch(self, batch: list[PendingAppend]) -> list[AppendResult | BaseException]:
         writer = self._writer

@@ -1,0 +1,64 @@
+"""A store wrapper for fault injection: make appends fail, hang, or count them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anyio
+
+from actorsrc.errors import StoreError
+from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+from actorsrc.store.base import EventStore, ExpectedVersion
+
+
+class FaultyStore:
+    """Delegates to `inner`, with switches to break appends on purpose."""
+
+    def __init__(self, inner: EventStore) -> None:
+        self.inner = inner
+        self.appends = 0
+        self.appended_events = 0
+        self.failures_to_inject = 0
+        self.failures_injected = 0
+        self._gate: anyio.Event | None = None
+
+    def fail_next_appends(self, count: int) -> None:
+        """The next `count` appends raise `StoreError` without writing anything."""
+        self.failures_to_inject = count
+
+    def hold_appends(self) -> None:
+        """Appends wait (write nothing) until `release_appends`."""
+        self._gate = anyio.Event()
+
+    def release_appends(self) -> None:
+        if self._gate is not None:
+            self._gate.set()
+            self._gate = None
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        if self._gate is not None:
+            await self._gate.wait()
+        if self.failures_to_inject > 0:
+            self.failures_to_inject -= 1
+            self.failures_injected += 1
+            raise StoreError(f"injected failure appending to {stream_id!r}")
+        result = await self.inner.append(stream_id, events, expected_version)
+        self.appends += 1
+        self.appended_events += len(events)
+        return result
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        return await self.inner.read_stream(stream_id, from_version, to_version)
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        return await self.inner.read_all(after_position, limit)
+
+    async def stream_version(self, stream_id: str) -> int:
+        return await self.inner.stream_version(stream_id)
+
+    async def last_position(self) -> int:
+        return await self.inner.last_position()

@@ -1,0 +1,273 @@
+"""The contract every `EventStore` adapter passes. Subclass it in a test module:
+
+    class TestMyStoreContract(EventStoreContract):
+        @pytest.fixture
+        def store_factory(self, tmp_path: Path) -> StoreFactory:
+            return lambda: MyStore.open(tmp_path / "events.db")
+
+`store_factory()` must open a new store object on the *same* database each time it is called, so
+the suite can check durability across reopen and conflicts between two store instances.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import pytest
+
+from actorsrc.errors import ConcurrencyError, InvalidStreamIdError, StoreClosedError
+from actorsrc.messages import Metadata, NewEvent, RecordedEvent
+from actorsrc.store.base import ANY, NO_STREAM, EventStore
+
+StoreFactory = Callable[[], AbstractAsyncContextManager[EventStore]]
+
+
+def new_event(payload: str = "x", type_name: str = "SomethingHappened", **metadata: str) -> NewEvent:
+    return NewEvent(type_name, f'{{"p":"{payload}"}}'.encode(), Metadata(uuid.uuid4().hex, **metadata))
+
+
+def _payloads(records: list[RecordedEvent]) -> list[bytes]:
+    return [record.data for record in records]
+
+
+async def _read_everything(store: EventStore, page: int = 7) -> list[RecordedEvent]:
+    records: list[RecordedEvent] = []
+    while chunk := await store.read_all(records[-1].position if records else 0, page):
+        records.extend(chunk)
+    return records
+
+
+class EventStoreContract:
+    """Behaviour every event store must have. A subclass provides the `store_factory` fixture."""
+
+    @pytest.fixture
+    async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
+        async with store_factory() as store:
+            yield store
+
+    # -- append and read ------------------------------------------------------------------------
+
+    async def test_empty_store(self, store: EventStore) -> None:
+        assert await store.last_position() == 0
+        assert await store.read_all() == []
+        assert await store.read_stream("nothing-here") == []
+        assert await store.stream_version("nothing-here") == 0
+
+    async def test_append_to_new_stream_numbers_versions_and_positions(self, store: EventStore) -> None:
+        result = await store.append("order-1", [new_event("a"), new_event("b"), new_event("c")], NO_STREAM)
+        assert (result.first_version, result.last_version) == (1, 3)
+        assert (result.first_position, result.last_position) == (1, 3)
+        records = await store.read_stream("order-1")
+        assert [r.version for r in records] == [1, 2, 3]
+        assert [r.position for r in records] == [1, 2, 3]
+        assert _payloads(records) == [b'{"p":"a"}', b'{"p":"b"}', b'{"p":"c"}']
+        assert await store.stream_version("order-1") == 3
+        assert await store.last_position() == 3
+
+    async def test_expected_version_zero_means_no_stream(self, store: EventStore) -> None:
+        await store.append("s", [new_event()], 0)
+        with pytest.raises(ConcurrencyError):
+            await store.append("s", [new_event()], 0)
+
+    async def test_appends_continue_from_the_expected_version(self, store: EventStore) -> None:
+        await store.append("s", [new_event("1")], NO_STREAM)
+        result = await store.append("s", [new_event("2"), new_event("3")], 1)
+        assert (result.first_version, result.last_version) == (2, 3)
+        assert [r.version for r in await store.read_stream("s")] == [1, 2, 3]
+
+    async def test_wrong_expected_version_raises_and_writes_nothing(self, store: EventStore) -> None:
+        await store.append("s", [new_event("1"), new_event("2")], NO_STREAM)
+        for wrong in (0, 1, 3, 10, NO_STREAM):
+            with pytest.raises(ConcurrencyError) as caught:
+                await store.append("s", [new_event("bad")], wrong)
+            assert caught.value.stream_id == "s"
+            assert caught.value.actual == 2
+            assert "'s'" in str(caught.value)
+        assert await store.stream_version("s") == 2
+        assert await store.last_position() == 2
+        assert b'{"p":"bad"}' not in _payloads(await _read_everything(store))
+
+    async def test_any_version_appends_whatever_the_version(self, store: EventStore) -> None:
+        await store.append("s", [new_event("1")], ANY)
+        await store.append("s", [new_event("2")], ANY)
+        assert [r.version for r in await store.read_stream("s")] == [1, 2]
+
+    async def test_read_stream_range(self, store: EventStore) -> None:
+        await store.append("s", [new_event(str(i)) for i in range(1, 11)], NO_STREAM)
+        assert [r.version for r in await store.read_stream("s", from_version=4)] == list(range(4, 11))
+        assert [r.version for r in await store.read_stream("s", 3, 5)] == [3, 4, 5]
+        assert await store.read_stream("s", 11) == []
+        with pytest.raises(ValueError, match="from_version"):
+            await store.read_stream("s", 0)
+
+    async def test_streams_are_independent(self, store: EventStore) -> None:
+        await store.append("a", [new_event("a1")], NO_STREAM)
+        await store.append("b", [new_event("b1"), new_event("b2")], NO_STREAM)
+        await store.append("a", [new_event("a2")], 1)
+        assert _payloads(await store.read_stream("a")) == [b'{"p":"a1"}', b'{"p":"a2"}']
+        assert [r.version for r in await store.read_stream("b")] == [1, 2]
+        assert [(r.stream_id, r.position) for r in await store.read_all()] == [
+            ("a", 1), ("b", 2), ("b", 3), ("a", 4)
+        ]
+
+    async def test_read_all_pages_cover_the_log_once_in_order(self, store: EventStore) -> None:
+        for i in range(20):
+            await store.append(f"s-{i % 3}", [new_event(str(i)), new_event(str(i))], ANY)
+        records = await _read_everything(store, page=7)
+        assert [r.position for r in records] == list(range(1, 41))
+        assert len(await store.read_all(after_position=35, limit=100)) == 5
+        assert await store.read_all(after_position=40) == []
+        with pytest.raises(ValueError, match="limit"):
+            await store.read_all(0, 0)
+        with pytest.raises(ValueError, match="after_position"):
+            await store.read_all(-1)
+
+    async def test_metadata_type_schema_and_time_round_trip(self, store: EventStore) -> None:
+        before = datetime.now(UTC) - timedelta(seconds=1)
+        event = NewEvent(
+            "PaymentCaptured", b'{"amount":5}',
+            Metadata("evt-1", command_id="cmd-1", causation_id="cause-1", correlation_id="corr-1"),
+            schema_version=3,
+        )
+        await store.append("payment-1", [event], NO_STREAM)
+        (record,) = await store.read_stream("payment-1")
+        (from_log,) = await store.read_all()
+        assert record == from_log
+        assert record.type == "PaymentCaptured"
+        assert record.schema_version == 3
+        assert record.data == b'{"amount":5}'
+        assert record.metadata == event.metadata
+        assert record.recorded_at.tzinfo is not None
+        assert before <= record.recorded_at <= datetime.now(UTC) + timedelta(seconds=1)
+
+    async def test_one_large_append_is_atomic_and_contiguous(self, store: EventStore) -> None:
+        await store.append("small", [new_event()], NO_STREAM)
+        result = await store.append("big", [new_event(str(i)) for i in range(12_000)], NO_STREAM)
+        assert (result.first_position, result.last_position) == (2, 12_001)
+        assert len(await store.read_stream("big")) == 12_000
+
+    # -- concurrency and group commit --------------------------------------------------------------
+
+    async def test_concurrent_appends_to_one_stream_admit_exactly_one(self, store: EventStore) -> None:
+        await store.append("s", [new_event()], NO_STREAM)
+        outcomes: list[str] = []
+
+        async def contender(i: int) -> None:
+            try:
+                await store.append("s", [new_event(str(i))], 1)
+                outcomes.append("ok")
+            except ConcurrencyError:
+                outcomes.append("conflict")
+
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(contender, i)
+        assert sorted(outcomes) == ["conflict"] * 19 + ["ok"]
+        assert await store.stream_version("s") == 2
+
+    async def test_group_commit_checks_each_stream_and_isolates_failures(self, store: EventStore) -> None:
+        streams = [f"acct-{i}" for i in range(100)]
+        for name in streams[:50]:
+            await store.append(name, [new_event("seed")], NO_STREAM)
+        failures: list[str] = []
+
+        async def writer(name: str, expected: int) -> None:
+            try:
+                await store.append(name, [new_event(name), new_event(name)], expected)
+            except ConcurrencyError:
+                failures.append(name)
+
+        async with anyio.create_task_group() as tg:
+            for i, name in enumerate(streams):
+                seeded = i < 50
+                wrong = i % 10 == 0  # every tenth append carries a stale expectation
+                expected = (1 if seeded else 0) + (5 if wrong else 0)
+                tg.start_soon(writer, name, expected)
+        assert sorted(failures) == sorted(name for i, name in enumerate(streams) if i % 10 == 0)
+        records = await _read_everything(store, page=1000)
+        assert [r.position for r in records] == list(range(1, len(records) + 1))
+        assert len(records) == 50 + 90 * 2
+        for i, name in enumerate(streams):
+            versions = [r.version for r in await store.read_stream(name)]
+            base = 1 if i < 50 else 0
+            assert versions == list(range(1, base + 1 + (0 if i % 10 == 0 else 2)))
+
+    async def test_positions_follow_commit_order(self, store: EventStore) -> None:
+        last = 0
+        for i in range(30):
+            result = await store.append(f"s-{i % 4}", [new_event()], ANY)
+            assert result.first_position == last + 1
+            last = result.last_position
+
+    # -- durability and several store instances ----------------------------------------------------
+
+    async def test_appends_survive_reopen(self, store_factory: StoreFactory) -> None:
+        async with store_factory() as store:
+            await store.append("s", [new_event("1"), new_event("2")], NO_STREAM)
+        async with store_factory() as store:
+            assert _payloads(await store.read_stream("s")) == [b'{"p":"1"}', b'{"p":"2"}']
+            result = await store.append("s", [new_event("3")], 2)
+            assert result.first_position == 3
+
+    async def test_two_store_instances_detect_each_others_writes(self, store_factory: StoreFactory) -> None:
+        async with store_factory() as first, store_factory() as second:
+            await first.append("shared", [new_event("1")], NO_STREAM)
+            await second.append("other", [new_event("o")], NO_STREAM)
+            with pytest.raises(ConcurrencyError):
+                await second.append("shared", [new_event("stale")], NO_STREAM)
+            await second.append("shared", [new_event("2")], 1)
+            with pytest.raises(ConcurrencyError):
+                await first.append("shared", [new_event("stale")], 1)
+            await first.append("shared", [new_event("3")], 2)
+            records = await _read_everything(first)
+            assert [r.position for r in records] == [1, 2, 3, 4]
+            assert [r.version for r in await second.read_stream("shared")] == [1, 2, 3]
+
+    async def test_closed_store_refuses_work(self, store_factory: StoreFactory) -> None:
+        async with store_factory() as store:
+            pass
+        with pytest.raises(StoreClosedError):
+            await store.append("s", [new_event()], NO_STREAM)
+        with pytest.raises(StoreClosedError):
+            await store.read_all()
+
+    # -- bad input -----------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("bad", ["", "   ", "x" * 600, 42, None, b"bytes", "nul\x00inside"])
+    async def test_bad_stream_ids_are_refused(self, store: EventStore, bad: object) -> None:
+        with pytest.raises(InvalidStreamIdError):
+            await store.append(bad, [new_event()], NO_STREAM)  # type: ignore[arg-type]
+        with pytest.raises(InvalidStreamIdError):
+            await store.read_stream(bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidStreamIdError):
+            await store.stream_version(bad)  # type: ignore[arg-type]
+        assert await store.last_position() == 0
+
+    async def test_stream_ids_are_data_not_sql(self, store: EventStore) -> None:
+        hostile = ["x'; DROP TABLE events; --", 'quote"d', "ünïcødé-流", "100%_like"]
+        for name in hostile:
+            await store.append(name, [new_event(name)], NO_STREAM)
+        for name in hostile:
+            (record,) = await store.read_stream(name)
+            assert record.stream_id == name
+        assert await store.read_stream("100%") == []
+        assert await store.last_position() == len(hostile)
+
+    @pytest.mark.parametrize("bad", [-1, True, "1", 1.0, None])
+    async def test_bad_expected_versions_are_refused(self, store: EventStore, bad: object) -> None:
+        with pytest.raises(ValueError, match="expected version"):
+            await store.append("s", [new_event()], bad)  # type: ignore[arg-type]
+        assert await store.last_position() == 0
+
+    async def test_bad_event_lists_are_refused(self, store: EventStore) -> None:
+        with pytest.raises(ValueError, match="at least one event"):
+            await store.append("s", [], NO_STREAM)
+        with pytest.raises(TypeError, match="NewEvent"):
+            await store.append("s", [new_event(), {"type": "x"}], NO_STREAM)  # type: ignore[list-item]
+        with pytest.raises(TypeError, match="data"):
+            await store.append("s", [NewEvent("T", "not bytes", Metadata("e"))], NO_STREAM)  # type: ignore[arg-type]
+        assert await store.last_position() == 0

@@ -1,0 +1,223 @@
+"""The actor runtime over the SQLite store: ordering, batching, recovery, conflicts, shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+
+from actorsrc import (
+    AskTimeoutError,
+    ConcurrencyError,
+    MailboxFullError,
+    Runtime,
+    RuntimeClosedError,
+    SQLiteEventStore,
+    StoreError,
+)
+from actorsrc.testing.faults import FaultyStore
+from examples.bank import Credit, Debit, InsufficientFunds, OpenAccount, account
+from tests.helpers import bank, replayed_account
+
+
+async def test_quick_path_returns_version_position_and_events(tmp_path: Path) -> None:
+    async with bank(tmp_path / "b.db") as (_, runtime):
+        ref = runtime.ref(account, "acc-1")
+        opened = await ref.ask(OpenAccount("ann"), timeout=5)
+        credited = await ref.ask(Credit(100), timeout=5)
+        assert (opened.version, opened.position) == (1, 1)
+        assert (credited.version, credited.position) == (2, 2)
+        assert credited.stream_id == "account-acc-1"
+        assert [type(e).__name__ for e in credited.events] == ["AccountCredited"]
+
+
+async def test_thousand_concurrent_deposits_to_one_account(tmp_path: Path) -> None:
+    async with bank(tmp_path / "b.db") as (store, runtime):
+        ref = runtime.ref(account, "hot")
+        await ref.ask(OpenAccount("ann"))
+        versions: list[int] = []
+
+        async def deposit(amount: int) -> None:
+            versions.append((await ref.ask(Credit(amount))).version)
+
+        async with anyio.create_task_group() as tg:
+            for amount in range(1, 1001):
+                tg.start_soon(deposit, amount)
+        state, stored_versions = await replayed_account(store, "hot")
+        assert state.balance == sum(range(1, 1001))
+        assert sorted(versions) == list(range(2, 1002))
+        assert stored_versions == list(range(1, 1002))
+
+
+async def test_ten_thousand_accounts_survive_close_and_reopen(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    expected: dict[str, int] = {}
+
+    async def drive(runtime: Runtime, account_id: str) -> None:
+        ref = runtime.ref(account, account_id)
+        await ref.ask(OpenAccount(account_id))
+        n = int(account_id.split("-")[1])
+        await ref.ask(Credit(100 + n))
+        await ref.ask(Debit(n % 50 + 1))
+        expected[account_id] = 100 + n - (n % 50 + 1)
+
+    async with bank(db) as (_, runtime), anyio.create_task_group() as tg:
+        for n in range(10_000):
+            tg.start_soon(drive, runtime, f"acc-{n}")
+    async with bank(db) as (store, runtime):
+        assert await store.last_position() == 30_000
+        # Recovery from the store: a debit that needs the recovered balance is accepted exactly.
+        for account_id in ("acc-0", "acc-4321", "acc-9999"):
+            outcome = await runtime.ref(account, account_id).ask(Debit(expected[account_id]))
+            assert outcome.version == 4
+            expected[account_id] = 0
+        for account_id, balance in expected.items():
+            state, _ = await replayed_account(store, account_id)
+            assert state.balance == balance, account_id
+
+
+async def test_two_runtimes_on_one_file_detect_the_conflict_and_lose_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    async with bank(db) as (store, first), bank(db) as (_, second):
+        a, b = first.ref(account, "shared"), second.ref(account, "shared")
+        await a.ask(OpenAccount("ann"))
+        await b.ask(Credit(10))  # b recovers version 1 and appends version 2
+        outcome = await a.ask(Credit(20))  # a still holds version 1: conflict, reload, decide again
+        assert outcome.version == 3
+
+        async def hammer(ref: object, amount: int) -> None:
+            await ref.ask(Credit(amount))  # type: ignore[attr-defined]
+
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(hammer, a if i % 2 else b, 1)
+        state, versions = await replayed_account(store, "shared")
+        assert state.balance == 10 + 20 + 100
+        assert versions == list(range(1, 104))
+
+
+async def test_conflicts_past_the_retry_limit_reach_the_caller(tmp_path: Path) -> None:
+    db = tmp_path / "b.db"
+    async with bank(db, max_conflict_retries=0) as (store, first), bank(db) as (_, second):
+        await first.ref(account, "x").ask(OpenAccount("ann"))
+        await second.ref(account, "x").ask(Credit(5))
+        with pytest.raises(ConcurrencyError, match="account-x"):
+            await first.ref(account, "x").ask(Credit(7))
+        state, versions = await replayed_account(store, "x")
+        assert (state.balance, versions) == (5, [1, 2])
+        # The actor reloaded: the next command succeeds.
+        assert (await first.ref(account, "x").ask(Credit(7))).version == 3
+
+
+async def test_commands_of_one_actor_share_appends(tmp_path: Path) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [account]) as runtime:
+            ref = runtime.ref(account, "batched")
+            await ref.ask(OpenAccount("ann"))
+            store.hold_appends()
+            async with anyio.create_task_group() as tg:
+                for _ in range(200):
+                    tg.start_soon(ref.ask, Credit(1))
+                await anyio.sleep(0.05)
+                store.release_appends()
+        assert store.appended_events == 201
+        assert store.appends < 10  # 200 commands went out in a few appends, not 200
+
+
+async def test_reply_waits_until_the_events_are_durable(tmp_path: Path) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [account]) as runtime:
+            ref = runtime.ref(account, "slow")
+            store.hold_appends()
+            replied = anyio.Event()
+
+            async def open_it() -> None:
+                await ref.ask(OpenAccount("ann"))
+                replied.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(open_it)
+                await anyio.sleep(0.1)
+                assert not replied.is_set()
+                assert await inner.last_position() == 0
+                store.release_appends()
+            assert await inner.last_position() == 1
+
+
+async def test_ask_timeout_is_a_clear_error(tmp_path: Path) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [account]) as runtime:
+            store.hold_appends()
+            with pytest.raises(AskTimeoutError, match=r"account 'late' did not reply to OpenAccount within 0.1"):
+                await runtime.ref(account, "late").ask(OpenAccount("ann"), timeout=0.1)
+            assert isinstance(AskTimeoutError(), TimeoutError)
+            store.release_appends()
+
+
+async def test_failed_append_reaches_the_caller_and_the_actor_recovers(tmp_path: Path) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [account]) as runtime:
+            ref = runtime.ref(account, "flaky")
+            await ref.ask(OpenAccount("ann"))
+            store.fail_next_appends(1)
+            with pytest.raises(StoreError, match="injected"):
+                await ref.ask(Credit(50))
+            assert (await ref.ask(Credit(30))).version == 2
+        state, versions = await replayed_account(inner, "flaky")
+        assert (state.balance, versions) == (30, [1, 2])
+
+
+async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Path) -> None:
+    results: list[int] = []
+    async with SQLiteEventStore.open(tmp_path / "b.db") as store:
+        runtime = Runtime(store, [account])
+        async with runtime:
+            ref = runtime.ref(account, "closing")
+            await ref.ask(OpenAccount("ann"))
+
+            async def credit() -> None:
+                results.append((await ref.ask(Credit(1))).version)
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(300):
+                    tg.start_soon(credit)
+                await anyio.sleep(0)  # queued, not yet handled, when the runtime starts closing
+        assert sorted(results) == list(range(2, 302))
+        with pytest.raises(RuntimeClosedError):
+            await ref.ask(Credit(1))
+        state, _ = await replayed_account(store, "closing")
+        assert state.balance == 300
+
+
+async def test_full_mailbox_waits_or_fails_fast(tmp_path: Path) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [account], mailbox_capacity=4, max_batch=2) as runtime:
+            ref = runtime.ref(account, "busy")
+            await ref.ask(OpenAccount("ann"))
+            store.hold_appends()
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):  # far more than the mailbox holds: callers wait for space
+                    tg.start_soon(ref.ask, Credit(1))
+                await anyio.sleep(0.05)
+                assert runtime.mailbox_length(account, "busy") == 4
+                with pytest.raises(MailboxFullError, match="account-busy"):
+                    await ref.ask(Credit(1), wait_for_space=False)
+                store.release_appends()
+        state, _ = await replayed_account(inner, "busy")
+        assert state.balance == 30
+
+
+async def test_rejections_and_domain_errors_keep_the_actor_serving(tmp_path: Path) -> None:
+    async with bank(tmp_path / "b.db") as (store, runtime):
+        ref = runtime.ref(account, "acc")
+        await ref.ask(OpenAccount("ann"))
+        with pytest.raises(InsufficientFunds, match="below the overdraft limit"):
+            await ref.ask(Debit(5))
+        assert await store.last_position() == 1
+        assert (await ref.ask(Credit(5))).version == 2
