@@ -79,8 +79,7 @@ class Aggregate(Generic[State, Command, Event]):
                 )
             if not isinstance(version, int) or version < 1:
                 raise ConfigurationError(
-                    f"aggregate {self.name!r}: schema version of {type_name!r} must be an int >= 1, "
-                    f"got {version!r}"
+                    f"aggregate {self.name!r}: schema version of {type_name!r} must be an int >= 1, got {version!r}"
                 )
         for cls in self.commands:
             if not isinstance(cls, type):

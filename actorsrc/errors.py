@@ -73,9 +73,7 @@ class EventDecodeError(CodecError):
         self.version = version
         self.type_name = type_name
         self.reason = reason
-        super().__init__(
-            f"stream {stream_id!r} version {version} ({type_name}) does not decode: {reason}"
-        )
+        super().__init__(f"stream {stream_id!r} version {version} ({type_name}) does not decode: {reason}")
 
 
 class StoreClosedError(ActorsrcError):

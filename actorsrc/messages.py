@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 from datetime import datetime
 
 import msgspec
+
+# Event ids: a random per-process prefix and a counter. Unique without a syscall per event
+# (uuid4 reads os.urandom each time, ~1.7 us here; this is ~0.2 us).
+_event_id_prefix = os.urandom(8).hex()
+_event_counter = itertools.count(1)
+
+
+def _new_prefix_after_fork() -> None:
+    global _event_id_prefix
+    _event_id_prefix = os.urandom(8).hex()
+
+
+os.register_at_fork(after_in_child=_new_prefix_after_fork)
+
+
+def next_event_id() -> str:
+    """A new globally unique event id (32 hex characters)."""
+    return f"{_event_id_prefix}{next(_event_counter):016x}"
 
 
 class Metadata(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True):

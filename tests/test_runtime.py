@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from actorsrc import (
@@ -186,7 +187,7 @@ async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Pa
             async with anyio.create_task_group() as tg:
                 for _ in range(300):
                     tg.start_soon(credit)
-                await anyio.sleep(0)  # queued, not yet handled, when the runtime starts closing
+                await anyio.lowlevel.checkpoint()  # queued, not yet handled, when the runtime starts closing
         assert sorted(results) == list(range(2, 302))
         with pytest.raises(RuntimeClosedError):
             await ref.ask(Credit(1))

@@ -9,14 +9,11 @@ events of the whole batch in one append, and only then replies to each caller.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from actorsrc.errors import ConcurrencyError, RecoveryError, RuntimeClosedError
-from actorsrc.messages import Metadata, NewEvent
+from actorsrc.messages import Metadata, NewEvent, next_event_id
 from actorsrc.observability import logger
 from actorsrc.runtime.outcome import CommandOutcome, Envelope
 
@@ -39,8 +36,17 @@ class _Decided:
 
 class AggregateActor:
     __slots__ = (
-        "aggregate_id", "entry", "mailbox", "position", "recovered", "running", "space_waiters",
-        "state", "store", "stream_id", "version",
+        "aggregate_id",
+        "entry",
+        "mailbox",
+        "position",
+        "recovered",
+        "running",
+        "space_waiters",
+        "state",
+        "store",
+        "stream_id",
+        "version",
     )
 
     def __init__(self, entry: AggregateEntry, aggregate_id: str, store: EventStore) -> None:
@@ -111,9 +117,7 @@ class AggregateActor:
                         _fail(envelope, error)
                     return
             try:
-                # Shielded: once an append starts, its callers get their replies.
-                with anyio.CancelScope(shield=True):
-                    await self._decide_and_persist(batch)
+                await self._decide_and_persist(batch)
                 return
             except ConcurrencyError as exc:
                 # Another writer appended to this stream: reload and decide the batch again.
@@ -184,12 +188,12 @@ class AggregateActor:
             reply = decided.envelope.reply
             if not reply.done():
                 reply.set_result(CommandOutcome(self.stream_id, decided.version, position, decided.events))
-        for envelope, exc in rejected:
-            _fail(envelope, exc)
+        for envelope, error in rejected:
+            _fail(envelope, error)
 
     @staticmethod
     def _metadata(envelope: Envelope) -> Metadata:
-        return Metadata(uuid.uuid4().hex, envelope.command_id)
+        return Metadata(next_event_id(), envelope.command_id)
 
 
 def _fail(envelope: Envelope, error: BaseException) -> None:

@@ -27,9 +27,7 @@ def build_entries(aggregates: Iterable[Aggregate[Any, Any, Any]]) -> dict[str, A
             raise ConfigurationError(f"{aggregate!r} is not an Aggregate")
         if aggregate.name in entries:
             raise ConfigurationError(f"two aggregates are named {aggregate.name!r}; names must be unique")
-        entries[aggregate.name] = AggregateEntry(
-            aggregate, EventCodec(aggregate.events, aggregate.schema_versions)
-        )
+        entries[aggregate.name] = AggregateEntry(aggregate, EventCodec(aggregate.events, aggregate.schema_versions))
     if not entries:
         raise ConfigurationError("a runtime needs at least one aggregate")
     return entries

@@ -9,7 +9,6 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 import anyio
-from anyio.abc import TaskGroup
 
 from actorsrc.domain import Aggregate
 from actorsrc.errors import (
@@ -60,25 +59,33 @@ class Runtime:
         self.default_timeout = default_timeout
         self._entries = build_entries(aggregates)
         self._actors: dict[tuple[str, str], AggregateActor] = {}
-        self._task_group: TaskGroup | None = None
+        # Actor tasks exist only while an actor has mail. They are plain asyncio tasks: anyio's
+        # start_soon costs ~36 us against ~3 us here, paid on every activation of an idle actor.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._entered = False
         self._closing = False
 
     async def __aenter__(self) -> Self:
-        if self._task_group is not None or self._closing:
+        if self._entered:
             raise RuntimeClosedError("a Runtime can be entered once; create a new one")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
+        self._entered = True
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> bool | None:
+    ) -> None:
         self._closing = True
-        task_group, self._task_group = self._task_group, None
-        assert task_group is not None
-        # The task group waits for every actor to drain its mailbox (or cancels them on error).
-        return await task_group.__aexit__(exc_type, exc, tb)
+        try:
+            while self._tasks:  # actors finish what is queued; new commands are refused
+                await asyncio.wait(tuple(self._tasks))
+        except BaseException:
+            # Cancelled while draining: stop the actors (their callers get an error), then wait.
+            for task in self._tasks:
+                task.cancel()
+            with anyio.CancelScope(shield=True):
+                while self._tasks:
+                    await asyncio.wait(tuple(self._tasks))
+            raise
 
     # -- addressing -----------------------------------------------------------------------------
 
@@ -107,8 +114,14 @@ class Runtime:
     # -- sending --------------------------------------------------------------------------------
 
     async def _ask(
-        self, entry: AggregateEntry, aggregate_id: str, command: Any, *,
-        timeout: float | None, command_id: str | None, wait_for_space: bool,
+        self,
+        entry: AggregateEntry,
+        aggregate_id: str,
+        command: Any,
+        *,
+        timeout: float | None,
+        command_id: str | None,
+        wait_for_space: bool,
     ) -> CommandOutcome[Any]:
         aggregate = entry.aggregate
         if not isinstance(command, aggregate.commands):
@@ -121,43 +134,73 @@ class Runtime:
         limit = self.default_timeout if timeout is None else timeout
         if limit is not None and limit <= 0:
             raise ValueError(f"timeout must be > 0, got {limit}")
-        reply: asyncio.Future[CommandOutcome[Any]] = asyncio.get_running_loop().create_future()
-        with anyio.move_on_after(limit) as scope:
-            await self._deliver(entry, aggregate_id, Envelope(command, command_id, reply), wait_for_space)
-            return await reply
-        assert scope.cancelled_caught
-        raise AskTimeoutError(
-            f"{aggregate.name} {aggregate_id!r} did not reply to {type(command).__qualname__} within "
-            f"{limit} s; the command may still be carried out"
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[CommandOutcome[Any]] = loop.create_future()
+        envelope = Envelope(command, command_id, reply)
+        # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
+        timer = (
+            None
+            if limit is None
+            else loop.call_later(limit, _expire, reply, aggregate.name, aggregate_id, command, limit)
         )
+        try:
+            if not self._deliver_now(entry, aggregate_id, envelope):
+                if not wait_for_space:
+                    raise MailboxFullError(
+                        f"mailbox of {aggregate.stream_id(aggregate_id)!r} is full "
+                        f"({self.mailbox_capacity} commands queued)"
+                    )
+                await self._deliver_when_space(entry, aggregate_id, envelope)
+            return await reply
+        finally:
+            if timer is not None:
+                timer.cancel()
 
-    async def _deliver(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope, wait: bool) -> None:
+    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> bool:
+        """Queue `envelope` if the mailbox has room; False if it is full."""
+        if self._closing or not self._entered:
+            raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
         key = (entry.aggregate.name, aggregate_id)
-        while True:
-            if self._closing or self._task_group is None:
-                raise RuntimeClosedError("the runtime is closed or closing; it accepts no new commands")
-            actor = self._actors.get(key)
-            if actor is None:
-                actor = self._actors[key] = AggregateActor(entry, aggregate_id, self.store)
-            if len(actor.mailbox) < self.mailbox_capacity:
-                break
-            if not wait:
-                raise MailboxFullError(
-                    f"mailbox of {actor.stream_id!r} is full ({self.mailbox_capacity} commands queued)"
-                )
-            await self._wait_for_space(actor)
+        actor = self._actors.get(key)
+        if actor is None:
+            actor = self._actors[key] = AggregateActor(entry, aggregate_id, self.store)
+        if len(actor.mailbox) >= self.mailbox_capacity:
+            return False
         actor.mailbox.append(envelope)
         if not actor.running:
             actor.running = True
-            self._task_group.start_soon(actor.run, self.max_batch, self.max_conflict_retries)
+            task = asyncio.get_running_loop().create_task(actor.run(self.max_batch, self.max_conflict_retries))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _deliver_when_space(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> None:
+        while not self._deliver_now(entry, aggregate_id, envelope):
+            actor = self._actors[(entry.aggregate.name, aggregate_id)]
+            waiter = self._wait_for_space(actor)
+            # The reply future carries the timeout: stop waiting for space when it expires.
+            await asyncio.wait([waiter, envelope.reply], return_when=asyncio.FIRST_COMPLETED)
+            if envelope.reply.done():
+                waiter.cancel()
+                return
 
     @staticmethod
-    async def _wait_for_space(actor: AggregateActor) -> None:
+    def _wait_for_space(actor: AggregateActor) -> asyncio.Future[None]:
         if actor.space_waiters is None:
             actor.space_waiters = deque()
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         actor.space_waiters.append(waiter)
-        await waiter
+        return waiter
+
+
+def _expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:
+    if not reply.done():
+        reply.set_exception(
+            AskTimeoutError(
+                f"{aggregate} {aggregate_id!r} did not reply to {type(command).__qualname__} within "
+                f"{limit} s; the command may still be carried out"
+            )
+        )
 
 
 class AggregateRef(Generic[S, C, E]):
@@ -171,7 +214,11 @@ class AggregateRef(Generic[S, C, E]):
         self.aggregate_id = aggregate_id
 
     async def ask(
-        self, command: C, *, timeout: float | None = None, command_id: str | None = None,
+        self,
+        command: C,
+        *,
+        timeout: float | None = None,
+        command_id: str | None = None,
         wait_for_space: bool = True,
     ) -> CommandOutcome[E]:
         """Send `command` and wait until its events are durable.
@@ -182,8 +229,12 @@ class AggregateRef(Generic[S, C, E]):
         `wait_for_space` is false.
         """
         return await self._runtime._ask(
-            self._entry, self.aggregate_id, command,
-            timeout=timeout, command_id=command_id, wait_for_space=wait_for_space,
+            self._entry,
+            self.aggregate_id,
+            command,
+            timeout=timeout,
+            command_id=command_id,
+            wait_for_space=wait_for_space,
         )
 
     def __repr__(self) -> str:

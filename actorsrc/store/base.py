@@ -42,8 +42,7 @@ def validate_stream_id(stream_id: object) -> str:
         raise InvalidStreamIdError(f"stream id must not be empty or blank, got {stream_id!r}")
     if len(stream_id) > MAX_STREAM_ID_LENGTH:
         raise InvalidStreamIdError(
-            f"stream id is {len(stream_id)} characters, over the limit of {MAX_STREAM_ID_LENGTH}: "
-            f"{stream_id[:40]!r}..."
+            f"stream id is {len(stream_id)} characters, over the limit of {MAX_STREAM_ID_LENGTH}: {stream_id[:40]!r}..."
         )
     if "\x00" in stream_id:
         raise InvalidStreamIdError(f"stream id must not contain NUL characters: {stream_id!r}")
@@ -70,10 +69,14 @@ def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
         if not isinstance(event.type, str) or not event.type:
             raise TypeError(f"append to {stream_id!r}: event type must be a non-empty str, got {event.type!r}")
         if not isinstance(event.data, bytes):
-            raise TypeError(f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}")
+            raise TypeError(
+                f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}"
+            )
         version = event.schema_version
         if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
-            raise TypeError(f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}")
+            raise TypeError(
+                f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}"
+            )
         if not isinstance(event.metadata, Metadata):
             raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {event.metadata!r}")
     return list(events)

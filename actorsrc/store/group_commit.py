@@ -47,7 +47,9 @@ class GroupCommitter:
     def queued(self) -> int:
         return len(self._queue)
 
-    def submit(self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion) -> asyncio.Future[AppendResult]:
+    def submit(
+        self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion
+    ) -> asyncio.Future[AppendResult]:
         if self._closing:
             raise StoreClosedError(f"{self._store_name} is closed; open it again to append")
         reply: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()

@@ -27,6 +27,8 @@ from actorsrc.store.base import (
     validate_stream_id,
 )
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend
+from actorsrc.store.sqlite_reads import BatchedReader
+from actorsrc.store.sqlite_thread import run_on_connection_thread
 from actorsrc.store.sqlite_writer import StreamCache, decode_metadata, micros_to_datetime, write_batch
 
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
@@ -46,6 +48,7 @@ class SQLiteEventStore:
         self._cache = StreamCache()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._reads: BatchedReader | None = None
         self._open = False
 
     @classmethod
@@ -73,10 +76,11 @@ class SQLiteEventStore:
     async def _connect(self) -> None:
         try:
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._writer._execute(sqlite_schema.configure, self._writer._conn, durable=self.durable)
-            await self._writer._execute(sqlite_schema.migrate, self._writer._conn)
+            await run_on_connection_thread(self._writer, sqlite_schema.configure, durable=self.durable)
+            await run_on_connection_thread(self._writer, sqlite_schema.migrate)
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await self._reader._execute(sqlite_schema.configure, self._reader._conn, durable=self.durable)
+            await run_on_connection_thread(self._reader, sqlite_schema.configure, durable=self.durable)
+            self._reads = BatchedReader(self._reader)
         except sqlite3.Error as exc:
             await self._disconnect()
             raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
@@ -84,6 +88,8 @@ class SQLiteEventStore:
 
     async def _disconnect(self) -> None:
         self._open = False
+        if self._reads is not None:
+            await self._reads.wait_idle()
         for conn in (self._writer, self._reader):
             if conn is not None:
                 await conn.close()
@@ -104,7 +110,7 @@ class SQLiteEventStore:
         writer = self._writer
         assert writer is not None
         try:
-            return await writer._execute(write_batch, writer._conn, batch, self._cache)
+            return await run_on_connection_thread(writer, write_batch, batch, self._cache)
         except sqlite3.Error:
             if len(batch) == 1:
                 raise
@@ -113,7 +119,7 @@ class SQLiteEventStore:
         outcomes: list[AppendResult | BaseException] = []
         for pending in batch:
             try:
-                outcomes.extend(await writer._execute(write_batch, writer._conn, [pending], self._cache))
+                outcomes.extend(await run_on_connection_thread(writer, write_batch, [pending], self._cache))
             except sqlite3.Error as exc:
                 outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc}"))
         return outcomes
@@ -158,15 +164,17 @@ class SQLiteEventStore:
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         self._check_open()
-        assert self._reader is not None
+        assert self._reads is not None
         try:
-            return list(await self._reader.execute_fetchall(sql, params))
+            return await self._reads.fetch(sql, params)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path!r}: read failed: {exc}") from exc
 
     def _check_open(self) -> None:
         if not self._open:
-            raise StoreClosedError(f"SQLite store {self.path!r} is not open; use `async with SQLiteEventStore.open(...)`")
+            raise StoreClosedError(
+                f"SQLite store {self.path!r} is not open; use `async with SQLiteEventStore.open(...)`"
+            )
 
     @property
     def queued_appends(self) -> int:
@@ -181,6 +189,12 @@ def _recorded(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
     except (msgspec.DecodeError, TypeError) as exc:
         raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
     return RecordedEvent(
-        stream_id, version, position, type_name, schema_version, bytes(data),
-        decoded_metadata, micros_to_datetime(recorded_at),
+        stream_id,
+        version,
+        position,
+        type_name,
+        schema_version,
+        bytes(data),
+        decoded_metadata,
+        micros_to_datetime(recorded_at),
     )

@@ -129,14 +129,20 @@ def _write_in_transaction(
         for event in pending.events:
             version += 1
             event_rows.append(
-                (position, key, version, event.type, event.schema_version, event.data,
-                 _encode_metadata(event.metadata), micros)
+                (
+                    position,
+                    key,
+                    version,
+                    event.type,
+                    event.schema_version,
+                    event.data,
+                    _encode_metadata(event.metadata),
+                    micros,
+                )
             )
             position += 1
         updates[stream_id] = (key, version)
-        outcomes.append(
-            AppendResult(stream_id, first_version, version, first_position, position - 1, recorded_at)
-        )
+        outcomes.append(AppendResult(stream_id, first_version, version, first_position, position - 1, recorded_at))
     if event_rows:
         conn.executemany(_UPSERT_STREAM, [(key, name, version) for name, (key, version) in updates.items()])
         conn.executemany(_INSERT_EVENT, event_rows)

@@ -111,7 +111,10 @@ class EventStoreContract:
         assert _payloads(await store.read_stream("a")) == [b'{"p":"a1"}', b'{"p":"a2"}']
         assert [r.version for r in await store.read_stream("b")] == [1, 2]
         assert [(r.stream_id, r.position) for r in await store.read_all()] == [
-            ("a", 1), ("b", 2), ("b", 3), ("a", 4)
+            ("a", 1),
+            ("b", 2),
+            ("b", 3),
+            ("a", 4),
         ]
 
     async def test_read_all_pages_cover_the_log_once_in_order(self, store: EventStore) -> None:
@@ -129,7 +132,8 @@ class EventStoreContract:
     async def test_metadata_type_schema_and_time_round_trip(self, store: EventStore) -> None:
         before = datetime.now(UTC) - timedelta(seconds=1)
         event = NewEvent(
-            "PaymentCaptured", b'{"amount":5}',
+            "PaymentCaptured",
+            b'{"amount":5}',
             Metadata("evt-1", command_id="cmd-1", causation_id="cause-1", correlation_id="corr-1"),
             schema_version=3,
         )

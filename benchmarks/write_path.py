@@ -1,0 +1,149 @@
+"""Commands/s through the whole write path on durable SQLite, beside the raw insert ceiling.
+
+Both run in the same process, one after the other, on fresh files in the same directory, with the
+same durability (WAL, synchronous=FULL), so their ratio is what to compare across machines.
+
+    python -m benchmarks.write_path --aggregates 10000 --commands 10 --callers 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiosqlite
+import anyio
+import msgspec
+
+from actorsrc import Runtime, SQLiteEventStore
+from actorsrc.messages import Metadata
+from actorsrc.store import sqlite_schema
+from actorsrc.store.sqlite_thread import run_on_connection_thread
+from examples.bank import Credit, OpenAccount, account
+
+
+@dataclass
+class WriteResult:
+    name: str
+    commands: int
+    seconds: float
+    per_second: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+async def actorsrc_write(path: Path, aggregates: int, commands_each: int, callers: int) -> WriteResult:
+    """Open `aggregates` accounts, then credit each `commands_each - 1` times, from `callers` tasks."""
+    work: list[tuple[str, OpenAccount | Credit]] = [(f"acc-{i}", OpenAccount("owner")) for i in range(aggregates)]
+    work += [(f"acc-{i}", Credit(1)) for _ in range(commands_each - 1) for i in range(aggregates)]
+    latencies: list[float] = []
+    async with SQLiteEventStore.open(path) as store, Runtime(store, [account]) as runtime:
+        refs = {f"acc-{i}": runtime.ref(account, f"acc-{i}") for i in range(aggregates)}
+        queue = iter(work)
+
+        async def caller() -> None:
+            clock = time.perf_counter
+            for aggregate_id, command in queue:
+                start = clock()
+                await refs[aggregate_id].ask(command)
+                latencies.append(clock() - start)
+
+        start = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(callers):
+                tg.start_soon(caller)
+        elapsed = time.perf_counter() - start
+        assert await store.last_position() == len(work)
+    latencies.sort()
+    return WriteResult(
+        "actorsrc (whole path)",
+        len(work),
+        elapsed,
+        len(work) / elapsed,
+        latencies[len(latencies) // 2] * 1000,
+        latencies[int(len(latencies) * 0.99)] * 1000,
+    )
+
+
+async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, batch: int) -> WriteResult:
+    """The same rows into the same schema with plain aiosqlite executemany, `batch` rows a commit."""
+    total = aggregates * commands_each
+    encode = msgspec.json.Encoder().encode
+    payload = encode(Credit(1))
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await run_on_connection_thread(conn, sqlite_schema.configure, durable=True)
+        await run_on_connection_thread(conn, sqlite_schema.migrate)
+        start = time.perf_counter()
+        position = 0
+        versions = [0] * aggregates
+        stream = 0
+        while position < total:
+            rows = []
+            touched: dict[int, int] = {}
+            now = time.time_ns() // 1000
+            for _ in range(min(batch, total - position)):
+                position += 1
+                versions[stream] += 1
+                touched[stream] = versions[stream]
+                meta = encode(Metadata(uuid.uuid4().hex))
+                rows.append((position, stream + 1, versions[stream], "AccountCredited", 1, payload, meta, now))
+                stream = (stream + 1) % aggregates
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.executemany(
+                "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET version = excluded.version",
+                [(key + 1, f"account-acc-{key}", v) for key, v in touched.items()],
+            )
+            await conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            await conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    return WriteResult(f"raw aiosqlite executemany ({batch} rows/commit)", total, elapsed, total / elapsed)
+
+
+async def compare(aggregates: int, commands_each: int, callers: int, directory: Path) -> list[WriteResult]:
+    results = [await actorsrc_write(directory / "actorsrc.db", aggregates, commands_each, callers)]
+    best: WriteResult | None = None
+    for batch in (1000, 5000):
+        raw = await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, commands_each, batch)
+        results.append(raw)
+        best = raw if best is None or raw.per_second > best.per_second else best
+    return results
+
+
+def _table(results: list[WriteResult]) -> str:
+    ceiling = max(r.per_second for r in results[1:])
+    lines = [f"{'workload':48} {'commands':>9} {'seconds':>8} {'per s':>9} {'p50 ms':>7} {'p99 ms':>7} {'ratio':>6}"]
+    for r in results:
+        p50 = f"{r.p50_ms:.1f}" if r.p50_ms is not None else "-"
+        p99 = f"{r.p99_ms:.1f}" if r.p99_ms is not None else "-"
+        lines.append(
+            f"{r.name:48} {r.commands:>9} {r.seconds:>8.2f} {r.per_second:>9.0f} {p50:>7} {p99:>7} "
+            f"{r.per_second / ceiling:>6.2f}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--aggregates", type=int, default=10_000)
+    parser.add_argument("--commands", type=int, default=10, help="commands per aggregate (first opens it)")
+    parser.add_argument("--callers", type=int, default=1000, help="concurrent caller tasks")
+    parser.add_argument("--dir", type=Path, default=None, help="where the database files go (default: a temp dir)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        results = anyio.run(compare, args.aggregates, args.commands, args.callers, Path(tmp))
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        print(_table(results))
+        print(f"ratio to the best raw ceiling: {results[0].per_second / max(r.per_second for r in results[1:]):.2f}")
+
+
+if __name__ == "__main__":
+    main()

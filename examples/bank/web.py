@@ -1,0 +1,203 @@
+"""The bank over HTTP: a Starlette app whose lifespan owns the event store and the runtime.
+
+Run it with ``python -m examples.bank.web`` (needs the ``web`` extra); ``BANK_DB`` names the SQLite
+file (default ``bank.db``). Amounts are integer cents, interest rates basis points.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from actorsrc import (
+    AggregateRef,
+    AskTimeoutError,
+    CommandOutcome,
+    InvalidStreamIdError,
+    Runtime,
+    RuntimeClosedError,
+    SQLiteEventStore,
+)
+from actorsrc.codec import EventCodec
+from examples.bank.domain import (
+    AccountState,
+    AlreadyOpen,
+    ApplyInterest,
+    Command,
+    Credit,
+    Debit,
+    Event,
+    InsufficientFunds,
+    InvalidAmount,
+    NotOpen,
+    OpenAccount,
+    account,
+)
+
+T = TypeVar("T")
+AccountRef = AggregateRef[AccountState, Command, Event]
+
+# -- request bodies: msgspec checks types strictly (no "10" for 10, no true for 1) --------------
+
+
+class OpenBody(msgspec.Struct, forbid_unknown_fields=True):
+    owner: str
+    overdraft_limit: int = 0
+
+
+class AmountBody(msgspec.Struct, forbid_unknown_fields=True):
+    amount: int
+
+
+class InterestBody(msgspec.Struct, forbid_unknown_fields=True):
+    rate_bp: int
+
+
+# -- errors: one table from exception to HTTP status ----------------------------------------------
+
+# Starlette finds a handler by walking the exception's MRO, so msgspec.DecodeError also covers
+# msgspec.ValidationError (wrong or missing field), which subclasses it.
+_STATUS: dict[type[Exception], int] = {
+    msgspec.DecodeError: 422,
+    InvalidAmount: 422,
+    InsufficientFunds: 409,
+    AlreadyOpen: 409,
+    NotOpen: 404,
+    InvalidStreamIdError: 400,
+    RuntimeClosedError: 503,
+    AskTimeoutError: 504,
+}
+
+
+def _responder(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def respond(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+
+    return respond
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+_codec = EventCodec(account.events, account.schema_versions)
+
+
+async def _body(request: Request, body_type: type[T]) -> T:
+    return msgspec.json.decode(await request.body(), type=body_type)
+
+
+def _written(outcome: CommandOutcome[Event], **extra: Any) -> dict[str, Any]:
+    return {**extra, "version": outcome.version, "position": outcome.position}
+
+
+class _Bank:
+    """The endpoints, bound to the store and runtime that exist while the lifespan runs."""
+
+    def __init__(self, db_path: str | os.PathLike[str], ask_timeout: float) -> None:
+        self._db_path = db_path
+        self._ask_timeout = ask_timeout
+        self._store: SQLiteEventStore | None = None
+        self._runtime: Runtime | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        # Exits in reverse: the runtime finishes queued commands before the store flushes and closes.
+        async with (
+            SQLiteEventStore.open(self._db_path) as store,
+            Runtime(store, aggregates=[account]) as runtime,
+        ):
+            self._store, self._runtime = store, runtime
+            try:
+                yield
+            finally:
+                self._store = self._runtime = None
+
+    def _ref(self, request: Request) -> AccountRef:
+        if self._runtime is None:
+            raise RuntimeClosedError("the bank is not running (outside the app's lifespan)")
+        # ref() validates the id (length, blank, NUL): InvalidStreamIdError becomes a 400.
+        return self._runtime.ref(account, request.path_params["account_id"])
+
+    async def _ask(self, ref: AccountRef, command: Command) -> CommandOutcome[Event]:
+        return await ref.ask(command, timeout=self._ask_timeout)
+
+    async def open_account(self, request: Request) -> Response:
+        ref = self._ref(request)
+        body = await _body(request, OpenBody)
+        outcome = await self._ask(ref, OpenAccount(body.owner, body.overdraft_limit))
+        return JSONResponse(_written(outcome, account_id=ref.aggregate_id), status_code=201)
+
+    async def credit(self, request: Request) -> Response:
+        ref = self._ref(request)
+        body = await _body(request, AmountBody)
+        return JSONResponse(_written(await self._ask(ref, Credit(body.amount))))
+
+    async def debit(self, request: Request) -> Response:
+        ref = self._ref(request)
+        body = await _body(request, AmountBody)
+        return JSONResponse(_written(await self._ask(ref, Debit(body.amount))))
+
+    async def interest(self, request: Request) -> Response:
+        ref = self._ref(request)
+        body = await _body(request, InterestBody)
+        return JSONResponse(_written(await self._ask(ref, ApplyInterest(body.rate_bp))))
+
+    async def get_account(self, request: Request) -> Response:
+        ref = self._ref(request)
+        store = self._store
+        assert store is not None  # set together with the runtime, which _ref checked
+        # The runtime has no query API, so replay the stream; an acknowledged ask is already durable,
+        # so this read sees every write a client has been told about.
+        stream_id = account.stream_id(ref.aggregate_id)
+        records = await store.read_stream(stream_id)
+        if not records:
+            raise NotOpen(f"account {ref.aggregate_id!r} does not exist")
+        state = account.replay(_codec.decode(stream_id, r.version, r.type, r.data) for r in records)
+        return JSONResponse(
+            {
+                "account_id": ref.aggregate_id,
+                "owner": state.owner,
+                "balance": state.balance,
+                "overdraft_limit": state.overdraft_limit,
+                "closed": state.closed,
+                "version": records[-1].version,
+                "position": records[-1].position,
+            }
+        )
+
+
+def create_app(db_path: str | os.PathLike[str], *, ask_timeout: float = 5.0) -> Starlette:
+    """A bank app on the SQLite file `db_path`; the store opens when the app's lifespan starts."""
+    bank = _Bank(db_path, ask_timeout)
+    routes = [
+        Route("/accounts/{account_id}", bank.open_account, methods=["POST"]),
+        Route("/accounts/{account_id}", bank.get_account, methods=["GET"]),
+        Route("/accounts/{account_id}/credits", bank.credit, methods=["POST"]),
+        Route("/accounts/{account_id}/debits", bank.debit, methods=["POST"]),
+        Route("/accounts/{account_id}/interest", bank.interest, methods=["POST"]),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=bank.lifespan,
+        exception_handlers={cls: _responder(status) for cls, status in _STATUS.items()},
+        max_body_size=64 * 1024,  # bodies are a few fields; refuse anything large before parsing
+    )
+
+
+def main() -> None:
+    import uvicorn  # the `web` extra; imported here so building the app needs only Starlette
+
+    app = create_app(os.environ.get("BANK_DB", "bank.db"))
+    # Loopback only: there is no authentication.
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("BANK_PORT", "8000")))
+
+
+if __name__ == "__main__":
+    main()
