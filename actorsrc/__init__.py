@@ -19,6 +19,7 @@ from actorsrc.errors import (
     UnknownEventTypeError,
     UnregisteredEventError,
 )
+from actorsrc.loading import LoadedState, codec_for, load_state
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent
 from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime
 from actorsrc.store import ANY, NO_STREAM, EventStore, ExpectedVersion, SQLiteEventStore, StreamState
@@ -42,6 +43,7 @@ __all__ = [
     "EventStore",
     "ExpectedVersion",
     "InvalidStreamIdError",
+    "LoadedState",
     "MailboxFullError",
     "Metadata",
     "NewEvent",
@@ -57,5 +59,7 @@ __all__ = [
     "UnknownEventTypeError",
     "UnregisteredEventError",
     "__version__",
+    "codec_for",
     "fold",
+    "load_state",
 ]

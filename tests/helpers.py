@@ -8,11 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from actorsrc import Runtime, SQLiteEventStore
-from actorsrc.codec import EventCodec
+from actorsrc.loading import load_state
 from actorsrc.store.base import EventStore
 from examples.bank import AccountState, account
-
-_codec = EventCodec(account.events, account.schema_versions)
 
 
 @asynccontextmanager
@@ -23,7 +21,6 @@ async def bank(path: Path, **runtime_options: Any) -> AsyncIterator[tuple[SQLite
 
 async def replayed_account(store: EventStore, account_id: str) -> tuple[AccountState, list[int]]:
     """The account's state folded from its stored events, and the versions it has."""
-    stream_id = account.stream_id(account_id)
-    records = await store.read_stream(stream_id)
-    events = [_codec.decode(stream_id, r.version, r.type, r.data) for r in records]
-    return account.replay(events), [r.version for r in records]
+    loaded = await load_state(store, account, account_id)
+    versions = [r.version for r in await store.read_stream(account.stream_id(account_id))]
+    return loaded.state, versions

@@ -17,6 +17,7 @@ from actorsrc import (
     SQLiteEventStore,
     StoreError,
 )
+from actorsrc.loading import load_state
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import Credit, Debit, InsufficientFunds, OpenAccount, account
 from tests.helpers import bank, replayed_account
@@ -222,3 +223,22 @@ async def test_rejections_and_domain_errors_keep_the_actor_serving(tmp_path: Pat
             await ref.ask(Debit(5))
         assert await store.last_position() == 1
         assert (await ref.ask(Credit(5))).version == 2
+
+
+async def test_state_query_answers_in_mailbox_order_and_writes_nothing(tmp_path: Path) -> None:
+    async with bank(tmp_path / "b.db") as (store, runtime):
+        ref = runtime.ref(account, "q")
+        assert (await ref.state()).opened is False
+        await ref.ask(OpenAccount("ann"))
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(ref.ask, Credit(2))
+            tg.start_soon(ref.state)
+        assert (await ref.state()).balance == 100
+        assert await store.last_position() == 51
+    async with bank(tmp_path / "b.db") as (store, runtime):
+        loaded = await load_state(store, account, "q")
+        assert (loaded.state.balance, loaded.version, loaded.position) == (100, 51, 51)
+        assert (await runtime.ref(account, "q").state()) == loaded.state
+        empty = await load_state(store, account, "never")
+        assert (empty.state, empty.version, empty.position) == (account.initial, 0, 0)

@@ -13,9 +13,10 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from actorsrc.errors import ConcurrencyError, RecoveryError, RuntimeClosedError
+from actorsrc.loading import load_state
 from actorsrc.messages import Metadata, NewEvent, next_event_id
 from actorsrc.observability import logger
-from actorsrc.runtime.outcome import CommandOutcome, Envelope
+from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
@@ -129,17 +130,8 @@ class AggregateActor:
                 logger.warning("actor.conflict", stream_id=self.stream_id, attempt=attempt + 1)
 
     async def _recover(self) -> None:
-        entry = self.entry
-        records = await self.store.read_stream(self.stream_id)
-        decode = entry.codec.decode
-        stream_id = self.stream_id
-        state = entry.aggregate.initial
-        evolve = entry.aggregate.evolve
-        for record in records:
-            state = evolve(state, decode(stream_id, record.version, record.type, record.data))
-        self.state = state
-        self.version = records[-1].version if records else 0
-        self.position = records[-1].position if records else 0
+        loaded = await load_state(self.store, self.entry.aggregate, self.aggregate_id)
+        self.state, self.version, self.position = loaded.state, loaded.version, loaded.position
         self.recovered = True
 
     async def _decide_and_persist(self, batch: list[Envelope]) -> None:
@@ -149,8 +141,12 @@ class AggregateActor:
         state, version = self.state, self.version
         accepted: list[_Decided] = []
         rejected: list[tuple[Envelope, Exception]] = []
+        reads: list[tuple[Envelope, Any]] = []
         new_events: list[NewEvent] = []
         for envelope in batch:
+            if envelope.command is READ_STATE:  # answered with the state after the commands before it
+                reads.append((envelope, state))
+                continue
             try:
                 events = tuple(decide(state, envelope.command))
                 next_state = state
@@ -190,6 +186,9 @@ class AggregateActor:
                 reply.set_result(CommandOutcome(self.stream_id, decided.version, position, decided.events))
         for envelope, error in rejected:
             _fail(envelope, error)
+        for envelope, read in reads:
+            if not envelope.reply.done():
+                envelope.reply.set_result(read)
 
     @staticmethod
     def _metadata(envelope: Envelope) -> Metadata:

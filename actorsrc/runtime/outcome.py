@@ -24,6 +24,16 @@ class CommandOutcome(Generic[E]):
     events: tuple[E, ...]
 
 
+class StateQuery:
+    """Mailbox marker for a state query: answered in order with commands, writes nothing."""
+
+    def __repr__(self) -> str:
+        return "READ_STATE"
+
+
+READ_STATE: Any = StateQuery()
+
+
 class Envelope:
     """A command in a mailbox with the future its caller awaits."""
 

@@ -19,7 +19,7 @@ from actorsrc.errors import (
     UnknownCommandError,
 )
 from actorsrc.runtime.actor import AggregateActor
-from actorsrc.runtime.outcome import CommandOutcome, Envelope
+from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
 from actorsrc.store.base import EventStore
 
@@ -122,9 +122,9 @@ class Runtime:
         timeout: float | None,
         command_id: str | None,
         wait_for_space: bool,
-    ) -> CommandOutcome[Any]:
+    ) -> Any:
         aggregate = entry.aggregate
-        if not isinstance(command, aggregate.commands):
+        if command is not READ_STATE and not isinstance(command, aggregate.commands):
             raise UnknownCommandError(
                 f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
                 f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
@@ -135,7 +135,7 @@ class Runtime:
         if limit is not None and limit <= 0:
             raise ValueError(f"timeout must be > 0, got {limit}")
         loop = asyncio.get_running_loop()
-        reply: asyncio.Future[CommandOutcome[Any]] = loop.create_future()
+        reply: asyncio.Future[Any] = loop.create_future()
         envelope = Envelope(command, command_id, reply)
         # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
         timer = (
@@ -228,7 +228,7 @@ class AggregateRef(Generic[S, C, E]):
         the runtime's `default_timeout`), and `MailboxFullError` when the mailbox is full and
         `wait_for_space` is false.
         """
-        return await self._runtime._ask(
+        outcome: CommandOutcome[E] = await self._runtime._ask(
             self._entry,
             self.aggregate_id,
             command,
@@ -236,6 +236,18 @@ class AggregateRef(Generic[S, C, E]):
             command_id=command_id,
             wait_for_space=wait_for_space,
         )
+        return outcome
+
+    async def state(self, *, timeout: float | None = None) -> S:
+        """The instance's current state, as its actor holds it.
+
+        The query waits in the mailbox like a command, so it sees the effect of every command sent
+        before it; it writes nothing.
+        """
+        state: S = await self._runtime._ask(
+            self._entry, self.aggregate_id, READ_STATE, timeout=timeout, command_id=None, wait_for_space=True
+        )
+        return state
 
     def __repr__(self) -> str:
         return f"AggregateRef({self._entry.aggregate.name!r}, {self.aggregate_id!r})"

@@ -26,7 +26,7 @@ from actorsrc import (
     RuntimeClosedError,
     SQLiteEventStore,
 )
-from actorsrc.codec import EventCodec
+from actorsrc.loading import load_state
 from examples.bank.domain import (
     AccountState,
     AlreadyOpen,
@@ -85,8 +85,6 @@ def _responder(status: int) -> Callable[[Request, Exception], Awaitable[Response
 
 
 # -- the app ----------------------------------------------------------------------------------------
-
-_codec = EventCodec(account.events, account.schema_versions)
 
 
 async def _body(request: Request, body_type: type[T]) -> T:
@@ -153,13 +151,12 @@ class _Bank:
         ref = self._ref(request)
         store = self._store
         assert store is not None  # set together with the runtime, which _ref checked
-        # The runtime has no query API, so replay the stream; an acknowledged ask is already durable,
-        # so this read sees every write a client has been told about.
-        stream_id = account.stream_id(ref.aggregate_id)
-        records = await store.read_stream(stream_id)
-        if not records:
+        # Read from the store rather than through the actor: a GET for an unknown id must not create
+        # an actor, and an acknowledged command is already durable, so this sees every reported write.
+        loaded = await load_state(store, account, ref.aggregate_id)
+        if loaded.version == 0:
             raise NotOpen(f"account {ref.aggregate_id!r} does not exist")
-        state = account.replay(_codec.decode(stream_id, r.version, r.type, r.data) for r in records)
+        state = loaded.state
         return JSONResponse(
             {
                 "account_id": ref.aggregate_id,
@@ -167,8 +164,8 @@ class _Bank:
                 "balance": state.balance,
                 "overdraft_limit": state.overdraft_limit,
                 "closed": state.closed,
-                "version": records[-1].version,
-                "position": records[-1].position,
+                "version": loaded.version,
+                "position": loaded.position,
             }
         )
 
