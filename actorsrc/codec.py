@@ -11,17 +11,20 @@ from typing import Any
 
 import msgspec
 
-from actorsrc.errors import EventDecodeError, UnknownEventTypeError, UnregisteredEventError
+from actorsrc.errors import CodecError, EventDecodeError, UnknownEventTypeError, UnregisteredEventError
 
 _encoder = msgspec.json.Encoder()
 
 
 class EventCodec:
-    """Encodes registered event objects and decodes stored rows into them."""
+    """Encodes registered event objects and decodes stored rows into them (and snapshots of state)."""
 
-    __slots__ = ("_decoders", "_names", "_versions")
+    __slots__ = ("_decoders", "_names", "_state_decoder", "_versions")
 
-    def __init__(self, events: Mapping[str, type[Any]], schema_versions: Mapping[str, int]) -> None:
+    def __init__(
+        self, events: Mapping[str, type[Any]], schema_versions: Mapping[str, int], state_type: type[Any] = object
+    ) -> None:
+        self._state_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(state_type)
         self._names: dict[type[Any], str] = {cls: name for name, cls in events.items()}
         self._versions: dict[str, int] = {name: schema_versions.get(name, 1) for name in events}
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
@@ -59,3 +62,17 @@ class EventCodec:
             return decoder.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
             raise EventDecodeError(stream_id, version, type_name, str(exc)) from exc
+
+    def encode_state(self, state: object) -> bytes:
+        """The bytes of a snapshot of `state`."""
+        try:
+            return _encoder.encode(state)
+        except (TypeError, ValueError) as exc:
+            raise CodecError(f"state {type(state).__qualname__} cannot be encoded for a snapshot: {exc}") from exc
+
+    def decode_state(self, stream_id: str, version: int, data: bytes) -> Any:
+        """The state stored in a snapshot; `EventDecodeError` if it no longer fits the state type."""
+        try:
+            return self._state_decoder.decode(data)
+        except (msgspec.DecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
+            raise EventDecodeError(stream_id, version, "snapshot", str(exc)) from exc

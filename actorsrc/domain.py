@@ -38,6 +38,11 @@ class Aggregate(Generic[State, Command, Event]):
     - ``commands`` lists the command classes this aggregate accepts; anything else is refused
       before it reaches the actor.
     - ``schema_versions`` gives an event type's current schema version (1 when absent).
+    - Snapshots: ``snapshot_every=N`` snapshots the state each time the stream's version crosses a
+      multiple of N; ``snapshot_when(state, version)`` snapshots whenever it returns True. Snapshots
+      are encoded as ``state_type`` (default: the class of ``initial``) and tagged with
+      ``snapshot_schema_version``: bump it when the state's shape changes, and older snapshots are
+      ignored (full replay) instead of misread. The newest ``snapshot_keep`` snapshots are kept.
     """
 
     name: str
@@ -47,6 +52,22 @@ class Aggregate(Generic[State, Command, Event]):
     events: Mapping[str, type[Any]]
     commands: tuple[type[Any], ...]
     schema_versions: Mapping[str, int] = field(default_factory=dict)
+    snapshot_every: int | None = None
+    snapshot_when: Callable[[State, int], bool] | None = None
+    snapshot_schema_version: int = 1
+    snapshot_keep: int = 2
+    state_type: type[Any] | None = None
+
+    @property
+    def snapshots_enabled(self) -> bool:
+        return self.snapshot_every is not None or self.snapshot_when is not None
+
+    def snapshot_due(self, state: State, old_version: int, new_version: int) -> bool:
+        """Whether persisting events old_version+1..new_version should be followed by a snapshot."""
+        every = self.snapshot_every
+        if every is not None and new_version // every > old_version // every:
+            return True
+        return self.snapshot_when is not None and self.snapshot_when(state, new_version)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -84,6 +105,14 @@ class Aggregate(Generic[State, Command, Event]):
         for cls in self.commands:
             if not isinstance(cls, type):
                 raise ConfigurationError(f"aggregate {self.name!r}: command {cls!r} is not a class")
+        for option in ("snapshot_every", "snapshot_schema_version", "snapshot_keep"):
+            value = getattr(self, option)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigurationError(f"aggregate {self.name!r}: {option} must be an int >= 1, got {value!r}")
+        if self.snapshot_when is not None and not callable(self.snapshot_when):
+            raise ConfigurationError(f"aggregate {self.name!r}: snapshot_when must be callable")
+        if self.state_type is not None and not isinstance(self.state_type, type):
+            raise ConfigurationError(f"aggregate {self.name!r}: state_type {self.state_type!r} is not a class")
 
     def replay(self, events: Iterable[Event]) -> State:
         """The state after `events`, starting from `initial`."""

@@ -96,5 +96,13 @@ class MailboxFullError(ActorsrcError):
     """An actor's mailbox is full and the caller asked not to wait."""
 
 
+class AggregateFailedError(ActorsrcError):
+    """An aggregate instance crashed too often and is refusing commands until its cool-down passes."""
+
+
+class PersistTimeoutError(StoreError):
+    """An append did not complete within the runtime's `persist_timeout`; its outcome is unknown."""
+
+
 class RecoveryError(ActorsrcError):
     """An actor could not rebuild its state from the store; its commands fail until it can."""

@@ -67,3 +67,14 @@ class AppendResult(msgspec.Struct, frozen=True):
     first_position: int
     last_position: int
     recorded_at: datetime
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    """An aggregate instance's state as of `version` (whose last event sits at global `position`)."""
+
+    stream_id: str
+    version: int
+    position: int
+    schema_version: int
+    data: bytes
+    taken_at: datetime | None = None  # set by the store

@@ -1,30 +1,38 @@
 """One live aggregate instance: a lean mailbox, and a task only while there is mail.
 
-An idle actor is a small object in the registry (no task, no queue object beyond a deque), which is
-what lets a process hold very many of them. When mail arrives the runtime starts `run`, which drains
-the mailbox in batches: it decides each command in order against the evolving state, persists the
-events of the whole batch in one append, and only then replies to each caller.
+An idle actor is a small object in the registry (no task, just a deque), which is what lets a
+process hold very many of them. When mail arrives the runtime starts `run`, which drains the mailbox
+in batches: it decides each command in order against the evolving state, persists the events of the
+whole batch in one append, and only then replies to each caller.
+
+When the actor's state becomes unknown (an append failed or hung, `evolve` raised, recovery failed)
+it crashes: the affected callers get the error, and the supervisor's policy decides when the actor
+rebuilds itself from the store, or that it has failed too often and refuses commands for a while.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from actorsrc.errors import ConcurrencyError, RecoveryError, RuntimeClosedError
+import anyio
+
+from actorsrc.errors import AggregateFailedError, ConcurrencyError, PersistTimeoutError, RecoveryError
 from actorsrc.loading import load_state
-from actorsrc.messages import Metadata, NewEvent, next_event_id
+from actorsrc.messages import Metadata, NewEvent, Snapshot, next_event_id
 from actorsrc.observability import logger
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
+from actorsrc.runtime.supervision import RestartTracker
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
-    from actorsrc.store.base import EventStore
+    from actorsrc.runtime.runtime import Runtime
 
 
 class _Decided:
-    """A command that was accepted in this batch: its events and where they sit in the append."""
+    """A command accepted in this batch: its events and where they sit in the append."""
 
     __slots__ = ("envelope", "events", "offset", "version")
 
@@ -35,58 +43,94 @@ class _Decided:
         self.version = version
 
 
+class _Crash(Exception):
+    """The actor's state is unknown; the callers concerned have had their error already."""
+
+    def __init__(self, reason: str, cause: BaseException) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cause = cause
+
+
 class AggregateActor:
     __slots__ = (
         "aggregate_id",
         "entry",
+        "host",
+        "last_used",
         "mailbox",
         "position",
         "recovered",
         "running",
         "space_waiters",
         "state",
-        "store",
         "stream_id",
+        "supervision",
         "version",
     )
 
-    def __init__(self, entry: AggregateEntry, aggregate_id: str, store: EventStore) -> None:
+    def __init__(self, host: Runtime, entry: AggregateEntry, aggregate_id: str) -> None:
+        self.host = host
         self.entry = entry
         self.aggregate_id = aggregate_id
         self.stream_id = entry.aggregate.stream_id(aggregate_id)
-        self.store = store
         self.state: Any = entry.aggregate.initial
         self.version = 0
         self.position = 0
         self.recovered = False
         self.running = False
+        self.last_used = 0.0
         self.mailbox: deque[Envelope] = deque()
         self.space_waiters: deque[asyncio.Future[None]] | None = None
+        self.supervision: RestartTracker | None = None  # allocated on the first crash
+
+    def is_idle(self, now: float) -> bool:
+        """Safe to passivate: no mail, no task, and no failure cool-down to remember."""
+        return (
+            not self.running and not self.mailbox and (self.supervision is None or not self.supervision.is_failed(now))
+        )
 
     # -- the task that runs while there is mail ----------------------------------------------
 
-    async def run(self, max_batch: int, max_conflict_retries: int) -> None:
+    async def run(self) -> None:
         """Drain the mailbox. Never raises: every failure goes to the callers it concerns."""
         batch: list[Envelope] = []
+        loop = asyncio.get_running_loop()
         try:
             while self.mailbox:
-                batch = self._take(max_batch)
+                supervision = self.supervision
+                if supervision is not None and not self.recovered:
+                    now = loop.time()
+                    if supervision.is_failed(now):
+                        self._fail_queued(self._failed_error(supervision.failed_until - now))
+                        break
+                    if supervision.not_before > now:  # restart backoff
+                        await anyio.sleep(supervision.not_before - now)
+                        continue
+                batch = self._take(self.host.max_batch)
                 if batch:
-                    await self._handle(batch, max_conflict_retries)
+                    await self._handle(batch)
                 batch = []
         except BaseException as exc:
             # Cancelled (the runtime was torn down) or a bug in the runtime itself: nobody may hang.
-            error = RuntimeClosedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
-            for envelope in [*batch, *self.mailbox]:
+            error = AggregateFailedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
+            for envelope in batch:
                 _fail(envelope, error)
-            self.mailbox.clear()
+            self._fail_queued(error)
             self.recovered = False
             if not isinstance(exc, Exception):
                 raise
-            logger.error("actor.crashed", stream_id=self.stream_id, error=repr(exc))
+            logger.error(
+                "actor.crashed",
+                aggregate=self.entry.aggregate.name,
+                aggregate_id=self.aggregate_id,
+                reason="runtime bug",
+                error=repr(exc),
+            )
         finally:
             self.running = False
             self._wake_space_waiters(len(self.mailbox) + 1_000_000)
+            self.host._actor_stopped(self)
 
     def _take(self, max_batch: int) -> list[Envelope]:
         mailbox = self.mailbox
@@ -105,9 +149,16 @@ class AggregateActor:
             if not waiter.done():
                 waiter.set_result(None)
                 count -= 1
+        if not waiters:
+            self.space_waiters = None
 
-    async def _handle(self, batch: list[Envelope], max_conflict_retries: int) -> None:
-        for attempt in range(max_conflict_retries + 1):
+    def _fail_queued(self, error: BaseException) -> None:
+        while self.mailbox:
+            _fail(self.mailbox.popleft(), error)
+
+    async def _handle(self, batch: list[Envelope]) -> None:
+        retries = self.host.max_conflict_retries
+        for attempt in range(retries + 1):
             if not self.recovered:
                 try:
                     await self._recover()
@@ -116,6 +167,7 @@ class AggregateActor:
                     error.__cause__ = exc
                     for envelope in batch:
                         _fail(envelope, error)
+                    self._crashed("recovery failed", exc)
                     return
             try:
                 await self._decide_and_persist(batch)
@@ -123,16 +175,68 @@ class AggregateActor:
             except ConcurrencyError as exc:
                 # Another writer appended to this stream: reload and decide the batch again.
                 self.recovered = False
-                if attempt == max_conflict_retries:
+                if attempt == retries:
                     for envelope in batch:
                         _fail(envelope, exc)
                     return
-                logger.warning("actor.conflict", stream_id=self.stream_id, attempt=attempt + 1)
+                logger.info(
+                    "actor.conflict",
+                    aggregate=self.entry.aggregate.name,
+                    aggregate_id=self.aggregate_id,
+                    attempt=attempt + 1,
+                )
+            except _Crash as crash:
+                self._crashed(crash.reason, crash.cause)
+                return
 
     async def _recover(self) -> None:
-        loaded = await load_state(self.store, self.entry.aggregate, self.aggregate_id)
+        started = time.perf_counter()
+        loaded = await load_state(self.host.store, self.entry.aggregate, self.aggregate_id)
         self.state, self.version, self.position = loaded.state, loaded.version, loaded.position
         self.recovered = True
+        fields = {
+            "aggregate": self.entry.aggregate.name,
+            "aggregate_id": self.aggregate_id,
+            "version": loaded.version,
+            "snapshot_version": loaded.snapshot_version,
+            "events_replayed": loaded.events_replayed,
+            "seconds": round(time.perf_counter() - started, 6),
+        }
+        if self.supervision is not None and self.supervision.restarts:
+            logger.info("actor.restarted", restarts_in_window=len(self.supervision.restarts), **fields)
+        else:
+            logger.debug("actor.recovered", **fields)
+
+    def _crashed(self, reason: str, cause: BaseException) -> None:
+        """The state is unknown: forget it, and let the policy decide when to rebuild it."""
+        self.recovered = False
+        tracker = self.supervision
+        if tracker is None:
+            tracker = self.supervision = RestartTracker()
+        now = asyncio.get_running_loop().time()
+        policy = self.host.supervisor
+        log = logger.bind(aggregate=self.entry.aggregate.name, aggregate_id=self.aggregate_id)
+        if tracker.record_crash(policy, now):
+            log.warning(
+                "actor.crashed", reason=reason, error=repr(cause), restart_in=round(tracker.not_before - now, 3)
+            )
+            return
+        log.error(
+            "actor.gave_up",
+            reason=reason,
+            error=repr(cause),
+            max_restarts=policy.max_restarts,
+            window=policy.window,
+            cooldown=policy.cooldown,
+        )
+        self._fail_queued(self._failed_error(policy.cooldown))
+
+    def _failed_error(self, remaining: float) -> AggregateFailedError:
+        policy = self.host.supervisor
+        return AggregateFailedError(
+            f"{self.entry.aggregate.name} {self.aggregate_id!r} crashed {policy.max_restarts + 1} times within "
+            f"{policy.window} s and refuses commands for another {remaining:.1f} s; see the actor.gave_up log"
+        )
 
     async def _decide_and_persist(self, batch: list[Envelope]) -> None:
         aggregate = self.entry.aggregate
@@ -143,21 +247,31 @@ class AggregateActor:
         rejected: list[tuple[Envelope, Exception]] = []
         reads: list[tuple[Envelope, Any]] = []
         new_events: list[NewEvent] = []
-        for envelope in batch:
+        evolve_failure: tuple[Envelope, Exception] | None = None
+        handled = batch
+        for index, envelope in enumerate(batch):
             if envelope.command is READ_STATE:  # answered with the state after the commands before it
                 reads.append((envelope, state))
                 continue
             try:
                 events = tuple(decide(state, envelope.command))
-                next_state = state
-                encoded = []
-                for event in events:
-                    type_name, schema_version, data = encode(event)
-                    next_state = evolve(next_state, event)
-                    encoded.append(NewEvent(type_name, data, self._metadata(envelope), schema_version))
-            except Exception as exc:  # a DomainError, or a bug in decide/evolve: that caller's error
+                encoded = [
+                    NewEvent(name, data, Metadata(next_event_id(), envelope.command_id), schema_version)
+                    for name, schema_version, data in map(encode, events)
+                ]
+            except Exception as exc:  # a DomainError, or a bug in decide: that caller's error only
                 rejected.append((envelope, exc))
                 continue
+            try:
+                next_state = state
+                for event in events:
+                    next_state = evolve(next_state, event)
+            except Exception as exc:  # evolve must not fail: the actor cannot trust its state any more
+                evolve_failure = (envelope, exc)
+                # Commands after this one were not decided: back to the mailbox, for after the restart.
+                handled = batch[: index + 1]
+                self.mailbox.extendleft(reversed(batch[index + 1 :]))
+                break
             accepted.append(_Decided(envelope, events, len(new_events), version + len(events)))
             new_events.extend(encoded)
             state, version = next_state, version + len(events)
@@ -165,17 +279,22 @@ class AggregateActor:
         first_position = 0
         if new_events:
             try:
-                result = await self.store.append(self.stream_id, new_events, self.version)
+                with anyio.fail_after(self.host.persist_timeout):
+                    result = await self.host.store.append(self.stream_id, new_events, self.version)
             except ConcurrencyError:
                 raise
             except Exception as exc:
-                # Nothing is known to be written; the next command reloads from the store.
-                self.recovered = False
-                for envelope in batch:
+                if isinstance(exc, TimeoutError):
+                    exc = PersistTimeoutError(
+                        f"append to {self.stream_id!r} did not complete within {self.host.persist_timeout} s; "
+                        "its outcome is unknown until the actor reloads the stream"
+                    )
+                for envelope in handled:  # rejections and reads relied on the unwritten events too
                     _fail(envelope, exc)
-                return
+                raise _Crash("persist failed", exc) from exc
             first_position = result.first_position
             self.position = result.last_position
+        old_version = self.version
         self.state, self.version = state, version
 
         for decided in accepted:
@@ -189,10 +308,16 @@ class AggregateActor:
         for envelope, read in reads:
             if not envelope.reply.done():
                 envelope.reply.set_result(read)
+        if new_events and aggregate.snapshots_enabled and aggregate.snapshot_due(state, old_version, version):
+            self.host._take_snapshot(self, state, version, self.position)
+        if evolve_failure is not None:
+            failed_envelope, cause = evolve_failure
+            _fail(failed_envelope, cause)
+            raise _Crash("evolve raised", cause)
 
-    @staticmethod
-    def _metadata(envelope: Envelope) -> Metadata:
-        return Metadata(next_event_id(), envelope.command_id)
+    def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
+        data = self.entry.codec.encode_state(state)
+        return Snapshot(self.stream_id, version, position, self.entry.aggregate.snapshot_schema_version, data)
 
 
 def _fail(envelope: Envelope, error: BaseException) -> None:

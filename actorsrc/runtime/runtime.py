@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -18,14 +19,29 @@ from actorsrc.errors import (
     RuntimeClosedError,
     UnknownCommandError,
 )
+from actorsrc.observability import logger
 from actorsrc.runtime.actor import AggregateActor
+from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
-from actorsrc.store.base import EventStore
+from actorsrc.runtime.supervision import SupervisorPolicy
+from actorsrc.store.base import EventStore, SnapshotStore
 
 S = TypeVar("S")
 C = TypeVar("C")
 E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeStats:
+    live_actors: int
+    running_actors: int
+    queued_commands: int
+    longest_mailbox: int
+    failed_actors: int
+    passivated: int
+    snapshots_taken: int
+    snapshots_failed: int
 
 
 class Runtime:
@@ -33,6 +49,16 @@ class Runtime:
 
     Use it as ``async with Runtime(store, aggregates=[...]) as runtime``. On exit it refuses new
     commands, finishes every queued one, and returns once all actors are idle.
+
+    - ``mailbox_capacity``: commands queued per actor before `ask` waits (or fails fast).
+    - ``max_batch``: commands one actor decides and persists in one append.
+    - ``max_conflict_retries``: reloads and re-decisions after another writer touched the stream.
+    - ``default_timeout``: the `ask` timeout when the caller gives none (None: wait forever).
+    - ``persist_timeout``: an append taking longer crashes the actor (its state is then unknown).
+    - ``passivate_after``: seconds an actor may stay idle in memory (None: until evicted by the cap).
+    - ``max_live_actors``: a cap on actors in memory; the least recently used idle ones are evicted,
+      and when every live actor is busy a new instance waits for room.
+    - ``supervisor``: the restart policy for crashed actors (`SupervisorPolicy`).
     """
 
     def __init__(
@@ -44,31 +70,48 @@ class Runtime:
         max_batch: int = 256,
         max_conflict_retries: int = 3,
         default_timeout: float | None = 30.0,
+        persist_timeout: float = 10.0,
+        passivate_after: float | None = 300.0,
+        max_live_actors: int | None = 100_000,
+        supervisor: SupervisorPolicy | None = None,
     ) -> None:
         for name, value in (("mailbox_capacity", mailbox_capacity), ("max_batch", max_batch)):
             if value < 1:
                 raise ConfigurationError(f"{name} must be >= 1, got {value}")
         if max_conflict_retries < 0:
             raise ConfigurationError(f"max_conflict_retries must be >= 0, got {max_conflict_retries}")
-        if default_timeout is not None and default_timeout <= 0:
-            raise ConfigurationError(f"default_timeout must be > 0 or None, got {default_timeout}")
+        for name, limit in (("default_timeout", default_timeout), ("passivate_after", passivate_after)):
+            if limit is not None and limit <= 0:
+                raise ConfigurationError(f"{name} must be > 0 or None, got {limit}")
+        if persist_timeout <= 0:
+            raise ConfigurationError(f"persist_timeout must be > 0, got {persist_timeout}")
+        if max_live_actors is not None and max_live_actors < 1:
+            raise ConfigurationError(f"max_live_actors must be >= 1 or None, got {max_live_actors}")
         self.store = store
+        self.snapshot_store = store if isinstance(store, SnapshotStore) else None
         self.mailbox_capacity = mailbox_capacity
         self.max_batch = max_batch
         self.max_conflict_retries = max_conflict_retries
         self.default_timeout = default_timeout
+        self.persist_timeout = persist_timeout
+        self.supervisor = supervisor or SupervisorPolicy()
         self._entries = build_entries(aggregates)
-        self._actors: dict[tuple[str, str], AggregateActor] = {}
+        self._directory = ActorDirectory(max_live_actors, passivate_after)
         # Actor tasks exist only while an actor has mail. They are plain asyncio tasks: anyio's
         # start_soon costs ~36 us against ~3 us here, paid on every activation of an idle actor.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()  # snapshots being saved
+        self._sweeper: asyncio.Task[None] | None = None
         self._entered = False
         self._closing = False
+        self.snapshots_taken = 0
+        self.snapshots_failed = 0
 
     async def __aenter__(self) -> Self:
         if self._entered:
             raise RuntimeClosedError("a Runtime can be entered once; create a new one")
         self._entered = True
+        self._sweeper = asyncio.get_running_loop().create_task(self._directory.sweep_forever())
         return self
 
     async def __aexit__(
@@ -76,16 +119,21 @@ class Runtime:
     ) -> None:
         self._closing = True
         try:
-            while self._tasks:  # actors finish what is queued; new commands are refused
-                await asyncio.wait(tuple(self._tasks))
+            while self._tasks or self._background:  # actors finish what is queued; new commands are refused
+                await asyncio.wait((*self._tasks, *self._background))
         except BaseException:
             # Cancelled while draining: stop the actors (their callers get an error), then wait.
-            for task in self._tasks:
+            for task in (*self._tasks, *self._background):
                 task.cancel()
             with anyio.CancelScope(shield=True):
-                while self._tasks:
-                    await asyncio.wait(tuple(self._tasks))
+                while self._tasks or self._background:
+                    await asyncio.wait((*self._tasks, *self._background))
             raise
+        finally:
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([self._sweeper])
 
     # -- addressing -----------------------------------------------------------------------------
 
@@ -103,13 +151,64 @@ class Runtime:
             )
         return entry
 
+    # -- observability --------------------------------------------------------------------------
+
     @property
     def live_actors(self) -> int:
-        return len(self._actors)
+        """Actors in memory now (busy or idle)."""
+        return len(self._directory)
 
     def mailbox_length(self, aggregate: Aggregate[Any, Any, Any], aggregate_id: str) -> int:
-        actor = self._actors.get((aggregate.name, aggregate_id))
+        actor = self._directory.actors.get((aggregate.name, aggregate_id))
         return len(actor.mailbox) if actor is not None else 0
+
+    def stats(self) -> RuntimeStats:
+        """A snapshot of the runtime's gauges and counters (walks the live actors: not for hot paths)."""
+        now = asyncio.get_running_loop().time()
+        actors = self._directory.actors.values()
+        return RuntimeStats(
+            live_actors=len(self._directory),
+            running_actors=len(self._tasks),
+            queued_commands=sum(len(actor.mailbox) for actor in actors),
+            longest_mailbox=max((len(actor.mailbox) for actor in actors), default=0),
+            failed_actors=sum(1 for a in actors if a.supervision is not None and a.supervision.is_failed(now)),
+            passivated=self._directory.passivated,
+            snapshots_taken=self.snapshots_taken,
+            snapshots_failed=self.snapshots_failed,
+        )
+
+    # -- hooks the actors call --------------------------------------------------------------------
+
+    def _actor_stopped(self, actor: AggregateActor) -> None:
+        self._directory.actor_stopped(actor)
+
+    def _take_snapshot(self, actor: AggregateActor, state: Any, version: int, position: int) -> None:
+        """Save a snapshot in the background: the replies have gone out already."""
+        if self.snapshot_store is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._save_snapshot(actor, state, version, position))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _save_snapshot(self, actor: AggregateActor, state: Any, version: int, position: int) -> None:
+        assert self.snapshot_store is not None
+        aggregate = actor.entry.aggregate
+        try:
+            await self.snapshot_store.save_snapshot(
+                actor.snapshot_of(state, version, position), keep=aggregate.snapshot_keep
+            )
+        except Exception as exc:  # a missing snapshot only costs replay time later
+            self.snapshots_failed += 1
+            logger.warning(
+                "snapshot.failed",
+                aggregate=aggregate.name,
+                aggregate_id=actor.aggregate_id,
+                version=version,
+                error=repr(exc),
+            )
+            return
+        self.snapshots_taken += 1
+        logger.debug("snapshot.taken", aggregate=aggregate.name, aggregate_id=actor.aggregate_id, version=version)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -144,53 +243,64 @@ class Runtime:
             else loop.call_later(limit, _expire, reply, aggregate.name, aggregate_id, command, limit)
         )
         try:
-            if not self._deliver_now(entry, aggregate_id, envelope):
+            waiter = self._deliver_now(entry, aggregate_id, envelope)
+            if waiter is not None:
                 if not wait_for_space:
+                    waiter.cancel()
                     raise MailboxFullError(
-                        f"mailbox of {aggregate.stream_id(aggregate_id)!r} is full "
-                        f"({self.mailbox_capacity} commands queued)"
+                        f"no room for a command to {aggregate.stream_id(aggregate_id)!r}: its mailbox holds "
+                        f"{self.mailbox_capacity} commands, or all {self.live_actors} live actors are busy"
                     )
-                await self._deliver_when_space(entry, aggregate_id, envelope)
+                await self._deliver_when_possible(
+                    envelope, waiter, lambda: self._deliver_now(entry, aggregate_id, envelope)
+                )
             return await reply
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> bool:
-        """Queue `envelope` if the mailbox has room; False if it is full."""
+    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> asyncio.Future[None] | None:
+        """Queue `envelope`, or return a future that resolves when it is worth trying again."""
         if self._closing or not self._entered:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
-        key = (entry.aggregate.name, aggregate_id)
-        actor = self._actors.get(key)
-        if actor is None:
-            actor = self._actors[key] = AggregateActor(entry, aggregate_id, self.store)
+        found = self._directory.lookup(
+            (entry.aggregate.name, aggregate_id), lambda: AggregateActor(self, entry, aggregate_id)
+        )
+        if not isinstance(found, AggregateActor):
+            return found  # at the live-actor cap with every actor busy
+        actor = found
         if len(actor.mailbox) >= self.mailbox_capacity:
-            return False
+            if actor.space_waiters is None:
+                actor.space_waiters = deque()
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            actor.space_waiters.append(waiter)
+            return waiter
+        loop = asyncio.get_running_loop()
+        actor.last_used = loop.time()
         actor.mailbox.append(envelope)
         if not actor.running:
             actor.running = True
-            task = asyncio.get_running_loop().create_task(actor.run(self.max_batch, self.max_conflict_retries))
+            task = loop.create_task(actor.run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        return True
+        return None
 
-    async def _deliver_when_space(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> None:
-        while not self._deliver_now(entry, aggregate_id, envelope):
-            actor = self._actors[(entry.aggregate.name, aggregate_id)]
-            waiter = self._wait_for_space(actor)
-            # The reply future carries the timeout: stop waiting for space when it expires.
+    async def _deliver_when_possible(
+        self, envelope: Envelope, waiter: asyncio.Future[None], deliver: Callable[[], asyncio.Future[None] | None]
+    ) -> None:
+        while True:
+            # The reply future carries the timeout: stop waiting when it expires.
             await asyncio.wait([waiter, envelope.reply], return_when=asyncio.FIRST_COMPLETED)
             if envelope.reply.done():
-                waiter.cancel()
+                if waiter.done():  # we were woken but gave up: pass the wake-up on to the next waiter
+                    self._directory.actor_stopped(None)
+                else:
+                    waiter.cancel()
                 return
-
-    @staticmethod
-    def _wait_for_space(actor: AggregateActor) -> asyncio.Future[None]:
-        if actor.space_waiters is None:
-            actor.space_waiters = deque()
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        actor.space_waiters.append(waiter)
-        return waiter
+            next_waiter = deliver()
+            if next_waiter is None:
+                return
+            waiter = next_waiter
 
 
 def _expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:

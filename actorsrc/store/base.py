@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError
-from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent
+from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
 
 MAX_STREAM_ID_LENGTH = 512
 
@@ -120,3 +120,29 @@ class EventStore(Protocol):
     async def last_position(self) -> int:
         """The global position of the newest event; 0 if the store is empty."""
         ...
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    """Stores that keep snapshots of aggregate state, so recovery replays only the tail."""
+
+    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
+        """Store `snapshot` and prune the stream's older snapshots, keeping the newest `keep`."""
+        ...
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The newest snapshot of a stream, or None."""
+        ...
+
+
+def validate_snapshot(snapshot: object, keep: object) -> Snapshot:
+    if not isinstance(snapshot, Snapshot):
+        raise TypeError(f"expected a Snapshot, got {snapshot!r}")
+    validate_stream_id(snapshot.stream_id)
+    if snapshot.version < 1 or snapshot.position < 1 or snapshot.schema_version < 1:
+        raise ValueError(f"snapshot of {snapshot.stream_id!r}: version, position and schema_version must be >= 1")
+    if not isinstance(snapshot.data, bytes):
+        raise TypeError(f"snapshot of {snapshot.stream_id!r}: data must be bytes")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ValueError(f"keep must be an int >= 1, got {keep!r}")
+    return snapshot

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, NewEvent
+from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import ExpectedVersion
 
@@ -27,7 +27,16 @@ class PendingAppend:
     reply: asyncio.Future[AppendResult] = field(repr=False)
 
 
-BatchWriter = Callable[[list[PendingAppend]], Awaitable[list[AppendResult | BaseException]]]
+@dataclass(slots=True)
+class PendingSnapshot:
+    snapshot: Snapshot
+    keep: int
+    reply: asyncio.Future[None] = field(repr=False)
+
+
+BatchWriter = Callable[[list[PendingAppend], list[PendingSnapshot]], Awaitable[list[AppendResult | BaseException]]]
+"""Writes appends and snapshots in one transaction; returns each append's outcome. If it raises,
+nothing in the batch was written."""
 
 
 class GroupCommitter:
@@ -38,6 +47,7 @@ class GroupCommitter:
         self._max_batch_events = max_batch_events
         self._store_name = store_name
         self._queue: deque[PendingAppend] = deque()
+        self._snapshots: list[PendingSnapshot] = []
         self._has_work = asyncio.Event()
         self._closing = False
         self.batches_written = 0
@@ -57,6 +67,15 @@ class GroupCommitter:
         self._has_work.set()
         return reply
 
+    def submit_snapshot(self, snapshot: Snapshot, keep: int) -> asyncio.Future[None]:
+        """Queue a snapshot; it is written with the next batch of appends (sharing its commit)."""
+        if self._closing:
+            raise StoreClosedError(f"{self._store_name} is closed; open it again to save snapshots")
+        reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._snapshots.append(PendingSnapshot(snapshot, keep, reply))
+        self._has_work.set()
+        return reply
+
     def close(self) -> None:
         """Refuse new appends; `run` returns once everything queued is written."""
         self._closing = True
@@ -67,10 +86,11 @@ class GroupCommitter:
         while True:
             await self._has_work.wait()
             self._has_work.clear()
-            while self._queue:
+            while self._queue or self._snapshots:
                 batch = self._take_batch()
+                snapshots, self._snapshots = self._snapshots, []
                 with anyio.CancelScope(shield=True):  # a started batch always finishes and replies
-                    await self._write(batch)
+                    await self._write(batch, snapshots)
             if self._closing:
                 return
 
@@ -84,12 +104,19 @@ class GroupCommitter:
             batch.append(pending)
         return batch
 
-    async def _write(self, batch: list[PendingAppend]) -> None:
+    async def _write(self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]) -> None:
         try:
-            outcomes = await self._write_batch(batch)
+            outcomes = await self._write_batch(batch, snapshots)
         except Exception as exc:  # the whole transaction failed: nothing in it was written
             logger.error("store.batch_failed", store=self._store_name, appends=len(batch), error=repr(exc))
             outcomes = [self._batch_error(len(batch), exc) for _ in batch]
+            for pending_snapshot in snapshots:
+                if not pending_snapshot.reply.done():
+                    pending_snapshot.reply.set_exception(self._batch_error(len(batch), exc))
+        else:
+            for pending_snapshot in snapshots:
+                if not pending_snapshot.reply.done():
+                    pending_snapshot.reply.set_result(None)
         self.batches_written += 1
         self.appends_written += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):

@@ -18,18 +18,24 @@ import anyio
 import msgspec
 
 from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
     ExpectedVersion,
     validate_expected_version,
     validate_new_events,
+    validate_snapshot,
     validate_stream_id,
 )
-from actorsrc.store.group_commit import GroupCommitter, PendingAppend
+from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.sqlite_reads import BatchedReader
 from actorsrc.store.sqlite_thread import run_on_connection_thread
-from actorsrc.store.sqlite_writer import StreamCache, decode_metadata, micros_to_datetime, write_batch
+from actorsrc.store.sqlite_writer import (
+    StreamCache,
+    decode_metadata,
+    micros_to_datetime,
+    write_batch,
+)
 
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
@@ -106,23 +112,52 @@ class SQLiteEventStore:
         self._check_open()
         return await self._committer.submit(stream_id, checked, expected_version)
 
-    async def _write_batch(self, batch: list[PendingAppend]) -> list[AppendResult | BaseException]:
+    async def _write_batch(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    ) -> list[AppendResult | BaseException]:
         writer = self._writer
         assert writer is not None
         try:
-            return await run_on_connection_thread(writer, write_batch, batch, self._cache)
+            return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
         except sqlite3.Error:
-            if len(batch) == 1:
+            if len(batch) + len(snapshots) <= 1:
                 raise
         # Something in the batch broke the transaction: write each append alone so that one bad
         # append fails by itself and the others still commit.
+        # Snapshots are an optimisation: if one of them broke the batch, it is dropped (its saver is told).
         outcomes: list[AppendResult | BaseException] = []
         for pending in batch:
             try:
-                outcomes.extend(await run_on_connection_thread(writer, write_batch, [pending], self._cache))
+                outcomes.extend(await run_on_connection_thread(writer, write_batch, [pending], [], self._cache))
             except sqlite3.Error as exc:
                 outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc}"))
+        for pending_snapshot in snapshots:
+            try:
+                await run_on_connection_thread(writer, write_batch, [], [pending_snapshot], self._cache)
+            except sqlite3.Error as exc:
+                pending_snapshot.reply.set_exception(
+                    StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} failed: {exc}")
+                )
         return outcomes
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
+        validate_snapshot(snapshot, keep)
+        self._check_open()
+        await self._committer.submit_snapshot(snapshot, keep)
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        validate_stream_id(stream_id)
+        rows = await self._fetch(
+            "SELECT version, position, schema_version, data, taken_at FROM snapshots"
+            " WHERE stream_id = ? ORDER BY version DESC LIMIT 1",
+            (stream_id,),
+        )
+        if not rows:
+            return None
+        version, position, schema_version, data, taken_at = rows[0]
+        return Snapshot(stream_id, version, position, schema_version, bytes(data), micros_to_datetime(taken_at))
 
     # -- reads ----------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DDL = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -29,6 +29,15 @@ CREATE TABLE IF NOT EXISTS events (
     recorded_at    INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_key, version);
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id      TEXT    NOT NULL,
+    version        INTEGER NOT NULL,
+    position       INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    data           BLOB    NOT NULL,
+    taken_at       INTEGER NOT NULL,
+    PRIMARY KEY (stream_id, version)
+) WITHOUT ROWID;
 """
 
 

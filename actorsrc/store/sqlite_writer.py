@@ -18,7 +18,7 @@ import msgspec
 from actorsrc.errors import ConcurrencyError
 from actorsrc.messages import AppendResult, Metadata
 from actorsrc.store.base import expectation_holds
-from actorsrc.store.group_commit import PendingAppend
+from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encode_metadata = msgspec.json.Encoder().encode
@@ -77,12 +77,14 @@ def _load_streams(conn: sqlite3.Connection, names: Iterable[str], into: dict[str
 
 
 def write_batch(
-    conn: sqlite3.Connection, batch: list[PendingAppend], cache: StreamCache
+    conn: sqlite3.Connection, batch: list[PendingAppend], snapshots: list[PendingSnapshot], cache: StreamCache
 ) -> list[AppendResult | BaseException]:
-    """Write `batch` in one transaction; returns each append's result or its own error."""
+    """Write `batch` and `snapshots` in one transaction; returns each append's result or its own error."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         outcomes, updates = _write_in_transaction(conn, batch, cache)
+        if snapshots:
+            _write_snapshots(conn, snapshots)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -148,6 +150,30 @@ def _write_in_transaction(
         conn.executemany(_INSERT_EVENT, event_rows)
     cache.next_position, cache.next_key = position, next_key
     return outcomes, updates
+
+
+def _write_snapshots(conn: sqlite3.Connection, snapshots: list[PendingSnapshot]) -> None:
+    taken_at = now_micros()
+    conn.executemany(
+        "INSERT OR REPLACE INTO snapshots (stream_id, version, position, schema_version, data, taken_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                p.snapshot.stream_id,
+                p.snapshot.version,
+                p.snapshot.position,
+                p.snapshot.schema_version,
+                p.snapshot.data,
+                taken_at,
+            )
+            for p in snapshots
+        ],
+    )
+    conn.executemany(  # prune: keep the newest `keep` of each stream
+        "DELETE FROM snapshots WHERE stream_id = ? AND version NOT IN"
+        " (SELECT version FROM snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?)",
+        [(p.snapshot.stream_id, p.snapshot.stream_id, p.keep) for p in snapshots],
+    )
 
 
 def decode_metadata(raw: bytes) -> Metadata:
