@@ -3,6 +3,7 @@
 from actorsrc.domain import Aggregate, fold
 from actorsrc.errors import (
     ActorsrcError,
+    AggregateFailedError,
     AskTimeoutError,
     CodecError,
     ConcurrencyError,
@@ -11,6 +12,7 @@ from actorsrc.errors import (
     EventDecodeError,
     InvalidStreamIdError,
     MailboxFullError,
+    PersistTimeoutError,
     RecoveryError,
     RuntimeClosedError,
     StoreClosedError,
@@ -20,9 +22,17 @@ from actorsrc.errors import (
     UnregisteredEventError,
 )
 from actorsrc.loading import LoadedState, codec_for, load_state
-from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent
-from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime
-from actorsrc.store import ANY, NO_STREAM, EventStore, ExpectedVersion, SQLiteEventStore, StreamState
+from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime, RuntimeStats, SupervisorPolicy
+from actorsrc.store import (
+    ANY,
+    NO_STREAM,
+    EventStore,
+    ExpectedVersion,
+    SnapshotStore,
+    SQLiteEventStore,
+    StreamState,
+)
 
 __version__ = "0.1.0"
 
@@ -30,6 +40,7 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "ActorsrcError",
+    "AggregateFailedError",
     "Aggregate",
     "AggregateRef",
     "AppendResult",
@@ -47,14 +58,19 @@ __all__ = [
     "MailboxFullError",
     "Metadata",
     "NewEvent",
+    "PersistTimeoutError",
     "RecordedEvent",
     "RecoveryError",
     "Runtime",
     "RuntimeClosedError",
+    "RuntimeStats",
     "SQLiteEventStore",
+    "Snapshot",
+    "SnapshotStore",
     "StoreClosedError",
     "StoreError",
     "StreamState",
+    "SupervisorPolicy",
     "UnknownCommandError",
     "UnknownEventTypeError",
     "UnregisteredEventError",

@@ -1,6 +1,7 @@
 """The actor runtime."""
 
 from actorsrc.runtime.outcome import CommandOutcome
-from actorsrc.runtime.runtime import AggregateRef, Runtime
+from actorsrc.runtime.runtime import AggregateRef, Runtime, RuntimeStats
+from actorsrc.runtime.supervision import SupervisorPolicy
 
-__all__ = ["AggregateRef", "CommandOutcome", "Runtime"]
+__all__ = ["AggregateRef", "CommandOutcome", "Runtime", "RuntimeStats", "SupervisorPolicy"]

@@ -1,6 +1,6 @@
 """Event stores: the protocol and its adapters."""
 
-from actorsrc.store.base import ANY, NO_STREAM, EventStore, ExpectedVersion, StreamState
+from actorsrc.store.base import ANY, NO_STREAM, EventStore, ExpectedVersion, SnapshotStore, StreamState
 from actorsrc.store.sqlite import SQLiteEventStore
 
-__all__ = ["ANY", "NO_STREAM", "EventStore", "ExpectedVersion", "SQLiteEventStore", "StreamState"]
+__all__ = ["ANY", "NO_STREAM", "EventStore", "ExpectedVersion", "SQLiteEventStore", "SnapshotStore", "StreamState"]
