@@ -150,7 +150,7 @@ async def test_taking_a_snapshot_never_delays_a_reply(tmp_path: Path) -> None:
     async with SQLiteEventStore.open(tmp_path / "s.db") as inner:
         store = _SlowSnapshots(inner)
         assert isinstance(store, SnapshotStore)
-        async with Runtime(store, [aggregate]) as runtime:  # type: ignore[arg-type]
+        async with Runtime(store, [aggregate]) as runtime:
             ref = runtime.ref(aggregate, "a")
             with anyio.fail_after(5):
                 await ref.ask(OpenAccount("ann"))
