@@ -83,4 +83,5 @@ async def drive(db: str, ack_path: str, run_id: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(drive, *sys.argv[1:4])
+    db_path, ack_file, run = sys.argv[1:4]
+    anyio.run(drive, db_path, ack_file, run)
