@@ -136,6 +136,7 @@ class _SlowSnapshots:
         self.read_stream = inner.read_stream
         self.read_all = inner.read_all
         self.stream_version = inner.stream_version
+        self.find_commands = inner.find_commands
         self.last_position = inner.last_position
         self.load_snapshot = inner.load_snapshot
 

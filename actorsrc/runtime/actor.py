@@ -13,6 +13,7 @@ rebuilds itself from the store, or that it has failed too often and refuses comm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ import anyio
 
 from actorsrc.errors import AggregateFailedError, ConcurrencyError, PersistTimeoutError, RecoveryError
 from actorsrc.loading import load_state
-from actorsrc.messages import Metadata, NewEvent, Snapshot, next_event_id
+from actorsrc.messages import NewEvent, Snapshot, next_event_id
 from actorsrc.observability import logger
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 from actorsrc.runtime.supervision import RestartTracker
@@ -34,13 +35,17 @@ if TYPE_CHECKING:
 class _Decided:
     """A command accepted in this batch: its events and where they sit in the append."""
 
-    __slots__ = ("envelope", "events", "offset", "version")
+    __slots__ = ("envelope", "events", "offset", "outcome", "version")
 
     def __init__(self, envelope: Envelope, events: tuple[Any, ...], offset: int, version: int) -> None:
         self.envelope = envelope
         self.events = events
         self.offset = offset
         self.version = version
+        self.outcome: CommandOutcome[Any] | None = None
+
+
+_RECENT_COMMANDS = 64  # outcomes kept in memory per actor; older ones are looked up in the store
 
 
 class _Crash(Exception):
@@ -60,6 +65,7 @@ class AggregateActor:
         "last_used",
         "mailbox",
         "position",
+        "recent_commands",
         "recovered",
         "running",
         "space_waiters",
@@ -83,6 +89,7 @@ class AggregateActor:
         self.mailbox: deque[Envelope] = deque()
         self.space_waiters: deque[asyncio.Future[None]] | None = None
         self.supervision: RestartTracker | None = None  # allocated on the first crash
+        self.recent_commands: dict[str, CommandOutcome[Any]] | None = None  # allocated on first use
 
     def is_idle(self, now: float) -> bool:
         """Safe to passivate: no mail, no task, and no failure cool-down to remember."""
@@ -249,14 +256,23 @@ class AggregateActor:
         new_events: list[NewEvent] = []
         evolve_failure: tuple[Envelope, Exception] | None = None
         handled = batch
+        recorded = await self._recorded_commands(batch)
+        repeats: list[tuple[Envelope, CommandOutcome[Any] | _Decided]] = []
+        in_batch: dict[str, _Decided] = {}
         for index, envelope in enumerate(batch):
             if envelope.command is READ_STATE:  # answered with the state after the commands before it
                 reads.append((envelope, state))
                 continue
+            command_id = envelope.command_id
+            if command_id is not None:
+                earlier = recorded.get(command_id) or in_batch.get(command_id)
+                if earlier is not None:  # handled before: the original outcome, nothing new
+                    repeats.append((envelope, earlier))
+                    continue
             try:
                 events = tuple(decide(state, envelope.command))
                 encoded = [
-                    NewEvent(name, data, Metadata(next_event_id(), envelope.command_id), schema_version)
+                    NewEvent(name, data, envelope.metadata(next_event_id()), schema_version)
                     for name, schema_version, data in map(encode, events)
                 ]
             except Exception as exc:  # a DomainError, or a bug in decide: that caller's error only
@@ -272,7 +288,10 @@ class AggregateActor:
                 handled = batch[: index + 1]
                 self.mailbox.extendleft(reversed(batch[index + 1 :]))
                 break
-            accepted.append(_Decided(envelope, events, len(new_events), version + len(events)))
+            decided = _Decided(envelope, events, len(new_events), version + len(events))
+            accepted.append(decided)
+            if command_id is not None and events:  # only commands that wrote events are remembered
+                in_batch[command_id] = decided
             new_events.extend(encoded)
             state, version = next_state, version + len(events)
 
@@ -300,9 +319,16 @@ class AggregateActor:
         for decided in accepted:
             count = len(decided.events)
             position = first_position + decided.offset + count - 1 if count else self.position
+            decided.outcome = CommandOutcome(self.stream_id, decided.version, position, decided.events)
+            if decided.envelope.command_id is not None and count:
+                self._remember(decided.envelope.command_id, decided.outcome)
             reply = decided.envelope.reply
             if not reply.done():
-                reply.set_result(CommandOutcome(self.stream_id, decided.version, position, decided.events))
+                reply.set_result(decided.outcome)
+        for envelope, earlier in repeats:
+            original = earlier.outcome if isinstance(earlier, _Decided) else earlier
+            if not envelope.reply.done() and original is not None:
+                envelope.reply.set_result(dataclasses.replace(original, duplicate=True))
         for envelope, error in rejected:
             _fail(envelope, error)
         for envelope, read in reads:
@@ -314,6 +340,29 @@ class AggregateActor:
             failed_envelope, cause = evolve_failure
             _fail(failed_envelope, cause)
             raise _Crash("evolve raised", cause)
+
+    # -- idempotent commands ----------------------------------------------------------------------
+
+    def _remember(self, command_id: str, outcome: CommandOutcome[Any]) -> None:
+        recent = self.recent_commands
+        if recent is None:
+            recent = self.recent_commands = {}
+        recent[command_id] = outcome
+        if len(recent) > _RECENT_COMMANDS:
+            del recent[next(iter(recent))]
+
+    async def _recorded_commands(self, batch: list[Envelope]) -> dict[str, CommandOutcome[Any]]:
+        """Outcomes of the batch's command ids that this stream has recorded already."""
+        recent = self.recent_commands or {}
+        unknown = [e.command_id for e in batch if e.command_id is not None and e.command_id not in recent]
+        if unknown and self.version > 0:
+            found = await self.host.store.find_commands(self.stream_id, unknown)
+            for command_id, (first, last) in found.items():
+                records = await self.host.store.read_stream(self.stream_id, first, last)
+                decode = self.entry.codec.decode
+                events = tuple(decode(self.stream_id, r.version, r.type, r.data) for r in records)
+                self._remember(command_id, CommandOutcome(self.stream_id, last, records[-1].position, events))
+        return self.recent_commands or {}
 
     def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
         data = self.entry.codec.encode_state(state)

@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from actorsrc.messages import Metadata
+
 E = TypeVar("E")
 
 
@@ -15,13 +17,15 @@ class CommandOutcome(Generic[E]):
 
     `version` is the stream's version after the command; `position` is the global position of its
     last event (or of the stream's last event when the command produced none), the position to wait
-    for when reading your own writes.
+    for when reading your own writes. `duplicate` is True when the command id had been handled
+    before: the outcome is the original one and nothing new was written.
     """
 
     stream_id: str
     version: int
     position: int
     events: tuple[E, ...]
+    duplicate: bool = False
 
 
 class StateQuery:
@@ -37,9 +41,28 @@ READ_STATE: Any = StateQuery()
 class Envelope:
     """A command in a mailbox with the future its caller awaits."""
 
-    __slots__ = ("command", "command_id", "reply")
+    __slots__ = ("causation_id", "command", "command_id", "correlation_id", "reply")
 
-    def __init__(self, command: Any, command_id: str | None, reply: asyncio.Future[Any]) -> None:
+    def __init__(
+        self,
+        command: Any,
+        command_id: str | None,
+        reply: asyncio.Future[Any],
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
         self.command = command
         self.command_id = command_id
         self.reply = reply
+        self.causation_id = causation_id
+        self.correlation_id = correlation_id
+
+    def metadata(self, event_id: str) -> Metadata:
+        """Metadata of an event this command causes: the chain command -> event -> command -> ... ."""
+        command_id = self.command_id
+        return Metadata(
+            event_id,
+            command_id,
+            self.causation_id or command_id,
+            self.correlation_id or command_id or event_id,
+        )

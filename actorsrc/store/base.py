@@ -117,6 +117,14 @@ class EventStore(Protocol):
         """The stream's current version; 0 if it does not exist."""
         ...
 
+    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """For each of `command_ids` already recorded on the stream: its (first, last) event version.
+
+        A command id travels in the metadata of the events it caused, and the store remembers it per
+        stream, forever, so a repeated command is recognised however long ago it ran.
+        """
+        ...
+
     async def last_position(self) -> int:
         """The global position of the newest event; 0 if the store is empty."""
         ...

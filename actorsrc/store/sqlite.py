@@ -188,6 +188,21 @@ class SQLiteEventStore:
         )
         return [_recorded(row[0], row[1:]) for row in rows]
 
+    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        validate_stream_id(stream_id)
+        found: dict[str, tuple[int, int]] = {}
+        ids = list(dict.fromkeys(command_ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._fetch(
+                "SELECT c.command_id, c.first_version, c.last_version FROM command_ids c"
+                " WHERE c.stream_key = (SELECT key FROM streams WHERE name = ?)"
+                f" AND c.command_id IN ({','.join('?' * len(chunk))})",
+                (stream_id, *chunk),
+            )
+            found.update((command_id, (first, last)) for command_id, first, last in rows)
+        return found
+
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)
         rows = await self._fetch("SELECT version FROM streams WHERE name = ?", (stream_id,))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 DDL = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS snapshots (
     data           BLOB    NOT NULL,
     taken_at       INTEGER NOT NULL,
     PRIMARY KEY (stream_id, version)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS command_ids (
+    stream_key    INTEGER NOT NULL,
+    command_id    TEXT    NOT NULL,
+    first_version INTEGER NOT NULL,
+    last_version  INTEGER NOT NULL,
+    PRIMARY KEY (stream_key, command_id)
 ) WITHOUT ROWID;
 """
 

@@ -119,6 +119,7 @@ def _write_in_transaction(
     position, next_key = cache.next_position, cache.next_key
     outcomes: list[AppendResult | BaseException] = []
     event_rows: list[tuple[object, ...]] = []
+    command_rows: dict[tuple[int, str], list[int]] = {}  # (stream key, command id) -> [first, last] version
     for pending in batch:
         stream_id = pending.stream_id
         key, version = updates.get(stream_id) or known.get(stream_id) or (0, 0)
@@ -130,6 +131,10 @@ def _write_in_transaction(
         first_version, first_position = version + 1, position
         for event in pending.events:
             version += 1
+            command_id = event.metadata.command_id
+            if command_id is not None:
+                span = command_rows.setdefault((key, command_id), [version, version])
+                span[1] = version
             event_rows.append(
                 (
                     position,
@@ -148,6 +153,11 @@ def _write_in_transaction(
     if event_rows:
         conn.executemany(_UPSERT_STREAM, [(key, name, version) for name, (key, version) in updates.items()])
         conn.executemany(_INSERT_EVENT, event_rows)
+    if command_rows:  # remembered forever: a repeated command id is recognised, see find_commands
+        conn.executemany(
+            "INSERT INTO command_ids (stream_key, command_id, first_version, last_version) VALUES (?, ?, ?, ?)",
+            [(key, command_id, first, last) for (key, command_id), (first, last) in command_rows.items()],
+        )
     cache.next_position, cache.next_key = position, next_key
     return outcomes, updates
 

@@ -64,6 +64,9 @@ class FaultyStore:
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         return await self.inner.read_all(after_position, limit)
 
+    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        return await self.inner.find_commands(stream_id, command_ids)
+
     async def stream_version(self, stream_id: str) -> int:
         return await self.inner.stream_version(stream_id)
 

@@ -154,6 +154,18 @@ class EventStoreContract:
         assert (result.first_position, result.last_position) == (2, 12_001)
         assert len(await store.read_stream("big")) == 12_000
 
+    async def test_command_ids_are_found_per_stream(self, store: EventStore) -> None:
+        await store.append("s", [new_event(command_id="c1"), new_event(command_id="c1")], NO_STREAM)
+        await store.append("s", [new_event(), new_event(command_id="c2")], 2)
+        await store.append("other", [new_event(command_id="c3")], NO_STREAM)
+        assert await store.find_commands("s", ["c1", "c2", "c3", "missing"]) == {"c1": (1, 2), "c2": (4, 4)}
+        assert await store.find_commands("other", ["c1", "c3"]) == {"c3": (1, 1)}
+        assert await store.find_commands("no-such-stream", ["c1"]) == {}
+        many = [f"x{i}" for i in range(1200)]  # more ids than one SQL statement may bind
+        assert await store.find_commands("s", [*many, "c2"]) == {"c2": (4, 4)}
+        with pytest.raises(InvalidStreamIdError):
+            await store.find_commands("", ["c1"])
+
     # -- concurrency and group commit --------------------------------------------------------------
 
     async def test_concurrent_appends_to_one_stream_admit_exactly_one(self, store: EventStore) -> None:
