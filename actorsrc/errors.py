@@ -92,6 +92,10 @@ class AskTimeoutError(ActorsrcError, TimeoutError):
     """No reply arrived within the `ask` timeout; the command may still be carried out."""
 
 
+class WaitTimeoutError(ActorsrcError, TimeoutError):
+    """A handler did not reach the awaited position in time (it may be behind, stopped or rebuilding)."""
+
+
 class MailboxFullError(ActorsrcError):
     """An actor's mailbox is full and the caller asked not to wait."""
 

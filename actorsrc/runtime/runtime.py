@@ -20,9 +20,13 @@ from actorsrc.errors import (
     UnknownCommandError,
 )
 from actorsrc.observability import logger
+from actorsrc.projection import Handler
+from actorsrc.readmodel.base import ParkedEvent
+from actorsrc.readmodel.sqlite import SQLiteReadModel
 from actorsrc.runtime.actor import AggregateActor
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
+from actorsrc.runtime.readside import HandlerStatus, ReadSide
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.base import EventStore, SnapshotStore
@@ -74,6 +78,9 @@ class Runtime:
         passivate_after: float | None = 300.0,
         max_live_actors: int | None = 100_000,
         supervisor: SupervisorPolicy | None = None,
+        handlers: Iterable[Handler] = (),
+        read_model: SQLiteReadModel | None = None,
+        poll_interval: float = 1.0,
     ) -> None:
         for name, value in (("mailbox_capacity", mailbox_capacity), ("max_batch", max_batch)):
             if value < 1:
@@ -97,6 +104,7 @@ class Runtime:
         self.supervisor = supervisor or SupervisorPolicy()
         self._entries = build_entries(aggregates)
         self._directory = ActorDirectory(max_live_actors, passivate_after)
+        self._read_side = ReadSide(self, handlers, read_model, poll_interval)
         # Actor tasks exist only while an actor has mail. They are plain asyncio tasks: anyio's
         # start_soon costs ~36 us against ~3 us here, paid on every activation of an idle actor.
         self._tasks: set[asyncio.Task[None]] = set()
@@ -112,11 +120,16 @@ class Runtime:
             raise RuntimeClosedError("a Runtime can be entered once; create a new one")
         self._entered = True
         self._sweeper = asyncio.get_running_loop().create_task(self._directory.sweep_forever())
+        self._read_side.start()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        # Handlers stop first: a process manager still needs the actors to send its commands, and
+        # whatever it had not finished is redelivered (with the same command ids) on the next start.
+        with anyio.CancelScope(shield=True):
+            await self._read_side.stop()
         self._closing = True
         try:
             while self._tasks or self._background:  # actors finish what is queued; new commands are refused
@@ -176,6 +189,47 @@ class Runtime:
             snapshots_taken=self.snapshots_taken,
             snapshots_failed=self.snapshots_failed,
         )
+
+    # -- read side ----------------------------------------------------------------------------------
+
+    async def wait_for(self, handler: Handler | str, position: int, *, timeout: float | None = None) -> None:
+        """Return once `handler` has processed the global log up to `position` (read-your-writes).
+
+        Raises `WaitTimeoutError` after `timeout` seconds (default: the runtime's `default_timeout`),
+        saying where the handler is and whether it is stopped.
+        """
+        limit = timeout if timeout is not None else self.default_timeout or 30.0
+        await self._read_side.subscription(handler).wait_for(position, limit)
+
+    async def rebuild(self, handler: Handler | str, *, on_progress: Callable[[int, int], None] | None = None) -> int:
+        """Reset a handler and replay the whole log into it while commands keep flowing.
+
+        For a projection, its `reset` and `setup` run, then every event is applied again; for a process
+        manager, its state is cleared and its commands are re-sent, all recognised as duplicates.
+        `on_progress(position, target)` is called as it goes. Returns the position it caught up to.
+        """
+        return await self._read_side.subscription(handler).rebuild(on_progress)
+
+    async def restart_handler(self, handler: Handler | str) -> None:
+        """Start a stopped handler again from its checkpoint (after fixing what stopped it)."""
+        subscription = self._read_side.subscription(handler)
+        await subscription.stop()
+        subscription.start()
+
+    def handler_statuses(self) -> list[HandlerStatus]:
+        return self._read_side.statuses()
+
+    async def parked(self, handler: Handler | str | None = None) -> list[ParkedEvent]:
+        """Events handlers gave up on, oldest first (all handlers when `handler` is None)."""
+        return await self._read_side.parked(handler)
+
+    async def retry_parked(self, parked_id: int) -> None:
+        """Run the handler on a parked event again; on success it leaves the parked list."""
+        await self._read_side.retry_parked(parked_id)
+
+    async def discard_parked(self, parked_id: int) -> ParkedEvent:
+        """Drop a parked event without handling it."""
+        return await self._read_side.discard_parked(parked_id)
 
     # -- hooks the actors call --------------------------------------------------------------------
 
@@ -339,6 +393,7 @@ class AggregateRef(Generic[S, C, E]):
         causation_id: str | None = None,
         correlation_id: str | None = None,
         wait_for_space: bool = True,
+        consistency: Iterable[Handler | str] = (),
     ) -> CommandOutcome[E]:
         """Send `command` and wait until its events are durable.
 
@@ -351,7 +406,12 @@ class AggregateRef(Generic[S, C, E]):
         much later, returns the original outcome (with ``duplicate=True``) and writes nothing. Only
         commands that wrote events are remembered. `causation_id` and `correlation_id` are recorded in
         the events' metadata (both default to the command id).
+
+        `consistency=[projection, ...]` returns only once those handlers have processed the command's
+        events (read-your-writes in one call); the wait shares the `timeout`.
         """
+        if consistency:
+            started = asyncio.get_running_loop().time()
         outcome: CommandOutcome[E] = await self._runtime._ask(
             self._entry,
             self.aggregate_id,
@@ -362,6 +422,11 @@ class AggregateRef(Generic[S, C, E]):
             causation_id=causation_id,
             correlation_id=correlation_id,
         )
+        if consistency:
+            limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
+            remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
+            for handler in consistency:
+                await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
         return outcome
 
     async def state(self, *, timeout: float | None = None) -> S:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError
@@ -154,3 +154,10 @@ def validate_snapshot(snapshot: object, keep: object) -> Snapshot:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be an int >= 1, got {keep!r}")
     return snapshot
+
+
+@runtime_checkable
+class AppendNotifier(Protocol):
+    """Stores that can tell in-process subscribers about new appends at once."""
+
+    def add_append_listener(self, listener: Callable[[int], None]) -> Callable[[], None]: ...

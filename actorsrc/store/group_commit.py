@@ -50,6 +50,7 @@ class GroupCommitter:
         self._snapshots: list[PendingSnapshot] = []
         self._has_work = asyncio.Event()
         self._closing = False
+        self.listeners: list[Callable[[int], None]] = []  # told the last position after each commit
         self.batches_written = 0
         self.appends_written = 0
 
@@ -119,6 +120,10 @@ class GroupCommitter:
                     pending_snapshot.reply.set_result(None)
         self.batches_written += 1
         self.appends_written += len(batch)
+        last = max((o.last_position for o in outcomes if isinstance(o, AppendResult)), default=0)
+        if last:
+            for listener in self.listeners:
+                listener(last)
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.reply.done():  # the caller was cancelled; the write stands
                 continue

@@ -8,7 +8,7 @@ so they never wait behind a write.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
 from typing import Any, Self
@@ -225,6 +225,14 @@ class SQLiteEventStore:
             raise StoreClosedError(
                 f"SQLite store {self.path!r} is not open; use `async with SQLiteEventStore.open(...)`"
             )
+
+    def add_append_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(last_position)` after each commit of this store object; returns the remover.
+
+        Appends by other processes are not seen here; subscribers poll for those.
+        """
+        self._committer.listeners.append(listener)
+        return lambda: self._committer.listeners.remove(listener)
 
     @property
     def queued_appends(self) -> int:

@@ -1,0 +1,150 @@
+"""Read-side handlers as values: projections into SQL read models, and process managers (sagas).
+
+Like aggregates, they are plain values registered on the runtime; the dispatcher feeds each one the
+global log from its own checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from actorsrc.domain import Aggregate
+from actorsrc.errors import ConfigurationError
+from actorsrc.messages import Metadata
+
+E = TypeVar("E")
+S = TypeVar("S")
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnvelope(Generic[E]):
+    """A decoded event with where and when it was recorded."""
+
+    event: E
+    type: str
+    stream_id: str
+    version: int
+    position: int
+    recorded_at: datetime
+    metadata: Metadata
+
+
+@dataclass(frozen=True, slots=True)
+class FailurePolicy:
+    """What a handler does when an event keeps failing.
+
+    It retries `retries` times with exponential backoff from `backoff` seconds (capped at
+    `max_backoff`), then either parks the event in the dead-letter table and moves on (`"park"`),
+    or stops the handler where it is (`"stop"`) until someone fixes it and restarts it.
+    """
+
+    retries: int = 3
+    backoff: float = 0.05
+    max_backoff: float = 2.0
+    then: Literal["park", "stop"] = "park"
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.backoff < 0 or self.max_backoff < self.backoff:
+            raise ConfigurationError(f"invalid failure policy {self!r}")
+        if self.then not in ("park", "stop"):
+            raise ConfigurationError(f"failure policy `then` must be 'park' or 'stop', got {self.then!r}")
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+
+
+def _event_types(
+    name: str, events: Mapping[str, type[Any]] | None, aggregates: Iterable[Aggregate[Any, Any, Any]]
+) -> dict[str, type[Any]]:
+    merged: dict[str, type[Any]] = {}
+    for aggregate in aggregates:
+        merged.update(aggregate.events)
+    merged.update(events or {})
+    if not merged:
+        raise ConfigurationError(f"handler {name!r} subscribes to no event types; give `events` or `aggregates`")
+    return merged
+
+
+def _check_name(kind: str, name: str) -> None:
+    if not isinstance(name, str) or not _NAME.match(name) or len(name) > 128:
+        raise ConfigurationError(
+            f"{kind} name {name!r} must start with a letter and hold only letters, digits, '_', '.', '-'"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """Builds an SQL read model from events.
+
+    `handle(db, envelope)` runs on the read model's connection thread, inside the transaction that
+    also moves the projection's checkpoint, so each event's effect lands exactly once. It is plain
+    synchronous code over a `sqlite3.Connection`: no awaiting inside. `setup(db)` creates the tables
+    (idempotently); `reset(db)` drops them before a rebuild. Events of types outside `events` (and the
+    `aggregates`' event types) are skipped.
+    """
+
+    name: str
+    handle: Callable[[sqlite3.Connection, EventEnvelope[Any]], None]
+    setup: Callable[[sqlite3.Connection], None] = lambda db: None
+    reset: Callable[[sqlite3.Connection], None] = lambda db: None
+    events: Mapping[str, type[Any]] | None = None
+    aggregates: Sequence[Aggregate[Any, Any, Any]] = ()
+    failure: FailurePolicy = field(default_factory=FailurePolicy)
+    batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        _check_name("projection", self.name)
+        if self.batch_size < 1:
+            raise ConfigurationError(f"projection {self.name!r}: batch_size must be >= 1")
+
+    def event_types(self) -> dict[str, type[Any]]:
+        return _event_types(self.name, self.events, self.aggregates)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A command a process manager sends to an aggregate instance."""
+
+    aggregate: Aggregate[Any, Any, Any]
+    aggregate_id: str
+    command: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessManager(Generic[S]):
+    """Reacts to events by sending commands (a saga), with durable state per instance.
+
+    `key(envelope)` names the instance an event belongs to (an order id, say), or None to ignore the
+    event. `react(state, envelope)` returns the instance's next state and the commands to send. Each
+    command carries a deterministic id made of the manager's name, the event's id and the command's
+    index, so a retried or replayed event never performs a command twice. A command the target
+    rejects with a `DomainError` is logged and counts as handled; model such outcomes as events.
+    """
+
+    name: str
+    key: Callable[[EventEnvelope[Any]], str | None]
+    initial: S
+    react: Callable[[S, EventEnvelope[Any]], tuple[S, Sequence[Send]]]
+    events: Mapping[str, type[Any]] | None = None
+    aggregates: Sequence[Aggregate[Any, Any, Any]] = ()
+    state_type: type[Any] | None = None
+    failure: FailurePolicy = field(default_factory=FailurePolicy)
+    batch_size: int = 200
+
+    def __post_init__(self) -> None:
+        _check_name("process manager", self.name)
+        if self.batch_size < 1:
+            raise ConfigurationError(f"process manager {self.name!r}: batch_size must be >= 1")
+
+    def event_types(self) -> dict[str, type[Any]]:
+        return _event_types(self.name, self.events, self.aggregates)
+
+
+Handler = Projection | ProcessManager[Any]

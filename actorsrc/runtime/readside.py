@@ -1,0 +1,130 @@
+"""The runtime's read side: the subscriptions of its projections and process managers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from actorsrc.errors import ConfigurationError
+from actorsrc.projection import Handler, ProcessManager, Projection
+from actorsrc.readmodel.base import ParkedEvent
+from actorsrc.readmodel.sqlite import SQLiteReadModel, delete_parked
+from actorsrc.runtime.dispatcher import Subscription
+from actorsrc.store.base import AppendNotifier
+
+if TYPE_CHECKING:
+    from actorsrc.runtime.runtime import Runtime
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerStatus:
+    name: str
+    kind: str
+    status: str
+    position: int
+    events_handled: int
+    parked: int
+    stop_reason: str | None
+
+
+class ReadSide:
+    def __init__(
+        self, runtime: Runtime, handlers: Iterable[Handler], read_model: SQLiteReadModel | None, poll_interval: float
+    ) -> None:
+        self.runtime = runtime
+        self.read_model = read_model
+        self.subscriptions: dict[str, Subscription] = {}
+        handlers = list(handlers)
+        if handlers and read_model is None:
+            raise ConfigurationError("projections and process managers need a read_model (e.g. SQLiteReadModel)")
+        for handler in handlers:
+            if not isinstance(handler, Projection | ProcessManager):
+                raise ConfigurationError(f"{handler!r} is neither a Projection nor a ProcessManager")
+            if handler.name in self.subscriptions:
+                raise ConfigurationError(f"two handlers are named {handler.name!r}; names must be unique")
+            assert read_model is not None
+            self.subscriptions[handler.name] = Subscription(handler, runtime, read_model, poll_interval)
+        self._unlisten: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        if not self.subscriptions:
+            return
+        store = self.runtime.store
+        if isinstance(store, AppendNotifier):
+            subscriptions = list(self.subscriptions.values())
+
+            def wake_all(position: int) -> None:
+                for subscription in subscriptions:
+                    subscription.wake(position)
+
+            self._unlisten = store.add_append_listener(wake_all)
+        for subscription in self.subscriptions.values():
+            subscription.start()
+
+    async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
+        for subscription in self.subscriptions.values():
+            await subscription.stop()
+            if subscription.status != "stopped":
+                subscription.status = "closed"
+
+    def subscription(self, handler: Handler | str) -> Subscription:
+        name = handler if isinstance(handler, str) else handler.name
+        found = self.subscriptions.get(name)
+        if found is None or (not isinstance(handler, str) and found.handler is not handler):
+            raise ConfigurationError(
+                f"handler {name!r} is not registered with this runtime "
+                f"(registered: {', '.join(sorted(self.subscriptions)) or 'none'})"
+            )
+        return found
+
+    def statuses(self) -> list[HandlerStatus]:
+        return [
+            HandlerStatus(
+                s.name,
+                "projection" if isinstance(s.handler, Projection) else "process manager",
+                s.status,
+                s.position,
+                s.events_handled,
+                s.parked,
+                s.stop_reason,
+            )
+            for s in self.subscriptions.values()
+        ]
+
+    # -- parked events --------------------------------------------------------------------------
+
+    def _model(self) -> SQLiteReadModel:
+        if self.read_model is None:
+            raise ConfigurationError("this runtime has no read model, so nothing is parked")
+        return self.read_model
+
+    async def parked(self, handler: Handler | str | None = None) -> list[ParkedEvent]:
+        name = None if handler is None else self.subscription(handler).name
+        return await self._model().parked(name)
+
+    async def _parked_or_fail(self, parked_id: int) -> ParkedEvent:
+        parked = await self._model().parked_event(parked_id)
+        if parked is None:
+            raise LookupError(f"no parked event with id {parked_id}")
+        return parked
+
+    async def retry_parked(self, parked_id: int) -> None:
+        """Run the handler on a parked event again; on success it is no longer parked."""
+        parked = await self._parked_or_fail(parked_id)
+        subscription = self.subscription(parked.handler)
+        records = await self.runtime.store.read_all(parked.position - 1, 1)
+        if not records or records[0].position != parked.position:
+            raise LookupError(f"the event at position {parked.position} is no longer in the store")
+        envelope = subscription._envelope(records[0])
+        await subscription.apply(
+            [envelope] if envelope is not None else [], None, lambda conn: delete_parked(conn, parked_id)
+        )
+
+    async def discard_parked(self, parked_id: int) -> ParkedEvent:
+        parked = await self._parked_or_fail(parked_id)
+        await self._model().transaction(lambda conn: delete_parked(conn, parked_id))
+        return parked
