@@ -20,9 +20,12 @@ from actorsrc.errors import (
     UnknownCommandError,
     UnknownEventTypeError,
     UnregisteredEventError,
+    WaitTimeoutError,
 )
 from actorsrc.loading import LoadedState, codec_for, load_state
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.projection import EventEnvelope, FailurePolicy, ProcessManager, Projection, Send
+from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
 from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime, RuntimeStats, SupervisorPolicy
 from actorsrc.store import (
     ANY,
@@ -38,10 +41,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
-    "NO_STREAM",
     "ActorsrcError",
-    "AggregateFailedError",
     "Aggregate",
+    "AggregateFailedError",
     "AggregateRef",
     "AppendResult",
     "AskTimeoutError",
@@ -51,20 +53,28 @@ __all__ = [
     "ConfigurationError",
     "DomainError",
     "EventDecodeError",
+    "EventEnvelope",
     "EventStore",
     "ExpectedVersion",
+    "FailurePolicy",
     "InvalidStreamIdError",
     "LoadedState",
     "MailboxFullError",
     "Metadata",
+    "NO_STREAM",
     "NewEvent",
+    "ParkedEvent",
     "PersistTimeoutError",
+    "ProcessManager",
+    "Projection",
     "RecordedEvent",
     "RecoveryError",
     "Runtime",
     "RuntimeClosedError",
     "RuntimeStats",
     "SQLiteEventStore",
+    "SQLiteReadModel",
+    "Send",
     "Snapshot",
     "SnapshotStore",
     "StoreClosedError",
@@ -74,6 +84,7 @@ __all__ = [
     "UnknownCommandError",
     "UnknownEventTypeError",
     "UnregisteredEventError",
+    "WaitTimeoutError",
     "__version__",
     "codec_for",
     "fold",
