@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from actorsrc import ActorsrcError, __version__
+from actorsrc.cli_projections import add_projections
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_demo(subparsers)
+    add_projections(subparsers)
     return parser
 
 

@@ -49,8 +49,11 @@ class EventCodec:
         name = self.type_name(event)
         try:
             data = _encoder.encode(event)
-        except (TypeError, ValueError) as exc:
-            raise UnregisteredEventError(f"{name} cannot be encoded: {exc}") from exc
+            # Read it back now: an event whose fields do not match their declared types (a float in
+            # an int field, NaN) would otherwise be acknowledged and then break every later replay.
+            self._decoders[name].decode(data)
+        except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
+            raise CodecError(f"{name} cannot be stored: {exc}; check the values against the field types") from exc
         return name, self._versions[name], data
 
     def decode(self, stream_id: str, version: int, type_name: str, data: bytes) -> Any:

@@ -17,6 +17,13 @@ def anyio_backend() -> str:
 @pytest.fixture
 def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
     """structlog events emitted during the test; structlog is back to unconfigured afterwards."""
+    structlog.reset_defaults()  # capture every level, whatever an earlier test configured
     with structlog.testing.capture_logs() as logs:
         yield logs
+
+
+@pytest.fixture(autouse=True)
+def _unconfigured_structlog() -> Iterator[None]:
+    # The CLI configures structlog process-wide, as an application should; the next test must not see it.
+    yield
     structlog.reset_defaults()

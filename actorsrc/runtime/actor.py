@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actorsrc.errors import AggregateFailedError, ConcurrencyError, PersistTimeoutError, RecoveryError
+from actorsrc.errors import (
+    AggregateFailedError,
+    ConcurrencyError,
+    PersistTimeoutError,
+    RecoveryError,
+    RuntimeClosedError,
+)
 from actorsrc.loading import load_state
 from actorsrc.messages import NewEvent, Snapshot, next_event_id
 from actorsrc.observability import logger
@@ -49,12 +55,16 @@ _RECENT_COMMANDS = 64  # outcomes kept in memory per actor; older ones are looke
 
 
 class _Crash(Exception):
-    """The actor's state is unknown; the callers concerned have had their error already."""
+    """The actor's state is unknown; the callers concerned have had their error already.
 
-    def __init__(self, reason: str, cause: BaseException) -> None:
+    `rest` holds the batch's commands that were never decided, to be queued again.
+    """
+
+    def __init__(self, reason: str, cause: BaseException, rest: list[Envelope] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
+        self.rest = rest or []
 
 
 class AggregateActor:
@@ -120,7 +130,7 @@ class AggregateActor:
                 batch = []
         except BaseException as exc:
             # Cancelled (the runtime was torn down) or a bug in the runtime itself: nobody may hang.
-            error = AggregateFailedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
+            error = RuntimeClosedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
             for envelope in batch:
                 _fail(envelope, error)
             self._fail_queued(error)
@@ -136,7 +146,7 @@ class AggregateActor:
             )
         finally:
             self.running = False
-            self._wake_space_waiters(len(self.mailbox) + 1_000_000)
+            self.wake_space_waiters(len(self.mailbox) + 1_000_000)
             self.host._actor_stopped(self)
 
     def _take(self, max_batch: int) -> list[Envelope]:
@@ -146,10 +156,10 @@ class AggregateActor:
             envelope = mailbox.popleft()
             if not envelope.reply.done():  # a caller that timed out before we started is skipped
                 batch.append(envelope)
-        self._wake_space_waiters(len(batch))
+        self.wake_space_waiters(len(batch))
         return batch
 
-    def _wake_space_waiters(self, count: int) -> None:
+    def wake_space_waiters(self, count: int) -> None:
         waiters = self.space_waiters
         while waiters and count > 0:
             waiter = waiters.popleft()
@@ -178,7 +188,6 @@ class AggregateActor:
                     return
             try:
                 await self._decide_and_persist(batch)
-                return
             except ConcurrencyError as exc:
                 # Another writer appended to this stream: reload and decide the batch again.
                 self.recovered = False
@@ -193,7 +202,12 @@ class AggregateActor:
                     attempt=attempt + 1,
                 )
             except _Crash as crash:
+                # Commands after an `evolve` failure were not decided: back to the front of the
+                # mailbox (once, whatever the retries), for after the restart.
+                self.mailbox.extendleft(reversed(crash.rest))
                 self._crashed(crash.reason, crash.cause)
+                return
+            else:
                 return
 
     async def _recover(self) -> None:
@@ -255,8 +269,13 @@ class AggregateActor:
         reads: list[tuple[Envelope, Any]] = []
         new_events: list[NewEvent] = []
         evolve_failure: tuple[Envelope, Exception] | None = None
-        handled = batch
-        recorded = await self._recorded_commands(batch)
+        handled, rest = batch, list[Envelope]()
+        try:
+            recorded = await self._recorded_commands(batch)
+        except Exception as exc:  # the store could not say which commands ran: nothing is decided
+            for envelope in batch:
+                _fail(envelope, exc)
+            raise _Crash("looking up command ids failed", exc) from exc
         repeats: list[tuple[Envelope, CommandOutcome[Any] | _Decided]] = []
         in_batch: dict[str, _Decided] = {}
         for index, envelope in enumerate(batch):
@@ -285,8 +304,7 @@ class AggregateActor:
             except Exception as exc:  # evolve must not fail: the actor cannot trust its state any more
                 evolve_failure = (envelope, exc)
                 # Commands after this one were not decided: back to the mailbox, for after the restart.
-                handled = batch[: index + 1]
-                self.mailbox.extendleft(reversed(batch[index + 1 :]))
+                handled, rest = batch[: index + 1], batch[index + 1 :]
                 break
             decided = _Decided(envelope, events, len(new_events), version + len(events))
             accepted.append(decided)
@@ -296,9 +314,12 @@ class AggregateActor:
             state, version = next_state, version + len(events)
 
         first_position = 0
+        position_before = self.position
         if new_events:
             try:
-                with anyio.fail_after(self.host.persist_timeout):
+                # Shielded: the write cannot be taken back, so its callers must hear how it ended,
+                # even if the runtime is being torn down. persist_timeout still bounds it.
+                with anyio.CancelScope(shield=True), anyio.fail_after(self.host.persist_timeout):
                     result = await self.host.store.append(self.stream_id, new_events, self.version)
             except ConcurrencyError:
                 raise
@@ -318,7 +339,10 @@ class AggregateActor:
 
         for decided in accepted:
             count = len(decided.events)
-            position = first_position + decided.offset + count - 1 if count else self.position
+            if count:
+                position = first_position + decided.offset + count - 1
+            else:  # the stream's last event at that point of the batch
+                position = first_position + decided.offset - 1 if decided.offset else position_before
             decided.outcome = CommandOutcome(self.stream_id, decided.version, position, decided.events)
             if decided.envelope.command_id is not None and count:
                 self._remember(decided.envelope.command_id, decided.outcome)
@@ -339,7 +363,7 @@ class AggregateActor:
         if evolve_failure is not None:
             failed_envelope, cause = evolve_failure
             _fail(failed_envelope, cause)
-            raise _Crash("evolve raised", cause)
+            raise _Crash("evolve raised", cause, rest)
 
     # -- idempotent commands ----------------------------------------------------------------------
 

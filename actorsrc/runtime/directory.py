@@ -29,27 +29,35 @@ class ActorDirectory:
     def __len__(self) -> int:
         return len(self.actors)
 
-    def lookup(self, key: ActorKey, create: Callable[[], AggregateActor]) -> AggregateActor | asyncio.Future[None]:
-        """The live actor for `key`, made most recent; or a future that resolves when there is room."""
+    def lookup(
+        self, key: ActorKey, create: Callable[[], AggregateActor]
+    ) -> AggregateActor | tuple[asyncio.Future[None], Callable[[], None]]:
+        """The live actor for `key`, made most recent; or a waiter that resolves when there may be room."""
         actors = self.actors
         actor = actors.pop(key, None)
         if actor is None:
             if self.max_live is not None and len(actors) >= self.max_live and not self._evict_one():
                 waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self._room_waiters.append(waiter)
-                return waiter
+                return waiter, self.wake_one
             actor = create()
         actors[key] = actor
         return actor
 
-    def actor_stopped(self, actor: AggregateActor | None) -> None:
-        """An actor ran out of mail: a caller waiting for room may now evict it."""
+    def wake_one(self) -> None:
+        """An actor ran out of mail or left: a caller waiting for room may now get it."""
         waiters = self._room_waiters
         while waiters:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def wake_all(self) -> None:
+        while self._room_waiters:
+            waiter = self._room_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _evict_one(self) -> bool:
         now = asyncio.get_running_loop().time()
@@ -77,6 +85,7 @@ class ActorDirectory:
     def _passivate(self, key: ActorKey, actor: AggregateActor, reason: str) -> None:
         del self.actors[key]
         self.passivated += 1
+        self.wake_one()
         logger.debug("actor.passivated", aggregate=key[0], aggregate_id=key[1], reason=reason, version=actor.version)
 
     async def sweep_forever(self) -> None:

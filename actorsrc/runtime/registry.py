@@ -46,6 +46,10 @@ def validate_aggregate_id(aggregate: Aggregate[Any, Any, Any], aggregate_id: obj
             f"{aggregate.name} id is {len(aggregate_id)} characters, over the limit of {limit}: "
             f"{aggregate_id[:40]!r}..."
         )
+    try:
+        aggregate_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidStreamIdError(f"{aggregate.name} id must be valid UTF-8 text: {aggregate_id!r}") from None
     if "\x00" in aggregate_id:
         raise InvalidStreamIdError(f"{aggregate.name} id must not contain NUL characters: {aggregate_id!r}")
     return aggregate_id

@@ -131,6 +131,7 @@ class Runtime:
         with anyio.CancelScope(shield=True):
             await self._read_side.stop()
         self._closing = True
+        self._wake_all_waiters()
         try:
             while self._tasks or self._background:  # actors finish what is queued; new commands are refused
                 await asyncio.wait((*self._tasks, *self._background))
@@ -234,7 +235,7 @@ class Runtime:
     # -- hooks the actors call --------------------------------------------------------------------
 
     def _actor_stopped(self, actor: AggregateActor) -> None:
-        self._directory.actor_stopped(actor)
+        self._directory.wake_one()
 
     def _take_snapshot(self, actor: AggregateActor, state: Any, version: int, position: int) -> None:
         """Save a snapshot in the background: the replies have gone out already."""
@@ -292,7 +293,7 @@ class Runtime:
             if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
                 raise ValueError(f"{name} must be a non-empty str of at most 256 characters or None, got {value!r}")
         limit = self.default_timeout if timeout is None else timeout
-        if limit is not None and limit <= 0:
+        if limit is not None and not limit > 0:  # also refuses NaN
             raise ValueError(f"timeout must be > 0, got {limit}")
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
@@ -307,7 +308,7 @@ class Runtime:
             waiter = self._deliver_now(entry, aggregate_id, envelope)
             if waiter is not None:
                 if not wait_for_space:
-                    waiter.cancel()
+                    _abandon(waiter)
                     raise MailboxFullError(
                         f"no room for a command to {aggregate.stream_id(aggregate_id)!r}: its mailbox holds "
                         f"{self.mailbox_capacity} commands, or all {self.live_actors} live actors are busy"
@@ -316,12 +317,18 @@ class Runtime:
                     envelope, waiter, lambda: self._deliver_now(entry, aggregate_id, envelope)
                 )
             return await reply
+        except BaseException:
+            if reply.done() and not reply.cancelled():
+                reply.exception()  # retrieved: a late timeout must not log "never retrieved"
+            else:
+                reply.cancel()  # the actor skips a command whose caller is gone
+            raise
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> asyncio.Future[None] | None:
-        """Queue `envelope`, or return a future that resolves when it is worth trying again."""
+    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> Waiter | None:
+        """Queue `envelope`, or return a waiter that resolves when it is worth trying again."""
         if self._closing or not self._entered:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
         found = self._directory.lookup(
@@ -330,13 +337,13 @@ class Runtime:
         if not isinstance(found, AggregateActor):
             return found  # at the live-actor cap with every actor busy
         actor = found
+        loop = asyncio.get_running_loop()
         if len(actor.mailbox) >= self.mailbox_capacity:
             if actor.space_waiters is None:
                 actor.space_waiters = deque()
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[None] = loop.create_future()
             actor.space_waiters.append(waiter)
-            return waiter
-        loop = asyncio.get_running_loop()
+            return waiter, lambda: actor.wake_space_waiters(1)
         actor.last_used = loop.time()
         actor.mailbox.append(envelope)
         if not actor.running:
@@ -347,21 +354,38 @@ class Runtime:
         return None
 
     async def _deliver_when_possible(
-        self, envelope: Envelope, waiter: asyncio.Future[None], deliver: Callable[[], asyncio.Future[None] | None]
+        self, envelope: Envelope, waiter: Waiter, deliver: Callable[[], Waiter | None]
     ) -> None:
-        while True:
-            # The reply future carries the timeout: stop waiting when it expires.
-            await asyncio.wait([waiter, envelope.reply], return_when=asyncio.FIRST_COMPLETED)
-            if envelope.reply.done():
-                if waiter.done():  # we were woken but gave up: pass the wake-up on to the next waiter
-                    self._directory.actor_stopped(None)
-                else:
-                    waiter.cancel()
-                return
-            next_waiter = deliver()
-            if next_waiter is None:
-                return
-            waiter = next_waiter
+        pending: Waiter | None = waiter
+        try:
+            while pending is not None:
+                # The reply future carries the timeout: stop waiting when it expires.
+                await asyncio.wait([pending[0], envelope.reply], return_when=asyncio.FIRST_COMPLETED)
+                if envelope.reply.done():
+                    return
+                pending = deliver()  # None once delivered; if it raises, `finally` passes the wake-up on
+        finally:
+            if pending is not None:
+                _abandon(pending)
+
+    def _wake_all_waiters(self) -> None:
+        """Closing: every caller waiting for room or space wakes up, and is told the runtime closed."""
+        self._directory.wake_all()
+        for actor in self._directory.actors.values():
+            actor.wake_space_waiters(len(actor.space_waiters or ()))
+
+
+Waiter = tuple["asyncio.Future[None]", Callable[[], None]]
+"""A future that resolves when a retry may succeed, and how to hand its wake-up to the next waiter."""
+
+
+def _abandon(waiter: Waiter) -> None:
+    """Give up a waiter; if it had already been woken, the wake-up goes to the next one in line."""
+    future, pass_on = waiter
+    if future.done() and not future.cancelled():
+        pass_on()
+    else:
+        future.cancel()
 
 
 def _expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:

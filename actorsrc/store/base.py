@@ -44,15 +44,41 @@ def validate_stream_id(stream_id: object) -> str:
         raise InvalidStreamIdError(
             f"stream id is {len(stream_id)} characters, over the limit of {MAX_STREAM_ID_LENGTH}: {stream_id[:40]!r}..."
         )
-    if "\x00" in stream_id:
-        raise InvalidStreamIdError(f"stream id must not contain NUL characters: {stream_id!r}")
+    if "\x00" in stream_id or not _encodable(stream_id):
+        raise InvalidStreamIdError(f"stream id must be valid UTF-8 text without NUL characters: {stream_id!r}")
     return stream_id
+
+
+_MAX_INT = 2**63 - 1  # SQLite and PostgreSQL integers are 64-bit
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
+
+
+def check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _MAX_INT:
+        raise ValueError(f"{name} must be an int from {minimum} to 2**63-1, got {value!r}")
+    return value
+
+
+def _check_text(stream_id: str, what: str, value: object, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value or len(value) > 512 or not _encodable(value):
+        raise TypeError(
+            f"append to {stream_id!r}: {what} must be a non-empty UTF-8 str of at most 512 characters, got {value!r}"
+        )
 
 
 def validate_expected_version(expected: object) -> ExpectedVersion:
     if isinstance(expected, StreamState):
         return expected
-    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+    if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected <= _MAX_INT:
         raise ValueError(f"expected version must be an int >= 0, NO_STREAM or ANY, got {expected!r}")
     return expected
 
@@ -66,8 +92,7 @@ def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
     for event in events:
         if not isinstance(event, NewEvent):
             raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
-        if not isinstance(event.type, str) or not event.type:
-            raise TypeError(f"append to {stream_id!r}: event type must be a non-empty str, got {event.type!r}")
+        _check_text(stream_id, "event type", event.type, optional=False)
         if not isinstance(event.data, bytes):
             raise TypeError(
                 f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}"
@@ -77,8 +102,12 @@ def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
             raise TypeError(
                 f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}"
             )
-        if not isinstance(event.metadata, Metadata):
-            raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {event.metadata!r}")
+        metadata = event.metadata
+        if not isinstance(metadata, Metadata):
+            raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {metadata!r}")
+        _check_text(stream_id, "metadata.event_id", metadata.event_id, optional=False)
+        for field_name in ("command_id", "causation_id", "correlation_id"):
+            _check_text(stream_id, f"metadata.{field_name}", getattr(metadata, field_name), optional=True)
     return list(events)
 
 

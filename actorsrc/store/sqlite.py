@@ -7,6 +7,7 @@ so they never wait behind a write.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +22,9 @@ from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
+    _MAX_INT,
     ExpectedVersion,
+    check_int,
     validate_expected_version,
     validate_new_events,
     validate_snapshot,
@@ -37,6 +40,18 @@ from actorsrc.store.sqlite_writer import (
     write_batch,
 )
 
+# Errors one bad append can cause; on these the batch is split so the others still commit. Errors of
+# the database itself (locked, I/O, disk full) fail the whole batch once instead of once per append.
+_ONE_APPEND_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    OverflowError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+)
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
 
@@ -69,15 +84,16 @@ class SQLiteEventStore:
         """
         store = cls(path, durable=durable, max_batch_events=max_batch_events)
         await store._connect()
+        # A plain task rather than a task group: exceptions from the caller's block must come out
+        # as themselves, not wrapped in an ExceptionGroup.
+        writer = asyncio.get_running_loop().create_task(store._committer.run())
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(store._committer.run)
-                try:
-                    yield store
-                finally:
-                    store._committer.close()
+            yield store
         finally:
-            await store._disconnect()
+            store._committer.close()
+            with anyio.CancelScope(shield=True):  # pending appends finish; connections always close
+                await asyncio.wait([writer])
+                await store._disconnect()
 
     async def _connect(self) -> None:
         try:
@@ -87,9 +103,12 @@ class SQLiteEventStore:
             self._reader = await aiosqlite.connect(self.path, isolation_level=None)
             await run_on_connection_thread(self._reader, sqlite_schema.configure, durable=self.durable)
             self._reads = BatchedReader(self._reader)
-        except sqlite3.Error as exc:
-            await self._disconnect()
-            raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):  # even when cancelled: never leak a connection thread
+                await self._disconnect()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
+            raise
         self._open = True
 
     async def _disconnect(self) -> None:
@@ -119,7 +138,7 @@ class SQLiteEventStore:
         assert writer is not None
         try:
             return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
-        except sqlite3.Error:
+        except _ONE_APPEND_ERRORS:
             if len(batch) + len(snapshots) <= 1:
                 raise
         # Something in the batch broke the transaction: write each append alone so that one bad
@@ -129,15 +148,16 @@ class SQLiteEventStore:
         for pending in batch:
             try:
                 outcomes.extend(await run_on_connection_thread(writer, write_batch, [pending], [], self._cache))
-            except sqlite3.Error as exc:
-                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc}"))
+            except Exception as exc:
+                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
         for pending_snapshot in snapshots:
             try:
                 await run_on_connection_thread(writer, write_batch, [], [pending_snapshot], self._cache)
-            except sqlite3.Error as exc:
-                pending_snapshot.reply.set_exception(
-                    StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} failed: {exc}")
-                )
+            except Exception as exc:
+                if not pending_snapshot.reply.done():
+                    pending_snapshot.reply.set_exception(
+                        StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} failed: {exc!r}")
+                    )
         return outcomes
 
     # -- snapshots ------------------------------------------------------------------------------
@@ -165,9 +185,10 @@ class SQLiteEventStore:
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[RecordedEvent]:
         validate_stream_id(stream_id)
-        if from_version < 1:
-            raise ValueError(f"from_version starts at 1, got {from_version}")
-        upper = to_version if to_version is not None else 2**62
+        check_int("from_version", from_version, 1)
+        if to_version is not None:
+            check_int("to_version", to_version, 0)
+        upper = to_version if to_version is not None else _MAX_INT
         rows = await self._fetch(
             f"SELECT {_EVENT_COLUMNS} FROM events e"
             " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
@@ -177,10 +198,8 @@ class SQLiteEventStore:
         return [_recorded(stream_id, row) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        if after_position < 0:
-            raise ValueError(f"after_position must be >= 0, got {after_position}")
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        check_int("after_position", after_position, 0)
+        check_int("limit", limit, 1)
         rows = await self._fetch(
             f"SELECT s.name, {_EVENT_COLUMNS} FROM events e JOIN streams s ON s.key = e.stream_key"
             " WHERE e.position > ? ORDER BY e.position LIMIT ?",
@@ -217,7 +236,7 @@ class SQLiteEventStore:
         assert self._reads is not None
         try:
             return await self._reads.fetch(sql, params)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError, UnicodeError, ValueError) as exc:
             raise StoreError(f"SQLite store {self.path!r}: read failed: {exc}") from exc
 
     def _check_open(self) -> None:

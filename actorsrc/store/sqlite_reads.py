@@ -23,7 +23,7 @@ def _run_queries(conn: sqlite3.Connection, queries: list[_Query]) -> list[list[A
     for sql, params, _ in queries:
         try:
             results.append(conn.execute(sql, params).fetchall())
-        except sqlite3.Error as exc:
+        except Exception as exc:  # this query's own failure; the others in the hop go on
             results.append(exc)
     return results
 

@@ -8,6 +8,7 @@ trusted only while nobody else wrote.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -61,7 +62,7 @@ class StreamCache:
         streams.update(updates)
         overflow = len(streams) - self.max_streams
         if overflow > 0:  # forget the oldest entries; they are re-read when needed
-            for name in list(streams)[:overflow]:
+            for name in list(itertools.islice(streams, overflow)):
                 del streams[name]
 
 
