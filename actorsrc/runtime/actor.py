@@ -119,7 +119,7 @@ class AggregateActor:
                 if supervision is not None and not self.recovered:
                     now = loop.time()
                     if supervision.is_failed(now):
-                        self._fail_queued(self._failed_error(supervision.failed_until - now))
+                        self.fail_queued(self._failed_error(supervision.failed_until - now))
                         break
                     if supervision.not_before > now:  # restart backoff
                         await anyio.sleep(supervision.not_before - now)
@@ -133,7 +133,7 @@ class AggregateActor:
             error = RuntimeClosedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
             for envelope in batch:
                 _fail(envelope, error)
-            self._fail_queued(error)
+            self.fail_queued(error)
             self.recovered = False
             if not isinstance(exc, Exception):
                 raise
@@ -169,7 +169,7 @@ class AggregateActor:
         if not waiters:
             self.space_waiters = None
 
-    def _fail_queued(self, error: BaseException) -> None:
+    def fail_queued(self, error: BaseException) -> None:
         while self.mailbox:
             _fail(self.mailbox.popleft(), error)
 
@@ -250,7 +250,7 @@ class AggregateActor:
             window=policy.window,
             cooldown=policy.cooldown,
         )
-        self._fail_queued(self._failed_error(policy.cooldown))
+        self.fail_queued(self._failed_error(policy.cooldown))
 
     def _failed_error(self, remaining: float) -> AggregateFailedError:
         policy = self.host.supervisor

@@ -136,8 +136,13 @@ class Runtime:
             while self._tasks or self._background:  # actors finish what is queued; new commands are refused
                 await asyncio.wait((*self._tasks, *self._background))
         except BaseException:
-            # Cancelled while draining: stop the actors (their callers get an error), then wait.
-            for task in (*self._tasks, *self._background):
+            # Cancelled while draining: queued commands are refused, but a batch already being
+            # persisted finishes (bounded by persist_timeout) so that its callers learn how it ended.
+            # Actor tasks are not cancelled: a raw cancel would cut through a shielded append.
+            refused = RuntimeClosedError("the runtime was cancelled before this command was handled")
+            for actor in self._directory.actors.values():
+                actor.fail_queued(refused)
+            for task in self._background:
                 task.cancel()
             with anyio.CancelScope(shield=True):
                 while self._tasks or self._background:
