@@ -6,24 +6,44 @@ never depends on a Python import path.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from actorsrc.errors import CodecError, EventDecodeError, UnknownEventTypeError, UnregisteredEventError
+from actorsrc.messages import RecordedEvent
 
 _encoder = msgspec.json.Encoder()
 
 
-class EventCodec:
-    """Encodes registered event objects and decodes stored rows into them (and snapshots of state)."""
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+"""Turns the decoded mapping of an event at schema version v into its mapping at version v + 1."""
 
-    __slots__ = ("_decoders", "_names", "_state_decoder", "_versions")
+_raw_decoder = msgspec.json.Decoder()
+
+
+class EventCodec:
+    """Encodes registered event objects and decodes stored rows into them (and snapshots of state).
+
+    Rows written under an older schema version go through the upcaster chain (v -> v+1 -> ... ->
+    current) on their way out; rows stored under a renamed type name are read as the new type.
+    Stored rows are never rewritten.
+    """
+
+    __slots__ = ("_classes", "_decoders", "_names", "_renames", "_state_decoder", "_upcasters", "_versions")
 
     def __init__(
-        self, events: Mapping[str, type[Any]], schema_versions: Mapping[str, int], state_type: type[Any] = object
+        self,
+        events: Mapping[str, type[Any]],
+        schema_versions: Mapping[str, int],
+        state_type: type[Any] = object,
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+        renamed: Mapping[str, str] | None = None,
     ) -> None:
+        self._classes = dict(events)
+        self._upcasters = dict(upcasters or {})
+        self._renames = dict(renamed or {})
         self._state_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(state_type)
         self._names: dict[type[Any], str] = {cls: name for name, cls in events.items()}
         self._versions: dict[str, int] = {name: schema_versions.get(name, 1) for name in events}
@@ -65,6 +85,38 @@ class EventCodec:
             return decoder.decode(data)
         except (msgspec.DecodeError, UnicodeDecodeError, TypeError, ValueError) as exc:
             raise EventDecodeError(stream_id, version, type_name, str(exc)) from exc
+
+    def decode_record(self, record: RecordedEvent) -> Any:
+        """The current-shape event object of a stored row, renamed and upcast as needed."""
+        stored_name = record.type
+        name = self._renames.get(stored_name, stored_name)
+        current = self._versions.get(name)
+        if current is None:
+            raise UnknownEventTypeError(record.stream_id, record.version, stored_name, list(self._decoders))
+        stored_version = record.schema_version
+        if stored_version == current:
+            return self.decode(record.stream_id, record.version, name, record.data)
+        if stored_version > current:
+            raise EventDecodeError(
+                record.stream_id,
+                record.version,
+                stored_name,
+                f"stored at schema version {stored_version}, newer than this code's {current}; deploy newer code",
+            )
+        try:
+            raw = _raw_decoder.decode(record.data)
+            for version in range(stored_version, current):
+                raw = self._upcasters[(name, version)](raw)
+            return msgspec.convert(raw, self._classes[name])
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+            raise EventDecodeError(record.stream_id, record.version, stored_name, str(exc)) from exc
+        except Exception as exc:  # an upcaster's own bug: name it, with the row it failed on
+            raise EventDecodeError(
+                record.stream_id,
+                record.version,
+                stored_name,
+                f"upcasting from schema version {stored_version} to {current} failed: {exc!r}",
+            ) from exc
 
     def encode_state(self, state: object) -> bytes:
         """The bytes of a snapshot of `state`."""

@@ -27,6 +27,39 @@ def fold(evolve: Callable[[State, Event], State], initial: State, events: Iterab
     return state
 
 
+def check_event_schema(
+    owner: str,
+    events: Mapping[str, type[Any]],
+    schema_versions: Mapping[str, int],
+    upcasters: Mapping[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]],
+    renamed: Mapping[str, str],
+) -> None:
+    """Every upcaster chain is complete and every rename points at a registered type, or a clear error."""
+    for type_name, current in schema_versions.items():
+        for version in range(1, current):
+            if (type_name, version) not in upcasters:
+                raise ConfigurationError(
+                    f"{owner}: event {type_name!r} is at schema version {current} but has no upcaster from "
+                    f"version {version} to {version + 1}; add upcasters[({type_name!r}, {version})]"
+                )
+    for key, upcaster in upcasters.items():
+        if not (isinstance(key, tuple) and len(key) == 2 and key[0] in events and isinstance(key[1], int)):
+            raise ConfigurationError(f"{owner}: upcaster key {key!r} must be (registered event name, version)")
+        current = schema_versions.get(key[0], 1)
+        if not 1 <= key[1] < current:
+            raise ConfigurationError(
+                f"{owner}: upcaster for {key[0]!r} from version {key[1]}, but its current schema version is "
+                f"{current}; raise schema_versions[{key[0]!r}] or remove the upcaster"
+            )
+        if not callable(upcaster):
+            raise ConfigurationError(f"{owner}: upcaster for {key!r} is not callable")
+    for old, new in renamed.items():
+        if new not in events:
+            raise ConfigurationError(f"{owner}: renamed event {old!r} maps to {new!r}, which is not registered")
+        if old in events:
+            raise ConfigurationError(f"{owner}: {old!r} is renamed but still registered under that name")
+
+
 @dataclass(frozen=True, slots=True)
 class Aggregate(Generic[State, Command, Event]):
     """An aggregate type: its name, its pure behaviour and the names its events are stored under.
@@ -38,6 +71,9 @@ class Aggregate(Generic[State, Command, Event]):
     - ``commands`` lists the command classes this aggregate accepts; anything else is refused
       before it reaches the actor.
     - ``schema_versions`` gives an event type's current schema version (1 when absent).
+    - ``upcasters[(type_name, v)]`` turns the stored mapping of an event at schema version v into
+      version v + 1; every version below the current one needs one (checked here, at startup).
+      ``renamed_events`` maps a type name found in old rows to the name it has now.
     - Snapshots: ``snapshot_every=N`` snapshots the state each time the stream's version crosses a
       multiple of N; ``snapshot_when(state, version)`` snapshots whenever it returns True. Snapshots
       are encoded as ``state_type`` (default: the class of ``initial``) and tagged with
@@ -52,6 +88,8 @@ class Aggregate(Generic[State, Command, Event]):
     events: Mapping[str, type[Any]]
     commands: tuple[type[Any], ...]
     schema_versions: Mapping[str, int] = field(default_factory=dict)
+    upcasters: Mapping[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = field(default_factory=dict)
+    renamed_events: Mapping[str, str] = field(default_factory=dict)
     snapshot_every: int | None = None
     snapshot_when: Callable[[State, int], bool] | None = None
     snapshot_schema_version: int = 1
@@ -105,6 +143,7 @@ class Aggregate(Generic[State, Command, Event]):
         for cls in self.commands:
             if not isinstance(cls, type):
                 raise ConfigurationError(f"aggregate {self.name!r}: command {cls!r} is not a class")
+        check_event_schema(self.name, self.events, self.schema_versions, self.upcasters, self.renamed_events)
         for option in ("snapshot_every", "snapshot_schema_version", "snapshot_keep"):
             value = getattr(self, option)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

@@ -27,7 +27,9 @@ def codec_for(aggregate: Aggregate[Any, Any, Any]) -> EventCodec:
     cached = _codecs.get(id(aggregate))
     if cached is None or cached[0] is not aggregate:
         state_type = aggregate.state_type or type(aggregate.initial)
-        codec = EventCodec(aggregate.events, aggregate.schema_versions, state_type)
+        codec = EventCodec(
+            aggregate.events, aggregate.schema_versions, state_type, aggregate.upcasters, aggregate.renamed_events
+        )
         cached = _codecs[id(aggregate)] = (aggregate, codec)
     return cached[1]
 
@@ -60,10 +62,10 @@ async def load_state(
             state, version, position = restored, snapshot.version, snapshot.position
     snapshot_version = version
     records = await store.read_stream(stream_id, from_version=version + 1)
-    decode = codec.decode
+    decode = codec.decode_record
     evolve = aggregate.evolve
     for record in records:
-        state = evolve(state, decode(stream_id, record.version, record.type, record.data))
+        state = evolve(state, decode(record))
     if records:
         version, position = records[-1].version, records[-1].position
     return LoadedState(state, version, position, snapshot_version, len(records))

@@ -125,7 +125,8 @@ class ProcessManager(Generic[S]):
     event. `react(state, envelope)` returns the instance's next state and the commands to send. Each
     command carries a deterministic id made of the manager's name, the event's id and the command's
     index, so a retried or replayed event never performs a command twice. A command the target
-    rejects with a `DomainError` is logged and counts as handled; model such outcomes as events.
+    rejects with a `DomainError` is logged and counts as handled (model such outcomes as events); the
+    manager remembers it, so a replay does not send it again, where it might now be accepted.
     """
 
     name: str

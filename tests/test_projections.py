@@ -17,14 +17,16 @@ from actorsrc import (
     EventEnvelope,
     FailurePolicy,
     NewEvent,
+    ProcessManager,
     Projection,
     Runtime,
+    Send,
     SQLiteEventStore,
     SQLiteReadModel,
     WaitTimeoutError,
 )
 from actorsrc.messages import Metadata, next_event_id
-from examples.bank import Credit, OpenAccount, account
+from examples.bank import AccountOpened, Credit, Debit, OpenAccount, account
 from tests.read_side_fixtures import balances, read_balances
 
 
@@ -219,3 +221,20 @@ def test_handlers_need_a_read_model_and_unique_names(tmp_path: Path) -> None:
         Runtime(store, [account], handlers=[balances, balances], read_model=SQLiteReadModel(tmp_path / "r.db"))
     with pytest.raises(ConfigurationError, match="projection name"):
         Projection(name="bad name", handle=lambda db, e: None, aggregates=[account])
+
+
+async def test_a_rejected_process_manager_command_is_not_sent_again_on_replay(tmp_path: Path) -> None:
+    def charge_fee(state: int, envelope: EventEnvelope[Any]) -> tuple[int, list[Send]]:
+        return state + 1, [Send(account, envelope.stream_id.removeprefix("account-"), Debit(100))]
+
+    fee = ProcessManager(
+        name="fee", key=lambda e: e.stream_id, initial=0, react=charge_fee, events={"AccountOpened": AccountOpened}
+    )
+    async with read_side(tmp_path, fee) as (store, _, runtime):
+        opened = await runtime.ref(account, "a").ask(OpenAccount("ann"))
+        await runtime.wait_for(fee, opened.position, timeout=5)  # the fee is rejected: the balance is 0
+        credited = await runtime.ref(account, "a").ask(Credit(500))
+        await runtime.wait_for(fee, credited.position, timeout=5)
+        await runtime.rebuild(fee)  # the replay must not charge the fee now that it would be accepted
+        assert await store.last_position() == credited.position
+        assert (await runtime.ref(account, "a").state()).balance == 500

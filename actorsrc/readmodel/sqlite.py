@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS actorsrc_parked (
     parked_at INTEGER NOT NULL,
     UNIQUE (handler, position)
 );
+CREATE TABLE IF NOT EXISTS actorsrc_process_settled (
+    manager    TEXT NOT NULL,
+    command_id TEXT NOT NULL,
+    outcome    TEXT NOT NULL,
+    PRIMARY KEY (manager, command_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS actorsrc_process_state (
     manager TEXT NOT NULL,
     key     TEXT NOT NULL,
@@ -200,4 +206,25 @@ def save_process_state(conn: sqlite3.Connection, manager: str, key: str, state: 
         "INSERT INTO actorsrc_process_state (manager, key, state) VALUES (?, ?, ?)"
         " ON CONFLICT (manager, key) DO UPDATE SET state = excluded.state",
         (manager, key, state),
+    )
+
+
+def settled_commands(conn: sqlite3.Connection, manager: str, command_ids: list[str]) -> set[str]:
+    """Which of `command_ids` were rejected or wrote nothing before: they must not be sent again."""
+    found: set[str] = set()
+    for start in range(0, len(command_ids), 500):
+        chunk = command_ids[start : start + 500]
+        rows = conn.execute(
+            "SELECT command_id FROM actorsrc_process_settled WHERE manager = ?"
+            f" AND command_id IN ({','.join('?' * len(chunk))})",
+            (manager, *chunk),
+        )
+        found.update(row[0] for row in rows)
+    return found
+
+
+def record_settled(conn: sqlite3.Connection, manager: str, outcomes: dict[str, str]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO actorsrc_process_settled (manager, command_id, outcome) VALUES (?, ?, ?)",
+        [(manager, command_id, outcome) for command_id, outcome in outcomes.items()],
     )

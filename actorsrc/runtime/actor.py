@@ -383,8 +383,7 @@ class AggregateActor:
             found = await self.host.store.find_commands(self.stream_id, unknown)
             for command_id, (first, last) in found.items():
                 records = await self.host.store.read_stream(self.stream_id, first, last)
-                decode = self.entry.codec.decode
-                events = tuple(decode(self.stream_id, r.version, r.type, r.data) for r in records)
+                events = tuple(map(self.entry.codec.decode_record, records))
                 self._remember(command_id, CommandOutcome(self.stream_id, last, records[-1].position, events))
         return self.recent_commands or {}
 

@@ -3,6 +3,11 @@
 Commands go out before the state and checkpoint commit. If the process dies in between, the events
 are delivered again and the same commands go out again with the same deterministic ids, which the
 target aggregates recognise as duplicates: a command's effect happens once.
+
+A target remembers only commands that wrote events, so the runner itself remembers the ids of
+commands that were rejected or wrote nothing (in the same commit as its checkpoint, and kept across
+rebuilds): a replay does not send them again, where they might now be accepted. The one gap: a
+process killed after such a command and before that commit sends it once more on restart.
 """
 
 from __future__ import annotations
@@ -16,7 +21,13 @@ import msgspec
 from actorsrc.errors import DomainError
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, ProcessManager, Send
-from actorsrc.readmodel.sqlite import SQLiteReadModel, load_process_state, save_process_state
+from actorsrc.readmodel.sqlite import (
+    SQLiteReadModel,
+    load_process_state,
+    record_settled,
+    save_process_state,
+    settled_commands,
+)
 
 if TYPE_CHECKING:
     from actorsrc.runtime.runtime import Runtime
@@ -51,6 +62,7 @@ class ProcessRunner:
     ) -> None:
         manager = self.manager
         states: dict[str, Any] = {}
+        planned: list[tuple[Send, EventEnvelope[Any], str]] = []
         for envelope in envelopes:
             key = manager.key(envelope)
             if key is None:
@@ -58,28 +70,39 @@ class ProcessRunner:
             state = states[key] if key in states else await self._load(key)
             state, sends = manager.react(state, envelope)
             states[key] = state
-            for index, send in enumerate(sends):
-                await self._send(send, envelope, index)
+            planned += [(send, envelope, command_id_for(manager.name, envelope, i)) for i, send in enumerate(sends)]
+        ids = [command_id for _, _, command_id in planned]
+        settled_before = (
+            await self.read_model.run(lambda conn: settled_commands(conn, manager.name, ids)) if ids else set()
+        )
+        settled_now: dict[str, str] = {}
+        for send, envelope, command_id in planned:
+            if command_id not in settled_before:
+                outcome = await self._send(send, envelope, command_id)
+                if outcome is not None:
+                    settled_now[command_id] = outcome
         encoded = {key: _encode(state) for key, state in states.items()}
 
         def save(conn: sqlite3.Connection) -> None:
             for key, data in encoded.items():
                 save_process_state(conn, manager.name, key, data)
+            if settled_now:
+                record_settled(conn, manager.name, settled_now)
             if also is not None:
                 also(conn)
 
         await self.read_model.transaction(save, checkpoint=checkpoint)
 
-    async def _send(self, send: Send, envelope: EventEnvelope[Any], index: int) -> None:
+    async def _send(self, send: Send, envelope: EventEnvelope[Any], command_id: str) -> str | None:
+        """Send one command; returns how it settled when the target will not remember it."""
         ref = self.runtime.ref(send.aggregate, send.aggregate_id)
         try:
-            await ref.ask(
+            outcome = await ref.ask(
                 send.command,
-                command_id=command_id_for(self.manager.name, envelope, index),
+                command_id=command_id,
                 causation_id=envelope.metadata.event_id,
                 correlation_id=envelope.metadata.correlation_id,
             )
-            self.commands_sent += 1
         except DomainError as rejected:
             self.commands_rejected += 1
             logger.warning(
@@ -90,3 +113,6 @@ class ProcessRunner:
                 aggregate_id=send.aggregate_id,
                 error=str(rejected),
             )
+            return f"rejected: {type(rejected).__name__}: {rejected}"[:1000]
+        self.commands_sent += 1
+        return None if outcome.events else "accepted, no events"

@@ -211,7 +211,9 @@ class Runtime:
         """Reset a handler and replay the whole log into it while commands keep flowing.
 
         For a projection, its `reset` and `setup` run, then every event is applied again; for a process
-        manager, its state is cleared and its commands are re-sent, all recognised as duplicates.
+        manager, its state is cleared and its commands are sent again with the same ids: those that
+        wrote events are recognised as duplicates by their targets, and those that were rejected or
+        wrote nothing are remembered by the manager and not sent.
         `on_progress(position, target)` is called as it goes. Returns the position it caught up to.
         """
         return await self._read_side.subscription(handler).rebuild(on_progress)
