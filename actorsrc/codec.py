@@ -61,6 +61,13 @@ class EventCodec:
                 f"{', '.join(sorted(self._versions))}); add it to the aggregate's `events` mapping"
             ) from None
 
+    def current_name(self, stored_type: str) -> str:
+        return self._renames.get(stored_type, stored_type)
+
+    def reads(self, stored_type: str) -> bool:
+        """Whether rows stored under `stored_type` decode into one of this codec's classes."""
+        return stored_type in self._versions or stored_type in self._renames
+
     def schema_version(self, type_name: str) -> int:
         return self._versions[type_name]
 

@@ -7,7 +7,9 @@ a log line: a full replay is slower but always right.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from actorsrc.codec import EventCodec
@@ -15,7 +17,7 @@ from actorsrc.domain import Aggregate
 from actorsrc.errors import EventDecodeError
 from actorsrc.messages import Snapshot
 from actorsrc.observability import logger
-from actorsrc.store.base import EventStore, SnapshotStore
+from actorsrc.store.base import EventStore, SnapshotStore, check_int
 
 S = TypeVar("S")
 
@@ -50,18 +52,38 @@ class LoadedState(Generic[S]):
 
 
 async def load_state(
-    store: EventStore, aggregate: Aggregate[S, Any, Any], aggregate_id: str, *, use_snapshot: bool = True
+    store: EventStore,
+    aggregate: Aggregate[S, Any, Any],
+    aggregate_id: str,
+    *,
+    use_snapshot: bool = True,
+    to_version: int | None = None,
+    at: datetime | None = None,
 ) -> LoadedState[S]:
-    """Fold the stored events of one instance (after its newest usable snapshot, if any)."""
+    """Fold the stored events of one instance (after its newest usable snapshot, if any).
+
+    Time travel: `to_version` stops after that stream version; `at` (a timezone-aware datetime)
+    stops after the last event recorded at or before that moment.
+    """
+    if to_version is not None:
+        check_int("to_version", to_version, 0)
+    if at is not None:
+        require_aware(at)
     stream_id = aggregate.stream_id(aggregate_id)
     codec = codec_for(aggregate)
     state, version, position = aggregate.initial, 0, 0
-    if use_snapshot and aggregate.snapshots_enabled and isinstance(store, SnapshotStore):
+    if use_snapshot and at is None and aggregate.snapshots_enabled and isinstance(store, SnapshotStore):
         snapshot = await store.load_snapshot(stream_id)
-        if snapshot is not None and (restored := _restore(aggregate, codec, snapshot)) is not None:
+        usable = snapshot is not None and (to_version is None or snapshot.version <= to_version)
+        if snapshot is not None and usable and (restored := _restore(aggregate, codec, snapshot)) is not None:
             state, version, position = restored, snapshot.version, snapshot.position
     snapshot_version = version
-    records = await store.read_stream(stream_id, from_version=version + 1)
+    if to_version is not None and to_version <= version:
+        records = []
+    else:
+        records = await store.read_stream(stream_id, from_version=version + 1, to_version=to_version)
+    if at is not None:
+        records = list(itertools.takewhile(lambda record: record.recorded_at <= at, records))
     decode = codec.decode_record
     evolve = aggregate.evolve
     for record in records:
@@ -69,6 +91,14 @@ async def load_state(
     if records:
         version, position = records[-1].version, records[-1].position
     return LoadedState(state, version, position, snapshot_version, len(records))
+
+
+def require_aware(moment: datetime) -> datetime:
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(
+            f"a point in time must be a timezone-aware datetime (e.g. datetime(2026, 7, 4, tzinfo=UTC)), got {moment!r}"
+        )
+    return moment
 
 
 def _restore(aggregate: Aggregate[S, Any, Any], codec: EventCodec, snapshot: Snapshot) -> S | None:

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
+from actorsrc.codec import EventCodec, Upcaster
 from actorsrc.domain import Aggregate
 from actorsrc.errors import ConfigurationError
-from actorsrc.messages import Metadata
+from actorsrc.messages import Metadata, RecordedEvent
 
 E = TypeVar("E")
 S = TypeVar("S")
@@ -34,6 +35,19 @@ class EventEnvelope(Generic[E]):
     position: int
     recorded_at: datetime
     metadata: Metadata
+
+
+def envelope_of(codec: EventCodec, record: RecordedEvent) -> EventEnvelope[Any]:
+    """Decode a stored row (renamed and upcast as needed) into an envelope."""
+    return EventEnvelope(
+        codec.decode_record(record),
+        codec.current_name(record.type),
+        record.stream_id,
+        record.version,
+        record.position,
+        record.recorded_at,
+        record.metadata,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,16 +74,24 @@ class FailurePolicy:
         return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
 
 
-def _event_types(
+def _event_codec(
     name: str, events: Mapping[str, type[Any]] | None, aggregates: Iterable[Aggregate[Any, Any, Any]]
-) -> dict[str, type[Any]]:
+) -> EventCodec:
+    """A codec for the handler's event types, with the aggregates' schema versions, upcasters and renames
+    (types given directly in `events` are read at schema version 1)."""
     merged: dict[str, type[Any]] = {}
+    versions: dict[str, int] = {}
+    upcasters: dict[tuple[str, int], Upcaster] = {}
+    renamed: dict[str, str] = {}
     for aggregate in aggregates:
         merged.update(aggregate.events)
+        versions.update(aggregate.schema_versions)
+        upcasters.update(aggregate.upcasters)
+        renamed.update(aggregate.renamed_events)
     merged.update(events or {})
     if not merged:
         raise ConfigurationError(f"handler {name!r} subscribes to no event types; give `events` or `aggregates`")
-    return merged
+    return EventCodec(merged, versions, object, upcasters, renamed)
 
 
 def _check_name(kind: str, name: str) -> None:
@@ -104,8 +126,8 @@ class Projection:
         if self.batch_size < 1:
             raise ConfigurationError(f"projection {self.name!r}: batch_size must be >= 1")
 
-    def event_types(self) -> dict[str, type[Any]]:
-        return _event_types(self.name, self.events, self.aggregates)
+    def event_codec(self) -> EventCodec:
+        return _event_codec(self.name, self.events, self.aggregates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +166,8 @@ class ProcessManager(Generic[S]):
         if self.batch_size < 1:
             raise ConfigurationError(f"process manager {self.name!r}: batch_size must be >= 1")
 
-    def event_types(self) -> dict[str, type[Any]]:
-        return _event_types(self.name, self.events, self.aggregates)
+    def event_codec(self) -> EventCodec:
+        return _event_codec(self.name, self.events, self.aggregates)
 
 
 Handler = Projection | ProcessManager[Any]

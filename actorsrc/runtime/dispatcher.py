@@ -16,11 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from actorsrc.codec import EventCodec
 from actorsrc.errors import WaitTimeoutError
 from actorsrc.messages import RecordedEvent
 from actorsrc.observability import logger
-from actorsrc.projection import EventEnvelope, Handler, Projection
+from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
 from actorsrc.readmodel.sqlite import SQLiteReadModel
 from actorsrc.runtime.process import ProcessRunner
 
@@ -47,8 +46,7 @@ class Subscription:
         self.stop_reason: str | None = None
         self.events_handled = 0
         self.parked = 0
-        self._codec = EventCodec(handler.event_types(), {})
-        self._types = handler.event_types()
+        self._codec = handler.event_codec()
         self._wake = asyncio.Event()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
@@ -108,12 +106,9 @@ class Subscription:
     # -- handling -------------------------------------------------------------------------------
 
     def _envelope(self, record: RecordedEvent) -> EventEnvelope[Any] | None:
-        if record.type not in self._types:
+        if not self._codec.reads(record.type):
             return None
-        event = self._codec.decode(record.stream_id, record.version, record.type, record.data)
-        return EventEnvelope(
-            event, record.type, record.stream_id, record.version, record.position, record.recorded_at, record.metadata
-        )
+        return envelope_of(self._codec, record)
 
     async def apply(
         self, envelopes: list[EventEnvelope[Any]], checkpoint: int | None, also: Callable[[Any], None] | None = None
