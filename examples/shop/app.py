@@ -18,6 +18,7 @@ from pathlib import Path
 import anyio
 
 from actorsrc import Runtime, SQLiteEventStore, SQLiteReadModel
+from actorsrc.app import App
 from examples.shop.domain import OrderLine, PlaceOrder, RequestRefund, order, payment, shipment
 from examples.shop.read_models import orders_by_customer, orders_of, revenue_on, revenue_per_day
 from examples.shop.saga import fulfilment
@@ -25,6 +26,8 @@ from examples.shop.saga import fulfilment
 AGGREGATES = (order, payment, shipment)
 PROJECTIONS = (orders_by_customer, revenue_per_day)
 HANDLERS = (*PROJECTIONS, fulfilment)
+shop = App(aggregates=AGGREGATES, handlers=HANDLERS, db="shop.db", read_db="shop-read.db")
+"""For the command line: ``actorsrc projections list --app examples.shop.app:shop``."""
 
 
 @asynccontextmanager
