@@ -1,0 +1,331 @@
+"""The scale-out event store: PostgreSQL through asyncpg, for several processes on one database.
+
+    async with PostgresEventStore.open("postgresql://user@127.0.0.1/app", schema="actorsrc") as store: ...
+
+It passes the same contract suite as the SQLite store. Appends from all actors of a process are
+group-committed; positions are gapless and in commit order across processes (see postgres_schema);
+subscribers are woken through LISTEN/NOTIFY, with polling as the fallback (behind a transaction-pooling
+proxy, pass ``listen=False``). A batch whose connection drops mid-commit is settled before it is
+retried: appends that did commit are recognised by their event ids and never written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import anyio
+import asyncpg
+import msgspec
+
+from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
+from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
+from actorsrc.observability import logger
+from actorsrc.store.base import (
+    _MAX_INT,
+    ExpectedVersion,
+    check_int,
+    validate_expected_version,
+    validate_new_events,
+    validate_snapshot,
+    validate_stream_id,
+)
+from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
+from actorsrc.store.postgres_schema import check_schema_name, migrate
+from actorsrc.store.postgres_writer import notify_channel, write_batch
+from actorsrc.store.sqlite_writer import decode_metadata, micros_to_datetime
+
+# Errors after which the connection, not the data, is to blame: the batch is settled and retried.
+_TRANSIENT = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncio.TimeoutError,
+)
+# Errors one bad append can cause: the batch is split so the others still commit.
+_ONE_APPEND_ERRORS = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    OverflowError,
+    ValueError,
+    TypeError,
+    UnicodeError,
+)
+_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
+
+
+class PostgresEventStore:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "actorsrc",
+        min_connections: int = 2,
+        max_connections: int = 10,
+        max_batch_events: int = 5000,
+        listen: bool = True,
+        retries: int = 5,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = check_schema_name(schema)
+        self.listen = listen
+        self.retries = retries
+        self._pool_size = (min_connections, max_connections)
+        self._committer = GroupCommitter(
+            self._write_batch, max_batch_events=max_batch_events, store_name=f"PostgreSQL store (schema {schema!r})"
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._local_listeners: list[Callable[[int], None]] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, dsn: str, **options: Any) -> AsyncIterator[Self]:
+        """Connect, apply the schema (idempotently), and close cleanly after pending appends."""
+        store = cls(dsn, **options)
+        await store._connect()
+        writer = asyncio.get_running_loop().create_task(store._committer.run())
+        try:
+            yield store
+        finally:
+            store._committer.close()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([writer])
+                await store._disconnect()
+
+    async def _connect(self) -> None:
+        try:
+            low, high = self._pool_size
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=low, max_size=high)
+            async with self._pool.acquire() as conn:
+                await migrate(conn, self.schema)
+            if self.listen:
+                self._listener = await asyncpg.connect(self.dsn)
+                await self._listener.add_listener(notify_channel(self.schema), self._on_notify)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await self._disconnect()
+            if isinstance(exc, OSError | asyncpg.PostgresError | asyncpg.InterfaceError):
+                raise StoreError(f"cannot open the PostgreSQL store (schema {self.schema!r}): {exc}") from exc
+            raise
+
+    async def _disconnect(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        try:
+            position = int(str(payload))
+        except ValueError:
+            return
+        for listener in list(self._local_listeners):
+            listener(position)
+
+    def add_append_listener(self, listener: Callable[[int], None]) -> Callable[[], None]:
+        """Call `listener(last_position)` after commits of any process (LISTEN/NOTIFY) or this one."""
+        self._local_listeners.append(listener)
+        self._committer.listeners.append(listener)
+
+        def remove() -> None:
+            self._local_listeners.remove(listener)
+            self._committer.listeners.remove(listener)
+
+        return remove
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    async def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> AppendResult:
+        validate_stream_id(stream_id)
+        validate_expected_version(expected_version)
+        checked = validate_new_events(stream_id, events)
+        self._check_open()
+        return await self._committer.submit(stream_id, checked, expected_version)
+
+    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
+        validate_snapshot(snapshot, keep)
+        self._check_open()
+        await self._committer.submit_snapshot(snapshot, keep)
+
+    async def _write_batch(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    ) -> list[AppendResult | BaseException]:
+        try:
+            return await self._write_with_retries(batch, snapshots)
+        except _ONE_APPEND_ERRORS:
+            if len(batch) + len(snapshots) <= 1:
+                raise
+        outcomes: list[AppendResult | BaseException] = []
+        for pending in batch:  # one bad append fails alone; the others commit
+            try:
+                outcomes.extend(await self._write_with_retries([pending], []))
+            except Exception as exc:
+                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
+        for pending_snapshot in snapshots:
+            try:
+                await self._write_with_retries([], [pending_snapshot])
+            except Exception as exc:
+                if not pending_snapshot.reply.done():
+                    pending_snapshot.reply.set_exception(StoreError(f"snapshot failed: {exc!r}"))
+        return outcomes
+
+    async def _write_with_retries(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    ) -> list[AppendResult | BaseException]:
+        settled: dict[int, AppendResult] = {}
+        pending = list(enumerate(batch))
+        for attempt in range(self.retries + 1):
+            try:
+                pool = self._require_pool()
+                async with pool.acquire() as conn:
+                    written = await write_batch(conn, self.schema, [p for _, p in pending], snapshots)
+                results: dict[int, AppendResult | BaseException] = dict(settled)
+                results.update((index, outcome) for (index, _), outcome in zip(pending, written, strict=True))
+                return [results[index] for index in range(len(batch))]
+            except _TRANSIENT as exc:
+                if attempt == self.retries:
+                    raise
+                logger.warning("store.retry", store="postgres", attempt=attempt + 1, error=repr(exc))
+                await anyio.sleep(min(2.0, 0.05 * 2**attempt))
+                # The commit may have happened before the connection died: appends found in the log
+                # by their event ids are done; only the others are written again.
+                found = await self._find_committed([p for _, p in pending])
+                settled.update((index, found[i]) for i, (index, _) in enumerate(pending) if i in found)
+                pending = [(index, p) for i, (index, p) in enumerate(pending) if i not in found]
+                snapshots = [s for s in snapshots if not s.reply.done()]
+        raise AssertionError("unreachable")
+
+    async def _find_committed(self, batch: list[PendingAppend]) -> dict[int, AppendResult]:
+        found: dict[int, AppendResult] = {}
+        for i, pending in enumerate(batch):
+            first_id = pending.events[0].metadata.event_id
+            rows = await self._fetch(
+                f'SELECT {_COLUMNS} FROM "{self.schema}".events e WHERE e.stream_key ='
+                f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) ORDER BY e.version DESC LIMIT $2',
+                pending.stream_id,
+                1000 + len(pending.events),
+            )
+            for row in rows:
+                if decode_metadata(row[5]).event_id == first_id:
+                    version, position, recorded_at = row[0], row[1], row[6]
+                    count = len(pending.events)
+                    found[i] = AppendResult(
+                        pending.stream_id,
+                        version,
+                        version + count - 1,
+                        position,
+                        position + count - 1,
+                        micros_to_datetime(recorded_at),
+                    )
+                    break
+        return found
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        validate_stream_id(stream_id)
+        check_int("from_version", from_version, 1)
+        if to_version is not None:
+            check_int("to_version", to_version, 0)
+        rows = await self._fetch(
+            f'SELECT {_COLUMNS} FROM "{self.schema}".events e WHERE e.stream_key ='
+            f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) AND e.version BETWEEN $2 AND $3'
+            " ORDER BY e.version",
+            stream_id,
+            from_version,
+            to_version if to_version is not None else _MAX_INT,
+        )
+        return [_recorded(stream_id, row) for row in rows]
+
+    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        check_int("after_position", after_position, 0)
+        check_int("limit", limit, 1)
+        rows = await self._fetch(
+            f'SELECT s.name, {_COLUMNS} FROM "{self.schema}".events e JOIN "{self.schema}".streams s'
+            " ON s.key = e.stream_key WHERE e.position > $1 ORDER BY e.position LIMIT $2",
+            after_position,
+            limit,
+        )
+        return [_recorded(row[0], tuple(row)[1:]) for row in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        validate_stream_id(stream_id)
+        rows = await self._fetch(f'SELECT version FROM "{self.schema}".streams WHERE name = $1', stream_id)
+        return int(rows[0][0]) if rows else 0
+
+    async def last_position(self) -> int:
+        rows = await self._fetch(f'SELECT position FROM "{self.schema}".log_head WHERE id = 1')
+        return int(rows[0][0])
+
+    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        validate_stream_id(stream_id)
+        rows = await self._fetch(
+            f'SELECT command_id, first_version, last_version FROM "{self.schema}".command_ids'
+            f' WHERE stream_key = (SELECT key FROM "{self.schema}".streams WHERE name = $1)'
+            " AND command_id = ANY($2::text[])",
+            stream_id,
+            list(dict.fromkeys(command_ids)),
+        )
+        return {command_id: (first, last) for command_id, first, last in rows}
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        validate_stream_id(stream_id)
+        rows = await self._fetch(
+            f'SELECT version, position, schema_version, data, taken_at FROM "{self.schema}".snapshots'
+            " WHERE stream_id = $1 ORDER BY version DESC LIMIT 1",
+            stream_id,
+        )
+        if not rows:
+            return None
+        version, position, schema_version, data, taken_at = rows[0]
+        return Snapshot(stream_id, version, position, schema_version, bytes(data), micros_to_datetime(taken_at))
+
+    async def _fetch(self, sql: str, *params: Any) -> list[Any]:
+        pool = self._require_pool()
+        for attempt in range(self.retries + 1):
+            try:
+                return list(await pool.fetch(sql, *params))
+            except _TRANSIENT as exc:  # reads are safe to repeat
+                if attempt == self.retries:
+                    raise StoreError(f"PostgreSQL read failed after {attempt + 1} attempts: {exc!r}") from exc
+                await anyio.sleep(min(2.0, 0.05 * 2**attempt))
+            except (asyncpg.PostgresError, OverflowError, UnicodeError, ValueError) as exc:
+                raise StoreError(f"PostgreSQL read failed: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    def _require_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise StoreClosedError(f"PostgreSQL store (schema {self.schema!r}) is not open")
+        return self._pool
+
+    def _check_open(self) -> None:
+        self._require_pool()
+
+
+def _recorded(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
+    version, position, type_name, schema_version, data, metadata, recorded_at = row
+    try:
+        decoded_metadata = decode_metadata(metadata)
+    except (msgspec.DecodeError, TypeError) as exc:
+        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
+    return RecordedEvent(
+        stream_id,
+        version,
+        position,
+        type_name,
+        schema_version,
+        bytes(data),
+        decoded_metadata,
+        micros_to_datetime(recorded_at),
+    )

@@ -1,0 +1,157 @@
+"""The group-commit transaction for PostgreSQL.
+
+One transaction per batch: lock the log head (this orders all writers, see postgres_schema), read the
+versions of the batch's streams, check each append's expectation on its own, then write streams,
+events (COPY), command ids and snapshots, move the head, and NOTIFY subscribers at commit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from actorsrc.errors import ConcurrencyError
+from actorsrc.messages import AppendResult
+from actorsrc.store.base import expectation_holds
+from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
+
+if TYPE_CHECKING:
+    from actorsrc.store.postgres_schema import PgConnection
+from actorsrc.store.sqlite_writer import micros_to_datetime, now_micros
+
+_encode_metadata = msgspec.json.Encoder().encode
+EVENT_COLUMNS = ["position", "stream_key", "version", "type", "schema_version", "data", "metadata", "recorded_at"]
+
+
+def notify_channel(schema: str) -> str:
+    return f"actorsrc_{schema}"
+
+
+async def write_batch(
+    conn: PgConnection, schema: str, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+) -> list[AppendResult | BaseException]:
+    s = schema
+    async with conn.transaction():
+        head = await conn.fetchval(f'SELECT position FROM "{s}".log_head WHERE id = 1 FOR UPDATE')
+        names = list(dict.fromkeys(p.stream_id for p in batch))
+        rows = await conn.fetch(f'SELECT name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])', names)
+        streams: dict[str, list[int]] = {name: [key, version] for name, key, version in rows}
+        micros = now_micros()
+        recorded_at = micros_to_datetime(micros)
+        position = head
+        outcomes: list[AppendResult | BaseException] = []
+        planned: list[tuple[PendingAppend, int, int]] = []  # (append, first version, first position)
+        for pending in batch:
+            key, version = streams.get(pending.stream_id, (0, 0))
+            if not expectation_holds(pending.expected_version, version):
+                outcomes.append(ConcurrencyError(pending.stream_id, pending.expected_version, version))
+                continue
+            planned.append((pending, version + 1, position + 1))
+            version += len(pending.events)
+            position += len(pending.events)
+            streams[pending.stream_id] = [key, version]
+            outcomes.append(
+                AppendResult(
+                    pending.stream_id,
+                    version - len(pending.events) + 1,
+                    version,
+                    position - len(pending.events) + 1,
+                    position,
+                    recorded_at,
+                )
+            )
+        if planned:
+            await _write_streams(conn, s, streams, {p.stream_id for p, _, _ in planned})
+            await _write_events(conn, s, planned, streams, micros)
+        if snapshots:
+            await _write_snapshots(conn, s, snapshots, micros)
+        if position != head:
+            await conn.execute(f'UPDATE "{s}".log_head SET position = $1 WHERE id = 1', position)
+            await conn.execute("SELECT pg_notify($1, $2)", notify_channel(s), str(position))
+    return outcomes
+
+
+async def _write_streams(conn: PgConnection, s: str, streams: dict[str, list[int]], touched: set[str]) -> None:
+    new = [name for name in touched if streams[name][0] == 0]
+    if new:
+        created = await conn.fetch(
+            f'INSERT INTO "{s}".streams (name, version) SELECT * FROM unnest($1::text[], $2::bigint[])'
+            " RETURNING name, key",
+            new,
+            [streams[name][1] for name in new],
+        )
+        for name, key in created:
+            streams[name][0] = key
+    old = [name for name in touched if name not in new]
+    if old:
+        await conn.execute(
+            f'UPDATE "{s}".streams AS s SET version = u.version'
+            " FROM unnest($1::bigint[], $2::bigint[]) AS u(key, version) WHERE s.key = u.key",
+            [streams[name][0] for name in old],
+            [streams[name][1] for name in old],
+        )
+
+
+async def _write_events(
+    conn: PgConnection,
+    s: str,
+    planned: list[tuple[PendingAppend, int, int]],
+    streams: dict[str, list[int]],
+    micros: int,
+) -> None:
+    records: list[tuple[Any, ...]] = []
+    commands: dict[tuple[int, str], list[int]] = {}
+    for pending, first_version, first_position in planned:
+        key = streams[pending.stream_id][0]
+        for offset, event in enumerate(pending.events):
+            version = first_version + offset
+            records.append(
+                (
+                    first_position + offset,
+                    key,
+                    version,
+                    event.type,
+                    event.schema_version,
+                    event.data,
+                    _encode_metadata(event.metadata),
+                    micros,
+                )
+            )
+            command_id = event.metadata.command_id
+            if command_id is not None:
+                span = commands.setdefault((key, command_id), [version, version])
+                span[1] = version
+    await conn.copy_records_to_table("events", schema_name=s, records=records, columns=EVENT_COLUMNS)
+    if commands:
+        await conn.copy_records_to_table(
+            "command_ids",
+            schema_name=s,
+            columns=["stream_key", "command_id", "first_version", "last_version"],
+            records=[(key, command_id, first, last) for (key, command_id), (first, last) in commands.items()],
+        )
+
+
+async def _write_snapshots(conn: PgConnection, s: str, snapshots: list[PendingSnapshot], micros: int) -> None:
+    await conn.executemany(
+        f'INSERT INTO "{s}".snapshots (stream_id, version, position, schema_version, data, taken_at)'
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (stream_id, version) DO UPDATE"
+        " SET position = excluded.position, schema_version = excluded.schema_version, data = excluded.data,"
+        " taken_at = excluded.taken_at",
+        [
+            (
+                p.snapshot.stream_id,
+                p.snapshot.version,
+                p.snapshot.position,
+                p.snapshot.schema_version,
+                p.snapshot.data,
+                micros,
+            )
+            for p in snapshots
+        ],
+    )
+    await conn.executemany(
+        f'DELETE FROM "{s}".snapshots WHERE stream_id = $1 AND version NOT IN'
+        f' (SELECT version FROM "{s}".snapshots WHERE stream_id = $1 ORDER BY version DESC LIMIT $2)',
+        [(p.snapshot.stream_id, p.keep) for p in snapshots],
+    )
