@@ -44,6 +44,7 @@ _TRANSIENT = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
+    asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
     asyncio.TimeoutError,
 )
 # Errors one bad append can cause: the batch is split so the others still commit.
@@ -80,6 +81,7 @@ class PostgresEventStore:
         )
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None
         self._local_listeners: list[Callable[[int], None]] = []
 
     @classmethod
@@ -104,8 +106,7 @@ class PostgresEventStore:
             async with self._pool.acquire() as conn:
                 await migrate(conn, self.schema)
             if self.listen:
-                self._listener = await asyncpg.connect(self.dsn)
-                await self._listener.add_listener(notify_channel(self.schema), self._on_notify)
+                await self._listen()
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._disconnect()
@@ -113,7 +114,37 @@ class PostgresEventStore:
                 raise StoreError(f"cannot open the PostgreSQL store (schema {self.schema!r}): {exc}") from exc
             raise
 
+    async def _listen(self) -> None:
+        listener = await asyncpg.connect(self.dsn)
+        await listener.add_listener(notify_channel(self.schema), self._on_notify)
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+
+    def _on_listener_lost(self, conn: object) -> None:
+        # Subscribers fall back to polling meanwhile; wake-ups resume once the link is back.
+        if conn is self._listener and self._pool is not None and self._relisten is None:
+            self._listener = None
+            logger.warning("store.listen_lost", store="postgres", schema=self.schema)
+            self._relisten = asyncio.get_running_loop().create_task(self._listen_again())
+
+    async def _listen_again(self) -> None:
+        try:
+            for attempt in range(1_000_000):
+                await anyio.sleep(min(5.0, 0.1 * 2**attempt))
+                if self._pool is None:
+                    return
+                try:
+                    await self._listen()
+                    return
+                except _TRANSIENT:
+                    continue
+        finally:
+            self._relisten = None
+
     async def _disconnect(self) -> None:
+        relisten, self._relisten = self._relisten, None
+        if relisten is not None:
+            relisten.cancel()
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
