@@ -17,6 +17,7 @@ import structlog
 
 from actorsrc import ActorsrcError, __version__
 from actorsrc.cli_projections import add_projections
+from actorsrc.cli_streams import add_check, add_state, add_streams
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,6 +68,9 @@ def _build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_demo(subparsers)
     add_projections(subparsers)
+    add_streams(subparsers)
+    add_state(subparsers)
+    add_check(subparsers)
     return parser
 
 

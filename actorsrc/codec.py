@@ -95,32 +95,34 @@ class EventCodec:
 
     def decode_record(self, record: RecordedEvent) -> Any:
         """The current-shape event object of a stored row, renamed and upcast as needed."""
-        stored_name = record.type
+        return self.decode_stored(record.stream_id, record.version, record.type, record.schema_version, record.data)
+
+    def decode_stored(self, stream_id: str, version: int, stored_name: str, stored_version: int, data: bytes) -> Any:
+        """`decode_record` from the row's parts (the lean replay path reads only these)."""
         name = self._renames.get(stored_name, stored_name)
         current = self._versions.get(name)
         if current is None:
-            raise UnknownEventTypeError(record.stream_id, record.version, stored_name, list(self._decoders))
-        stored_version = record.schema_version
+            raise UnknownEventTypeError(stream_id, version, stored_name, list(self._decoders))
         if stored_version == current:
-            return self.decode(record.stream_id, record.version, name, record.data)
+            return self.decode(stream_id, version, name, data)
         if stored_version > current:
             raise EventDecodeError(
-                record.stream_id,
-                record.version,
+                stream_id,
+                version,
                 stored_name,
                 f"stored at schema version {stored_version}, newer than this code's {current}; deploy newer code",
             )
         try:
-            raw = _raw_decoder.decode(record.data)
+            raw = _raw_decoder.decode(data)
             for version in range(stored_version, current):
                 raw = self._upcasters[(name, version)](raw)
             return msgspec.convert(raw, self._classes[name])
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            raise EventDecodeError(record.stream_id, record.version, stored_name, str(exc)) from exc
+            raise EventDecodeError(stream_id, version, stored_name, str(exc)) from exc
         except Exception as exc:  # an upcaster's own bug: name it, with the row it failed on
             raise EventDecodeError(
-                record.stream_id,
-                record.version,
+                stream_id,
+                version,
                 stored_name,
                 f"upcasting from schema version {stored_version} to {current} failed: {exc!r}",
             ) from exc

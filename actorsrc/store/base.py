@@ -190,3 +190,16 @@ class AppendNotifier(Protocol):
     """Stores that can tell in-process subscribers about new appends at once."""
 
     def add_append_listener(self, listener: Callable[[int], None]) -> Callable[[], None]: ...
+
+
+StoredPayload = tuple[int, int, str, int, bytes]
+"""(version, position, type, schema version, data) of a stored event: all that replay needs."""
+
+
+@runtime_checkable
+class PayloadReader(Protocol):
+    """Stores with a lean read for replay: no metadata decoding, no timestamps."""
+
+    async def read_stream_payloads(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[StoredPayload]: ...

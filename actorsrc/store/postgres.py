@@ -26,6 +26,7 @@ from actorsrc.observability import logger
 from actorsrc.store.base import (
     _MAX_INT,
     ExpectedVersion,
+    StoredPayload,
     check_int,
     validate_expected_version,
     validate_new_events,
@@ -278,6 +279,24 @@ class PostgresEventStore:
             to_version if to_version is not None else _MAX_INT,
         )
         return [_recorded(stream_id, row) for row in rows]
+
+    async def read_stream_payloads(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[StoredPayload]:
+        """The lean replay read: (version, position, type, schema version, data) only, no metadata."""
+        validate_stream_id(stream_id)
+        check_int("from_version", from_version, 1)
+        if to_version is not None:
+            check_int("to_version", to_version, 0)
+        rows = await self._fetch(
+            f'SELECT e.version, e.position, e.type, e.schema_version, e.data FROM "{self.schema}".events e'
+            f' WHERE e.stream_key = (SELECT key FROM "{self.schema}".streams WHERE name = $1)'
+            " AND e.version BETWEEN $2 AND $3 ORDER BY e.version",
+            stream_id,
+            from_version,
+            to_version if to_version is not None else _MAX_INT,
+        )
+        return [tuple(row) for row in rows]
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)

@@ -24,6 +24,7 @@ from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
     _MAX_INT,
     ExpectedVersion,
+    StoredPayload,
     check_int,
     validate_expected_version,
     validate_new_events,
@@ -196,6 +197,21 @@ class SQLiteEventStore:
             (stream_id, from_version, upper),
         )
         return [_recorded(stream_id, row) for row in rows]
+
+    async def read_stream_payloads(
+        self, stream_id: str, from_version: int = 1, to_version: int | None = None
+    ) -> list[StoredPayload]:
+        """The lean replay read: (version, position, type, schema version, data) only, no metadata."""
+        validate_stream_id(stream_id)
+        check_int("from_version", from_version, 1)
+        if to_version is not None:
+            check_int("to_version", to_version, 0)
+        return await self._fetch(
+            "SELECT e.version, e.position, e.type, e.schema_version, e.data FROM events e"
+            " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
+            " ORDER BY e.version",
+            (stream_id, from_version, to_version if to_version is not None else _MAX_INT),
+        )
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)

@@ -138,13 +138,15 @@ def _positive(amount: int) -> None:
 
 
 def evolve(state: AccountState, event: Event) -> AccountState:
+    # Money events are the hot path of replay: a direct constructor call is several times cheaper
+    # than dataclasses.replace.
     match event:
+        case AccountCredited(amount) | InterestApplied(_, amount):
+            return AccountState(state.opened, state.closed, state.owner, state.balance + amount, state.overdraft_limit)
+        case AccountDebited(amount):
+            return AccountState(state.opened, state.closed, state.owner, state.balance - amount, state.overdraft_limit)
         case AccountOpened(owner, overdraft_limit):
             return replace(state, opened=True, owner=owner, overdraft_limit=overdraft_limit)
-        case AccountCredited(amount) | InterestApplied(_, amount):
-            return replace(state, balance=state.balance + amount)
-        case AccountDebited(amount):
-            return replace(state, balance=state.balance - amount)
         case AccountClosed():
             return replace(state, closed=True)
     return state
