@@ -352,7 +352,7 @@ class Runtime:
             actor.space_waiters.append(waiter)
             return waiter, lambda: actor.wake_space_waiters(1)
         actor.last_used = loop.time()
-        actor.mailbox.append(envelope)
+        actor.deliver(envelope)
         if not actor.running:
             actor.running = True
             task = loop.create_task(actor.run())
