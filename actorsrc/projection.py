@@ -7,7 +7,6 @@ global log from its own checkpoint.
 from __future__ import annotations
 
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -101,21 +100,26 @@ def _check_name(kind: str, name: str) -> None:
         )
 
 
+def _nothing(db: Any) -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Projection:
     """Builds an SQL read model from events.
 
-    `handle(db, envelope)` runs on the read model's connection thread, inside the transaction that
-    also moves the projection's checkpoint, so each event's effect lands exactly once. It is plain
-    synchronous code over a `sqlite3.Connection`: no awaiting inside. `setup(db)` creates the tables
-    (idempotently); `reset(db)` drops them before a rebuild. Events of types outside `events` (and the
-    `aggregates`' event types) are skipped.
+    `handle(db, envelope)` runs inside the transaction that also moves the projection's checkpoint,
+    so each event's effect lands exactly once. On an `SQLiteReadModel` it is plain synchronous code over
+    a `sqlite3.Connection`, run on the read model's thread (no awaiting inside); on a
+    `PostgresReadModel` it is an async function over an asyncpg connection. `setup(db)` creates the
+    tables (idempotently); `reset(db)` drops them before a rebuild. Events of types outside `events`
+    (and the `aggregates`' event types) are skipped.
     """
 
     name: str
-    handle: Callable[[sqlite3.Connection, EventEnvelope[Any]], None]
-    setup: Callable[[sqlite3.Connection], None] = lambda db: None
-    reset: Callable[[sqlite3.Connection], None] = lambda db: None
+    handle: Callable[[Any, EventEnvelope[Any]], Any]
+    setup: Callable[[Any], Any] = _nothing
+    reset: Callable[[Any], Any] = _nothing
     events: Mapping[str, type[Any]] | None = None
     aggregates: Sequence[Aggregate[Any, Any, Any]] = ()
     failure: FailurePolicy = field(default_factory=FailurePolicy)

@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import aiosqlite
 
@@ -20,6 +20,9 @@ from actorsrc.store.sqlite_thread import run_on_connection_thread
 from actorsrc.store.sqlite_writer import micros_to_datetime, now_micros
 
 T = TypeVar("T")
+
+if TYPE_CHECKING:
+    from actorsrc.projection import EventEnvelope, Projection
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS actorsrc_checkpoints (
@@ -166,11 +169,60 @@ class SQLiteReadModel:
         )
         return _parked(rows[0]) if rows else None
 
-    async def reset(self, name: str, work: Work[None]) -> None:
-        """Forget a handler's progress, parked events and state, running `work` (drop, create) too."""
+    async def discard_parked(self, parked_id: int) -> None:
+        await self.transaction(lambda conn: delete_parked(conn, parked_id))
+
+    async def setup(self, projection: Projection) -> None:
+        await self.run(projection.setup)
+
+    async def project(
+        self,
+        projection: Projection,
+        envelopes: Sequence[EventEnvelope[Any]],
+        checkpoint: tuple[str, int] | None,
+        unpark: int | None = None,
+    ) -> None:
+        handle = projection.handle
+
+        def work(conn: sqlite3.Connection) -> None:
+            for envelope in envelopes:
+                handle(conn, envelope)
+            if unpark is not None:
+                delete_parked(conn, unpark)
+
+        await self.transaction(work, checkpoint=checkpoint)
+
+    async def load_process_state(self, manager: str, key: str) -> bytes | None:
+        return await self.run(lambda conn: load_process_state(conn, manager, key))
+
+    async def settled_commands(self, manager: str, command_ids: list[str]) -> set[str]:
+        return await self.run(lambda conn: settled_commands(conn, manager, command_ids))
+
+    async def save_process(
+        self,
+        manager: str,
+        states: dict[str, bytes],
+        settled: dict[str, str],
+        checkpoint: tuple[str, int] | None,
+        unpark: int | None = None,
+    ) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for key, data in states.items():
+                save_process_state(conn, manager, key, data)
+            if settled:
+                record_settled(conn, manager, settled)
+            if unpark is not None:
+                delete_parked(conn, unpark)
+
+        await self.transaction(work, checkpoint=checkpoint)
+
+    async def reset(self, name: str, projection: Projection | None) -> None:
+        """Forget a handler's progress, parked events and state; a projection's tables start over."""
 
         def job(conn: sqlite3.Connection) -> None:
-            work(conn)
+            if projection is not None:
+                projection.reset(conn)
+                projection.setup(conn)
             for table, column in (
                 ("actorsrc_checkpoints", "name"),
                 ("actorsrc_parked", "handler"),

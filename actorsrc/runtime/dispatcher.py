@@ -20,7 +20,7 @@ from actorsrc.errors import WaitTimeoutError
 from actorsrc.messages import RecordedEvent
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
-from actorsrc.readmodel.sqlite import SQLiteReadModel
+from actorsrc.readmodel.base import ReadModel
 from actorsrc.runtime.process import ProcessRunner
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ class HandlerStopped(Exception):
 
 
 class Subscription:
-    def __init__(self, handler: Handler, runtime: Runtime, read_model: SQLiteReadModel, poll_interval: float) -> None:
+    def __init__(self, handler: Handler, runtime: Runtime, read_model: ReadModel, poll_interval: float) -> None:
         self.handler = handler
         self.name = handler.name
         self.runtime = runtime
@@ -71,7 +71,7 @@ class Subscription:
         try:
             self.position = await self.read_model.checkpoint(self.name)
             if isinstance(self.handler, Projection):
-                await self.read_model.run(self.handler.setup)
+                await self.read_model.setup(self.handler)
             self.status, self.stop_reason = "running", None
             self._release_waiters()
             await self._follow()
@@ -111,25 +111,16 @@ class Subscription:
         return envelope_of(self._codec, record)
 
     async def apply(
-        self, envelopes: list[EventEnvelope[Any]], checkpoint: int | None, also: Callable[[Any], None] | None = None
+        self, envelopes: list[EventEnvelope[Any]], checkpoint: int | None, unpark: int | None = None
     ) -> None:
         """Run the handler over `envelopes` and, in the same transaction, move the checkpoint (when
-        given) and run `also`."""
-        handler = self.handler
+        given) and drop the parked event `unpark` (when given)."""
         mark = (self.name, checkpoint) if checkpoint is not None else None
-        if isinstance(handler, Projection):
-            handle = handler.handle
-
-            def work(conn: Any) -> None:
-                for envelope in envelopes:
-                    handle(conn, envelope)
-                if also is not None:
-                    also(conn)
-
-            await self.read_model.transaction(work, checkpoint=mark)
+        if isinstance(self.handler, Projection):
+            await self.read_model.project(self.handler, envelopes, mark, unpark)
         else:
             assert self._process is not None
-            await self._process.apply(envelopes, mark, also)
+            await self._process.apply(envelopes, mark, unpark)
 
     async def _handle(self, records: list[RecordedEvent]) -> None:
         last = records[-1].position
@@ -222,16 +213,7 @@ class Subscription:
         await self.stop()
         self.status = "rebuilding"
         handler = self.handler
-        if isinstance(handler, Projection):
-            projection = handler
-
-            def drop_and_create(conn: Any) -> None:
-                projection.reset(conn)
-                projection.setup(conn)
-
-            await self.read_model.reset(self.name, drop_and_create)
-        else:
-            await self.read_model.reset(self.name, lambda conn: None)
+        await self.read_model.reset(self.name, handler if isinstance(handler, Projection) else None)
         target = await self.runtime.store.last_position()
         self.start()
         while not self._caught_up(target):

@@ -12,8 +12,6 @@ process killed after such a command and before that commit sends it once more on
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -21,13 +19,7 @@ import msgspec
 from actorsrc.errors import DomainError
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, ProcessManager, Send
-from actorsrc.readmodel.sqlite import (
-    SQLiteReadModel,
-    load_process_state,
-    record_settled,
-    save_process_state,
-    settled_commands,
-)
+from actorsrc.readmodel.base import ReadModel
 
 if TYPE_CHECKING:
     from actorsrc.runtime.runtime import Runtime
@@ -41,7 +33,7 @@ def command_id_for(manager: str, envelope: EventEnvelope[Any], index: int) -> st
 
 
 class ProcessRunner:
-    def __init__(self, manager: ProcessManager[Any], runtime: Runtime, read_model: SQLiteReadModel) -> None:
+    def __init__(self, manager: ProcessManager[Any], runtime: Runtime, read_model: ReadModel) -> None:
         self.manager = manager
         self.runtime = runtime
         self.read_model = read_model
@@ -51,14 +43,14 @@ class ProcessRunner:
 
     async def _load(self, key: str) -> Any:
         name = self.manager.name
-        raw = await self.read_model.run(lambda conn: load_process_state(conn, name, key))
+        raw = await self.read_model.load_process_state(name, key)
         return self.manager.initial if raw is None else self._decoder.decode(raw)
 
     async def apply(
         self,
         envelopes: list[EventEnvelope[Any]],
         checkpoint: tuple[str, int] | None,
-        also: Callable[[sqlite3.Connection], None] | None = None,
+        unpark: int | None = None,
     ) -> None:
         manager = self.manager
         states: dict[str, Any] = {}
@@ -72,9 +64,7 @@ class ProcessRunner:
             states[key] = state
             planned += [(send, envelope, command_id_for(manager.name, envelope, i)) for i, send in enumerate(sends)]
         ids = [command_id for _, _, command_id in planned]
-        settled_before = (
-            await self.read_model.run(lambda conn: settled_commands(conn, manager.name, ids)) if ids else set()
-        )
+        settled_before = await self.read_model.settled_commands(manager.name, ids) if ids else set()
         settled_now: dict[str, str] = {}
         for send, envelope, command_id in planned:
             if command_id not in settled_before:
@@ -82,16 +72,7 @@ class ProcessRunner:
                 if outcome is not None:
                     settled_now[command_id] = outcome
         encoded = {key: _encode(state) for key, state in states.items()}
-
-        def save(conn: sqlite3.Connection) -> None:
-            for key, data in encoded.items():
-                save_process_state(conn, manager.name, key, data)
-            if settled_now:
-                record_settled(conn, manager.name, settled_now)
-            if also is not None:
-                also(conn)
-
-        await self.read_model.transaction(save, checkpoint=checkpoint)
+        await self.read_model.save_process(manager.name, encoded, settled_now, checkpoint, unpark)
 
     async def _send(self, send: Send, envelope: EventEnvelope[Any], command_id: str) -> str | None:
         """Send one command; returns how it settled when the target will not remember it."""

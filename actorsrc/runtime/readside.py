@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 
 from actorsrc.errors import ConfigurationError
 from actorsrc.projection import Handler, ProcessManager, Projection
-from actorsrc.readmodel.base import ParkedEvent
-from actorsrc.readmodel.sqlite import SQLiteReadModel, delete_parked
+from actorsrc.readmodel.base import ParkedEvent, ReadModel
 from actorsrc.runtime.dispatcher import Subscription
 from actorsrc.store.base import AppendNotifier
 
@@ -30,14 +29,14 @@ class HandlerStatus:
 
 class ReadSide:
     def __init__(
-        self, runtime: Runtime, handlers: Iterable[Handler], read_model: SQLiteReadModel | None, poll_interval: float
+        self, runtime: Runtime, handlers: Iterable[Handler], read_model: ReadModel | None, poll_interval: float
     ) -> None:
         self.runtime = runtime
         self.read_model = read_model
         self.subscriptions: dict[str, Subscription] = {}
         handlers = list(handlers)
         if handlers and read_model is None:
-            raise ConfigurationError("projections and process managers need a read_model (e.g. SQLiteReadModel)")
+            raise ConfigurationError("projections and process managers need a read_model (e.g. ReadModel)")
         for handler in handlers:
             if not isinstance(handler, Projection | ProcessManager):
                 raise ConfigurationError(f"{handler!r} is neither a Projection nor a ProcessManager")
@@ -97,7 +96,7 @@ class ReadSide:
 
     # -- parked events --------------------------------------------------------------------------
 
-    def _model(self) -> SQLiteReadModel:
+    def _model(self) -> ReadModel:
         if self.read_model is None:
             raise ConfigurationError("this runtime has no read model, so nothing is parked")
         return self.read_model
@@ -120,11 +119,9 @@ class ReadSide:
         if not records or records[0].position != parked.position:
             raise LookupError(f"the event at position {parked.position} is no longer in the store")
         envelope = subscription._envelope(records[0])
-        await subscription.apply(
-            [envelope] if envelope is not None else [], None, lambda conn: delete_parked(conn, parked_id)
-        )
+        await subscription.apply([envelope] if envelope is not None else [], None, unpark=parked_id)
 
     async def discard_parked(self, parked_id: int) -> ParkedEvent:
         parked = await self._parked_or_fail(parked_id)
-        await self._model().transaction(lambda conn: delete_parked(conn, parked_id))
+        await self._model().discard_parked(parked_id)
         return parked

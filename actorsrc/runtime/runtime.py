@@ -21,8 +21,7 @@ from actorsrc.errors import (
 )
 from actorsrc.observability import logger
 from actorsrc.projection import Handler
-from actorsrc.readmodel.base import ParkedEvent
-from actorsrc.readmodel.sqlite import SQLiteReadModel
+from actorsrc.readmodel.base import ParkedEvent, ReadModel
 from actorsrc.runtime.actor import AggregateActor
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
@@ -79,7 +78,7 @@ class Runtime:
         max_live_actors: int | None = 100_000,
         supervisor: SupervisorPolicy | None = None,
         handlers: Iterable[Handler] = (),
-        read_model: SQLiteReadModel | None = None,
+        read_model: ReadModel | None = None,
         poll_interval: float = 1.0,
     ) -> None:
         for name, value in (("mailbox_capacity", mailbox_capacity), ("max_batch", max_batch)):
