@@ -24,6 +24,7 @@ from actorsrc.errors import (
 )
 from actorsrc.loading import LoadedState, codec_for, load_state
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.naming import NamingWarning, check_event_names
 from actorsrc.projection import EventEnvelope, FailurePolicy, ProcessManager, Projection, Send
 from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
 from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime, RuntimeStats, SupervisorPolicy
@@ -62,6 +63,7 @@ __all__ = [
     "MailboxFullError",
     "Metadata",
     "NO_STREAM",
+    "NamingWarning",
     "NewEvent",
     "ParkedEvent",
     "PersistTimeoutError",
@@ -86,6 +88,7 @@ __all__ = [
     "UnregisteredEventError",
     "WaitTimeoutError",
     "__version__",
+    "check_event_names",
     "codec_for",
     "fold",
     "load_state",

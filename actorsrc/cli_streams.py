@@ -124,9 +124,10 @@ def run_show(args: argparse.Namespace) -> int:
 
     app = _load(args.app)
     aggregate, _ = find_aggregate(app.aggregates, args.stream)
-    records = anyio.run(_read_stream, _db_path(app, args.db), args.stream, backend="asyncio")
+    db = _db_path(app, args.db)
+    records = anyio.run(_read_stream, db, args.stream, backend="asyncio")
     if not records:
-        raise StreamNotFoundError(f"stream {args.stream!r} has no events in {_db_path(app, args.db)!r}")
+        raise StreamNotFoundError(f"stream {args.stream!r} has no events in {db!r}")
     rows = history_rows(codec_for(aggregate), records)
     print(f"{args.stream} ({aggregate.name}): {len(records)} events")
     print(format_table(("version", "position", "recorded_at", "type", "schema", "fields"), rows, right=(0, 1, 4)))
@@ -261,10 +262,10 @@ def _db_path(app: App, db: str | None) -> str:
 def find_aggregate(aggregates: Sequence[Aggregate[Any, Any, Any]], stream: str) -> tuple[Aggregate[Any, Any, Any], str]:
     """The aggregate owning `stream` (stream ids are ``f"{name}-{id}"``) and the instance id."""
     # Aggregate names cannot contain '-', so the first one ends the name.
-    name, dash, aggregate_id = stream.partition("-")
-    for aggregate in aggregates:
-        if dash and aggregate_id and aggregate.name == name:
-            return aggregate, aggregate_id
+    name, _, aggregate_id = stream.partition("-")
+    owner = next((aggregate for aggregate in aggregates if aggregate.name == name), None)
+    if owner is not None and aggregate_id:
+        return owner, aggregate_id
     known = ", ".join(sorted(a.name for a in aggregates)) or "none"
     raise StreamNotFoundError(
         f"no aggregate of this App owns stream {stream!r}; stream ids look like NAME-ID with NAME one of: {known}"

@@ -17,7 +17,7 @@ from actorsrc.domain import Aggregate
 from actorsrc.errors import EventDecodeError
 from actorsrc.messages import Snapshot
 from actorsrc.observability import logger
-from actorsrc.store.base import EventStore, PayloadReader, SnapshotStore, StoredPayload, check_int
+from actorsrc.store.base import EventStore, PayloadReader, SnapshotStore, StoredPayload, check_int, has_capability
 
 S = TypeVar("S")
 
@@ -72,7 +72,7 @@ async def load_state(
     stream_id = aggregate.stream_id(aggregate_id)
     codec = codec_for(aggregate)
     state, version, position = aggregate.initial, 0, 0
-    if use_snapshot and at is None and aggregate.snapshots_enabled and isinstance(store, SnapshotStore):
+    if use_snapshot and at is None and aggregate.snapshots_enabled and has_capability(store, SnapshotStore):
         snapshot = await store.load_snapshot(stream_id)
         usable = snapshot is not None and (to_version is None or snapshot.version <= to_version)
         if snapshot is not None and usable and (restored := _restore(aggregate, codec, snapshot)) is not None:
@@ -80,7 +80,7 @@ async def load_state(
     snapshot_version = version
     if to_version is not None and to_version <= version:
         rows: list[StoredPayload] = []
-    elif at is None and isinstance(store, PayloadReader):  # the lean path: most of replay's time is here
+    elif at is None and has_capability(store, PayloadReader):  # the lean path: most of replay's time is here
         rows = await store.read_stream_payloads(stream_id, version + 1, to_version)
     else:
         records = await store.read_stream(stream_id, from_version=version + 1, to_version=to_version)

@@ -1,9 +1,10 @@
 """Read throughput of one long stream stored at the current schema version, against the same stream
 stored at schema version 1 and read through a two-step upcaster chain (v1 -> v2 -> v3).
 
-Both streams live in one SQLite file and are read in the same process, best of N runs each, so the
-chain's cost is their difference. Two read paths: `EventCodec.decode_record` over rows already in
-memory (the codec alone), and `load_state` (SQLite read + decode + evolve: what recovery pays).
+Both streams live in one SQLite file and are read in the same process, best of N alternating runs
+each, so the chain's cost is their difference. Two read paths: `EventCodec.decode_record` over rows
+already in memory (the codec alone), and `load_state` (SQLite read, decode and evolve: what recovery
+pays). The old-schema path is then timed step by step, to show what dominates.
 
     python -m benchmarks.upcasting --events 50000 --runs 5
 """

@@ -28,7 +28,7 @@ from actorsrc.errors import (
     RuntimeClosedError,
 )
 from actorsrc.loading import load_state
-from actorsrc.messages import NewEvent, Snapshot, next_event_id
+from actorsrc.messages import AppendResult, NewEvent, Snapshot, next_event_id
 from actorsrc.observability import logger
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 from actorsrc.runtime.supervision import RestartTracker
@@ -71,6 +71,7 @@ class _Crash(Exception):
 class AggregateActor:
     __slots__ = (
         "aggregate_id",
+        "append_expired",
         "entry",
         "host",
         "last_used",
@@ -95,6 +96,7 @@ class AggregateActor:
         self.version = 0
         self.position = 0
         self.recovered = False
+        self.append_expired = False
         self.running = False
         self.last_used = 0.0
         # An empty deque costs ~760 bytes (CPython allocates a 64-slot block), half of an idle actor:
@@ -290,12 +292,14 @@ class AggregateActor:
         new_events: list[NewEvent] = []
         evolve_failure: tuple[Envelope, Exception] | None = None
         handled, rest = batch, list[Envelope]()
-        try:
-            recorded = await self._recorded_commands(batch)
-        except Exception as exc:  # the store could not say which commands ran: nothing is decided
-            for envelope in batch:
-                _fail(envelope, exc)
-            raise _Crash("looking up command ids failed", exc) from exc
+        recorded: dict[str, CommandOutcome[Any]] = {}
+        if any(envelope.command_id is not None for envelope in batch):
+            try:
+                recorded = await self._recorded_commands(batch)
+            except Exception as exc:  # the store could not say which commands ran: nothing is decided
+                for envelope in batch:
+                    _fail(envelope, exc)
+                raise _Crash("looking up command ids failed", exc) from exc
         repeats: list[tuple[Envelope, CommandOutcome[Any] | _Decided]] = []
         in_batch: dict[str, _Decided] = {}
         for index, envelope in enumerate(batch):
@@ -337,18 +341,10 @@ class AggregateActor:
         position_before = self.position
         if new_events:
             try:
-                # Shielded: the write cannot be taken back, so its callers must hear how it ended,
-                # even if the runtime is being torn down. persist_timeout still bounds it.
-                with anyio.CancelScope(shield=True), anyio.fail_after(self.host.persist_timeout):
-                    result = await self.host.store.append(self.stream_id, new_events, self.version)
+                result = await self._append_within_timeout(new_events)
             except ConcurrencyError:
                 raise
             except Exception as exc:
-                if isinstance(exc, TimeoutError):
-                    exc = PersistTimeoutError(
-                        f"append to {self.stream_id!r} did not complete within {self.host.persist_timeout} s; "
-                        "its outcome is unknown until the actor reloads the stream"
-                    )
                 for envelope in handled:  # rejections and reads relied on the unwritten events too
                     _fail(envelope, exc)
                 raise _Crash("persist failed", exc) from exc
@@ -384,6 +380,32 @@ class AggregateActor:
             failed_envelope, cause = evolve_failure
             _fail(failed_envelope, cause)
             raise _Crash("evolve raised", cause, rest)
+
+    async def _append_within_timeout(self, new_events: list[NewEvent]) -> AppendResult:
+        """The batch's append, bounded by `persist_timeout`.
+
+        The runtime's watchdog cancels this task when the deadline passes: registering with it costs
+        a dict entry, where a timer or a cancel scope per batch costs several microseconds. Nothing
+        else ever cancels an actor task (the runtime refuses queued commands instead), so a
+        cancellation that finds `append_expired` set is the watchdog's.
+        """
+        host = self.host
+        task = asyncio.current_task()
+        assert task is not None
+        self.append_expired = False
+        host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, task)
+        try:
+            return await host.store.append(self.stream_id, new_events, self.version)
+        except asyncio.CancelledError:
+            if not self.append_expired:
+                raise
+            task.uncancel()
+            raise PersistTimeoutError(
+                f"append to {self.stream_id!r} did not complete within {host.persist_timeout} s; "
+                "its outcome is unknown until the actor reloads the stream"
+            ) from None
+        finally:
+            host.appending.pop(self, None)
 
     # -- idempotent commands ----------------------------------------------------------------------
 

@@ -109,6 +109,8 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._background: set[asyncio.Task[None]] = set()  # snapshots being saved
         self._sweeper: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.appending: dict[AggregateActor, tuple[float, asyncio.Task[None]]] = {}  # deadline, actor task
         self._entered = False
         self._closing = False
         self.snapshots_taken = 0
@@ -118,7 +120,9 @@ class Runtime:
         if self._entered:
             raise RuntimeClosedError("a Runtime can be entered once; create a new one")
         self._entered = True
-        self._sweeper = asyncio.get_running_loop().create_task(self._directory.sweep_forever())
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._directory.sweep_forever())
+        self._watchdog = loop.create_task(self._watch_appends())
         self._read_side.start()
         return self
 
@@ -148,10 +152,11 @@ class Runtime:
                     await asyncio.wait((*self._tasks, *self._background))
             raise
         finally:
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([self._sweeper])
+            housekeeping = [task for task in (self._sweeper, self._watchdog) if task is not None]
+            for task in housekeeping:
+                task.cancel()
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(housekeeping)
 
     # -- addressing -----------------------------------------------------------------------------
 
@@ -194,6 +199,19 @@ class Runtime:
             snapshots_taken=self.snapshots_taken,
             snapshots_failed=self.snapshots_failed,
         )
+
+    async def _watch_appends(self) -> None:
+        """Cancel appends that outlive `persist_timeout`; their actors then crash and restart."""
+        loop = asyncio.get_running_loop()
+        tick = min(1.0, self.persist_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for actor, (deadline, task) in list(self.appending.items()):
+                if deadline <= now:
+                    del self.appending[actor]
+                    actor.append_expired = True
+                    task.cancel()
 
     # -- read side ----------------------------------------------------------------------------------
 
@@ -291,13 +309,8 @@ class Runtime:
                 f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
                 f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
             )
-        for name, value in (
-            ("command_id", command_id),
-            ("causation_id", causation_id),
-            ("correlation_id", correlation_id),
-        ):
-            if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
-                raise ValueError(f"{name} must be a non-empty str of at most 256 characters or None, got {value!r}")
+        if command_id is not None or causation_id is not None or correlation_id is not None:
+            _check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
         limit = self.default_timeout if timeout is None else timeout
         if limit is not None and not limit > 0:  # also refuses NaN
             raise ValueError(f"timeout must be > 0, got {limit}")
@@ -392,6 +405,12 @@ def _abandon(waiter: Waiter) -> None:
         pass_on()
     else:
         future.cancel()
+
+
+def _check_ids(**ids: str | None) -> None:
+    for name, value in ids.items():
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
+            raise ValueError(f"{name} must be a non-empty str of at most 256 characters or None, got {value!r}")
 
 
 def _expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:
