@@ -37,6 +37,7 @@ from actorsrc.store import (
     SQLiteEventStore,
     StreamState,
 )
+from actorsrc.tuning import tune_gc
 
 __version__ = "0.1.0"
 
@@ -92,4 +93,5 @@ __all__ = [
     "codec_for",
     "fold",
     "load_state",
+    "tune_gc",
 ]

@@ -24,6 +24,7 @@ from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.messages import Metadata
 from actorsrc.store import sqlite_schema
 from actorsrc.store.sqlite_thread import run_on_connection_thread
+from actorsrc.tuning import tune_gc
 from examples.bank import Credit, OpenAccount, account
 
 
@@ -135,7 +136,10 @@ def main() -> None:
     parser.add_argument("--callers", type=int, default=1000, help="concurrent caller tasks")
     parser.add_argument("--dir", type=Path, default=None, help="where the database files go (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
     args = parser.parse_args()
+    if not args.default_gc:
+        tune_gc()  # applies to both sides of the comparison: it is process-wide
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         results = anyio.run(compare, args.aggregates, args.commands, args.callers, Path(tmp))
     if args.json:

@@ -13,7 +13,7 @@ rebuilds itself from the store, or that it has failed too often and refuses comm
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import functools
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -28,9 +28,10 @@ from actorsrc.errors import (
     RuntimeClosedError,
 )
 from actorsrc.loading import load_state
-from actorsrc.messages import AppendResult, NewEvent, Snapshot, next_event_id
+from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
-from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
+from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
+from actorsrc.runtime.outcome import CommandOutcome, Envelope
 from actorsrc.runtime.supervision import RestartTracker
 
 if TYPE_CHECKING:
@@ -38,40 +39,15 @@ if TYPE_CHECKING:
     from actorsrc.runtime.runtime import Runtime
 
 
-class _Decided:
-    """A command accepted in this batch: its events and where they sit in the append."""
-
-    __slots__ = ("envelope", "events", "offset", "outcome", "version")
-
-    def __init__(self, envelope: Envelope, events: tuple[Any, ...], offset: int, version: int) -> None:
-        self.envelope = envelope
-        self.events = events
-        self.offset = offset
-        self.version = version
-        self.outcome: CommandOutcome[Any] | None = None
-
-
 NO_MAIL: tuple[()] = ()
 _RECENT_COMMANDS = 64  # outcomes kept in memory per actor; older ones are looked up in the store
-
-
-class _Crash(Exception):
-    """The actor's state is unknown; the callers concerned have had their error already.
-
-    `rest` holds the batch's commands that were never decided, to be queued again.
-    """
-
-    def __init__(self, reason: str, cause: BaseException, rest: list[Envelope] | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.cause = cause
-        self.rest = rest or []
 
 
 class AggregateActor:
     __slots__ = (
         "aggregate_id",
         "append_expired",
+        "conflicts_carried",
         "entry",
         "host",
         "last_used",
@@ -97,6 +73,7 @@ class AggregateActor:
         self.position = 0
         self.recovered = False
         self.append_expired = False
+        self.conflicts_carried = 0
         self.running = False
         self.last_used = 0.0
         # An empty deque costs ~760 bytes (CPython allocates a 64-slot block), half of an idle actor:
@@ -149,7 +126,7 @@ class AggregateActor:
             # Cancelled (the runtime was torn down) or a bug in the runtime itself: nobody may hang.
             error = RuntimeClosedError(f"actor {self.stream_id!r} stopped before replying: {exc!r}")
             for envelope in batch:
-                _fail(envelope, error)
+                fail(envelope, error)
             self.fail_queued(error)
             self.recovered = False
             if not isinstance(exc, Exception):
@@ -162,11 +139,7 @@ class AggregateActor:
                 error=repr(exc),
             )
         finally:
-            self.running = False
-            if not self.mailbox:
-                self.mailbox = NO_MAIL
-            self.wake_space_waiters(len(self.mailbox) + 1_000_000)
-            self.host._actor_stopped(self)
+            self._stopped()
 
     def _take(self, max_batch: int) -> list[Envelope]:
         mailbox = self.mailbox
@@ -193,11 +166,12 @@ class AggregateActor:
     def fail_queued(self, error: BaseException) -> None:
         mailbox, self.mailbox = self.mailbox, NO_MAIL
         for envelope in mailbox:
-            _fail(envelope, error)
+            fail(envelope, error)
 
     async def _handle(self, batch: list[Envelope]) -> None:
         retries = self.host.max_conflict_retries
-        for attempt in range(retries + 1):
+        first_attempt, self.conflicts_carried = self.conflicts_carried, 0
+        for attempt in range(first_attempt, retries + 1):
             if not self.recovered:
                 try:
                     await self._recover()
@@ -205,7 +179,7 @@ class AggregateActor:
                     error = RecoveryError(f"cannot recover {self.stream_id!r} from the store: {exc}")
                     error.__cause__ = exc
                     for envelope in batch:
-                        _fail(envelope, error)
+                        fail(envelope, error)
                     self._crashed("recovery failed", exc)
                     return
             try:
@@ -215,7 +189,7 @@ class AggregateActor:
                 self.recovered = False
                 if attempt == retries:
                     for envelope in batch:
-                        _fail(envelope, exc)
+                        fail(envelope, exc)
                     return
                 logger.info(
                     "actor.conflict",
@@ -223,7 +197,7 @@ class AggregateActor:
                     aggregate_id=self.aggregate_id,
                     attempt=attempt + 1,
                 )
-            except _Crash as crash:
+            except Crash as crash:
                 # Commands after an `evolve` failure were not decided: back to the front of the
                 # mailbox (once, whatever the retries), for after the restart.
                 self.requeue_front(crash.rest)
@@ -282,104 +256,137 @@ class AggregateActor:
         )
 
     async def _decide_and_persist(self, batch: list[Envelope]) -> None:
-        aggregate = self.entry.aggregate
-        encode = self.entry.codec.encode
-        decide, evolve = aggregate.decide, aggregate.evolve
-        state, version = self.state, self.version
-        accepted: list[_Decided] = []
-        rejected: list[tuple[Envelope, Exception]] = []
-        reads: list[tuple[Envelope, Any]] = []
-        new_events: list[NewEvent] = []
-        evolve_failure: tuple[Envelope, Exception] | None = None
-        handled, rest = batch, list[Envelope]()
         recorded: dict[str, CommandOutcome[Any]] = {}
         if any(envelope.command_id is not None for envelope in batch):
             try:
                 recorded = await self._recorded_commands(batch)
             except Exception as exc:  # the store could not say which commands ran: nothing is decided
                 for envelope in batch:
-                    _fail(envelope, exc)
-                raise _Crash("looking up command ids failed", exc) from exc
-        repeats: list[tuple[Envelope, CommandOutcome[Any] | _Decided]] = []
-        in_batch: dict[str, _Decided] = {}
-        for index, envelope in enumerate(batch):
-            if envelope.command is READ_STATE:  # answered with the state after the commands before it
-                reads.append((envelope, state))
-                continue
-            command_id = envelope.command_id
-            if command_id is not None:
-                earlier = recorded.get(command_id) or in_batch.get(command_id)
-                if earlier is not None:  # handled before: the original outcome, nothing new
-                    repeats.append((envelope, earlier))
-                    continue
+                    fail(envelope, exc)
+                raise Crash("looking up command ids failed", exc) from exc
+        decision = decide_batch(self.entry, self.state, self.version, batch, recorded)
+        result = None
+        if decision.new_events:
             try:
-                events = tuple(decide(state, envelope.command))
-                encoded = [
-                    NewEvent(name, data, envelope.metadata(next_event_id()), schema_version)
-                    for name, schema_version, data in map(encode, events)
-                ]
-            except Exception as exc:  # a DomainError, or a bug in decide: that caller's error only
-                rejected.append((envelope, exc))
-                continue
-            try:
-                next_state = state
-                for event in events:
-                    next_state = evolve(next_state, event)
-            except Exception as exc:  # evolve must not fail: the actor cannot trust its state any more
-                evolve_failure = (envelope, exc)
-                # Commands after this one were not decided: back to the mailbox, for after the restart.
-                handled, rest = batch[: index + 1], batch[index + 1 :]
-                break
-            decided = _Decided(envelope, events, len(new_events), version + len(events))
-            accepted.append(decided)
-            if command_id is not None and events:  # only commands that wrote events are remembered
-                in_batch[command_id] = decided
-            new_events.extend(encoded)
-            state, version = next_state, version + len(events)
-
-        first_position = 0
-        position_before = self.position
-        if new_events:
-            try:
-                result = await self._append_within_timeout(new_events)
+                result = await self._append_within_timeout(decision.new_events)
             except ConcurrencyError:
                 raise
             except Exception as exc:
-                for envelope in handled:  # rejections and reads relied on the unwritten events too
-                    _fail(envelope, exc)
-                raise _Crash("persist failed", exc) from exc
-            first_position = result.first_position
-            self.position = result.last_position
-        old_version = self.version
-        self.state, self.version = state, version
+                decision.fail(exc)
+                raise Crash("persist failed", exc) from exc
+        self._complete(decision, result)
 
-        for decided in accepted:
-            count = len(decided.events)
-            if count:
-                position = first_position + decided.offset + count - 1
-            else:  # the stream's last event at that point of the batch
-                position = first_position + decided.offset - 1 if decided.offset else position_before
-            decided.outcome = CommandOutcome(self.stream_id, decided.version, position, decided.events)
-            if decided.envelope.command_id is not None and count:
+    def _complete(self, decision: BatchDecision, result: AppendResult | None) -> None:
+        """The batch is durable (or wrote nothing): take its state, reply, maybe snapshot."""
+        old_version = self.version
+        self.state, self.version = decision.state, decision.version
+        self.position = decision.reply(self.stream_id, result, self.position)
+        for decided in decision.accepted:
+            if decided.envelope.command_id is not None and decided.events and decided.outcome is not None:
                 self._remember(decided.envelope.command_id, decided.outcome)
-            reply = decided.envelope.reply
-            if not reply.done():
-                reply.set_result(decided.outcome)
-        for envelope, earlier in repeats:
-            original = earlier.outcome if isinstance(earlier, _Decided) else earlier
-            if not envelope.reply.done() and original is not None:
-                envelope.reply.set_result(dataclasses.replace(original, duplicate=True))
-        for envelope, error in rejected:
-            _fail(envelope, error)
-        for envelope, read in reads:
-            if not envelope.reply.done():
-                envelope.reply.set_result(read)
-        if new_events and aggregate.snapshots_enabled and aggregate.snapshot_due(state, old_version, version):
-            self.host._take_snapshot(self, state, version, self.position)
-        if evolve_failure is not None:
-            failed_envelope, cause = evolve_failure
-            _fail(failed_envelope, cause)
-            raise _Crash("evolve raised", cause, rest)
+        aggregate = self.entry.aggregate
+        if (
+            result is not None
+            and aggregate.snapshots_enabled
+            and aggregate.snapshot_due(self.state, old_version, self.version)
+        ):
+            self.host._take_snapshot(self, self.state, self.version, self.position)
+        if decision.evolve_failure is not None:
+            failed_envelope, cause = decision.evolve_failure
+            fail(failed_envelope, cause)
+            raise Crash("evolve raised", cause, decision.rest)
+
+    # -- the fast path: no task while the actor is healthy -------------------------------------------
+
+    def start(self) -> None:
+        """Mail arrived for an idle actor: handle it inline if possible, else in a task."""
+        self.running = True
+        if not self._continue_inline():
+            self.host._spawn(self)
+
+    def _continue_inline(self) -> bool:
+        """Decide the next batch right here and hand its append to the store, to be completed by a
+        callback: no task is created, switched to or woken. Returns False when a task is needed
+        (recovery, a restart, command ids to look up, a store without `submit_append`)."""
+        host = self.host
+        submitter = host.submitter
+        while True:
+            if submitter is None or not self.recovered or self.supervision is not None:
+                return False
+            if not self.mailbox:
+                self._stopped()
+                return True
+            batch = self._take(host.max_batch)
+            if any(envelope.command_id is not None for envelope in batch):
+                self.requeue_front(batch)
+                return False
+            decision = decide_batch(self.entry, self.state, self.version, batch, {})
+            if not decision.new_events:
+                try:
+                    self._complete(decision, None)
+                except Crash as crash:
+                    self.requeue_front(crash.rest)
+                    self._crashed(crash.reason, crash.cause)
+                continue
+            try:
+                future = submitter.submit_append(self.stream_id, decision.new_events, self.version)
+            except Exception as exc:
+                decision.fail(exc)
+                self._crashed("persist failed", exc)
+                continue
+            host.inline_busy += 1
+            host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, future)
+            future.add_done_callback(functools.partial(self._appended, decision))
+            return True
+
+    def _appended(self, decision: BatchDecision, future: asyncio.Future[AppendResult]) -> None:
+        host = self.host
+        host.appending.pop(self, None)
+        try:
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled():  # only the watchdog cancels it
+                error = PersistTimeoutError(
+                    f"append to {self.stream_id!r} did not complete within {host.persist_timeout} s; "
+                    "its outcome is unknown until the actor reloads the stream"
+                )
+            if error is None:
+                self._complete(decision, future.result())
+            elif isinstance(error, ConcurrencyError):  # the task path reloads, decides again, retries
+                self.recovered = False
+                if host.max_conflict_retries == 0:
+                    for envelope in decision.batch:
+                        fail(envelope, error)
+                else:
+                    self.conflicts_carried = 1  # this attempt counts against the retry limit
+                    self.requeue_front(decision.batch)
+            else:
+                decision.fail(error)
+                self._crashed("persist failed", error)
+        except Crash as crash:
+            self.requeue_front(crash.rest)
+            self._crashed(crash.reason, crash.cause)
+        except Exception as bug:  # a bug in the runtime itself: nobody may hang
+            decision.fail(RuntimeClosedError(f"actor {self.stream_id!r} failed: {bug!r}"))
+            self.recovered = False
+            logger.error(
+                "actor.crashed",
+                aggregate=self.entry.aggregate.name,
+                aggregate_id=self.aggregate_id,
+                reason="runtime bug",
+                error=repr(bug),
+            )
+        finally:
+            host.inline_busy -= 1
+        if not self._continue_inline():
+            host._spawn(self)
+        host._maybe_idle()
+
+    def _stopped(self) -> None:
+        self.running = False
+        if not self.mailbox:
+            self.mailbox = NO_MAIL
+        self.wake_space_waiters(len(self.mailbox) + 1_000_000)
+        self.host._actor_stopped(self)
 
     async def _append_within_timeout(self, new_events: list[NewEvent]) -> AppendResult:
         """The batch's append, bounded by `persist_timeout`.
@@ -432,8 +439,3 @@ class AggregateActor:
     def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
         data = self.entry.codec.encode_state(state)
         return Snapshot(self.stream_id, version, position, self.entry.aggregate.snapshot_schema_version, data)
-
-
-def _fail(envelope: Envelope, error: BaseException) -> None:
-    if not envelope.reply.done():
-        envelope.reply.set_exception(error)

@@ -28,7 +28,7 @@ from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
 from actorsrc.runtime.supervision import SupervisorPolicy
-from actorsrc.store.base import EventStore, SnapshotStore
+from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -95,6 +95,9 @@ class Runtime:
             raise ConfigurationError(f"max_live_actors must be >= 1 or None, got {max_live_actors}")
         self.store = store
         self.snapshot_store = store if isinstance(store, SnapshotStore) else None
+        # Stores that take an append without a coroutine let healthy actors run without a task.
+        self.submitter = store if isinstance(store, AppendSubmitter) else None
+        self.inline_busy = 0  # actors whose append is in flight on the task-free path
         self.mailbox_capacity = mailbox_capacity
         self.max_batch = max_batch
         self.max_conflict_retries = max_conflict_retries
@@ -110,7 +113,8 @@ class Runtime:
         self._background: set[asyncio.Task[None]] = set()  # snapshots being saved
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self.appending: dict[AggregateActor, tuple[float, asyncio.Task[None]]] = {}  # deadline, actor task
+        self.appending: dict[AggregateActor, tuple[float, asyncio.Future[Any]]] = {}  # deadline, task or append
+        self._idle_waiter: asyncio.Future[None] | None = None
         self._entered = False
         self._closing = False
         self.snapshots_taken = 0
@@ -136,8 +140,7 @@ class Runtime:
         self._closing = True
         self._wake_all_waiters()
         try:
-            while self._tasks or self._background:  # actors finish what is queued; new commands are refused
-                await asyncio.wait((*self._tasks, *self._background))
+            await self._drain()  # actors finish what is queued; new commands are refused
         except BaseException:
             # Cancelled while draining: queued commands are refused, but a batch already being
             # persisted finishes (bounded by persist_timeout) so that its callers learn how it ended.
@@ -148,8 +151,7 @@ class Runtime:
             for task in self._background:
                 task.cancel()
             with anyio.CancelScope(shield=True):
-                while self._tasks or self._background:
-                    await asyncio.wait((*self._tasks, *self._background))
+                await self._drain()
             raise
         finally:
             housekeeping = [task for task in (self._sweeper, self._watchdog) if task is not None]
@@ -199,6 +201,26 @@ class Runtime:
             snapshots_taken=self.snapshots_taken,
             snapshots_failed=self.snapshots_failed,
         )
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._tasks or self._background or self.inline_busy:
+            waits: list[asyncio.Future[Any]] = [*self._tasks, *self._background]
+            if self.inline_busy:
+                self._idle_waiter = loop.create_future()
+                waits.append(self._idle_waiter)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+
+    def _maybe_idle(self) -> None:
+        """An inline append finished: a closing runtime re-checks whether everything is idle."""
+        waiter = self._idle_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _spawn(self, actor: AggregateActor) -> None:
+        task = asyncio.get_running_loop().create_task(actor.run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _watch_appends(self) -> None:
         """Cancel appends that outlive `persist_timeout`; their actors then crash and restart."""
@@ -366,10 +388,7 @@ class Runtime:
         actor.last_used = loop.time()
         actor.deliver(envelope)
         if not actor.running:
-            actor.running = True
-            task = loop.create_task(actor.run())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            actor.start()
         return None
 
     async def _deliver_when_possible(

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Sequence
 from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
@@ -219,3 +220,15 @@ def has_capability(store: object, protocol: type[_P]) -> TypeGuard[_P]:
     if found is None:
         found = _capabilities[key] = isinstance(store, protocol)
     return found
+
+
+@runtime_checkable
+class AppendSubmitter(Protocol):
+    """Stores that queue an append without a coroutine and hand back a future (group-committing ones).
+
+    The runtime then completes a healthy actor's batch in a callback, without a task per batch.
+    """
+
+    def submit_append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> asyncio.Future[AppendResult]: ...

@@ -126,11 +126,17 @@ class SQLiteEventStore:
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
     ) -> AppendResult:
+        return await self.submit_append(stream_id, events, expected_version)
+
+    def submit_append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> asyncio.Future[AppendResult]:
+        """`append` without a coroutine: validates now, and returns the future of its group commit."""
         validate_stream_id(stream_id)
         validate_expected_version(expected_version)
         checked = validate_new_events(stream_id, events)
         self._check_open()
-        return await self._committer.submit(stream_id, checked, expected_version)
+        return self._committer.submit(stream_id, checked, expected_version)
 
     async def _write_batch(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
