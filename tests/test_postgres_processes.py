@@ -168,3 +168,23 @@ async def test_dropped_connections_neither_lose_nor_double_an_append(schema: str
     assert len(acked) == 600
     assert Counter(ids) == Counter(acked)  # every acknowledged append exactly once
     assert [r.position for r in records] == list(range(1, 601))
+
+
+async def test_notify_wakes_a_subscriber_when_another_process_appends(schema: str, tmp_path: Path) -> None:
+    dsn = require_postgres()
+    seen: list[int] = []
+    async with PostgresEventStore.open(dsn, schema=schema) as store:
+        woken = anyio.Event()
+
+        def listener(position: int) -> None:
+            seen.append(position)
+            woken.set()
+
+        remove = store.add_append_listener(listener)
+        worker = _spawn("append", dsn, schema, "n", 5, tmp_path / "acks")
+        with anyio.fail_after(20):  # no polling here: only a NOTIFY from the other process can wake us
+            await woken.wait()
+        _finish(worker)
+        remove()
+    assert seen
+    assert max(seen) <= 10

@@ -260,3 +260,34 @@ async def test_projection_replayed_to_a_past_position_equals_the_live_one_then(t
             assert await replay_projection(store, balances, scratch, until=moment) == then.position
             assert await read_balances(scratch) == live_then
         assert await read_balances(read_model) != live_then  # the live read model was left alone
+
+
+@dataclass(frozen=True, slots=True)
+class NoteAdded:  # today's shape: `legacy` was removed, `tag` was added with a default
+    text: str
+    tag: str = "general"
+
+
+async def test_removed_fields_are_ignored_and_added_fields_take_their_defaults(tmp_path: Path) -> None:
+    notes: Aggregate[tuple[str, ...], Deposit, NoteAdded] = Aggregate(
+        name="notes",
+        initial=(),
+        decide=lambda state, command: [],
+        evolve=lambda state, e: (*state, f"{e.tag}:{e.text}"),
+        events={"NoteAdded": NoteAdded},
+        commands=(Deposit,),
+    )
+    db = tmp_path / "notes.db"
+    async with SQLiteEventStore.open(db):
+        pass
+    conn = sqlite3.connect(db)
+    with conn:  # written by an older version: a `legacy` field, no `tag`
+        conn.execute("INSERT INTO streams (key, name, version) VALUES (1, 'notes-n', 2)")
+        conn.executemany(
+            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
+            " VALUES (?, 1, ?, 'NoteAdded', 1, ?, '[\"e\"]', 0)",
+            [(1, 1, b'{"text": "hello", "legacy": 42}'), (2, 2, b'{"text": "bye", "tag": "farewell"}')],
+        )
+    conn.close()
+    async with SQLiteEventStore.open(db) as store:
+        assert (await load_state(store, notes, "n")).state == ("general:hello", "farewell:bye")

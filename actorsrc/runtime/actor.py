@@ -208,6 +208,8 @@ class AggregateActor:
 
     async def _recover(self) -> None:
         started = time.perf_counter()
+        if self.supervision is None:
+            logger.debug("actor.started", aggregate=self.entry.aggregate.name, aggregate_id=self.aggregate_id)
         loaded = await load_state(self.host.store, self.entry.aggregate, self.aggregate_id)
         self.state, self.version, self.position = loaded.state, loaded.version, loaded.position
         self.recovered = True
