@@ -86,6 +86,25 @@ def validate_expected_version(expected: object) -> ExpectedVersion:
     return expected
 
 
+def _plain(text: object) -> bool:
+    return type(text) is str and 0 < len(text) <= 512 and text.isascii()
+
+
+def _well_formed(event: object) -> bool:
+    if type(event) is not NewEvent or type(event.data) is not bytes or type(event.schema_version) is not int:
+        return False
+    metadata = event.metadata
+    return (
+        1 <= event.schema_version < 2**31
+        and _plain(event.type)
+        and type(metadata) is Metadata
+        and _plain(metadata.event_id)
+        and (metadata.command_id is None or _plain(metadata.command_id))
+        and (metadata.causation_id is None or _plain(metadata.causation_id))
+        and (metadata.correlation_id is None or _plain(metadata.correlation_id))
+    )
+
+
 def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
     """The events of an append, checked field by field before anything is written."""
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
@@ -93,6 +112,8 @@ def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
     if not events:
         raise ValueError(f"append to {stream_id!r} needs at least one event")
     for event in events:
+        if _well_formed(event):  # the common case, checked in one pass; otherwise find what is wrong
+            continue
         if not isinstance(event, NewEvent):
             raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
         _check_text(stream_id, "event type", event.type, optional=False)
