@@ -137,11 +137,20 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where the database files go (default: a temp dir)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install -e '.[fast]')")
     args = parser.parse_args()
     if not args.default_gc:
         tune_gc()  # applies to both sides of the comparison: it is process-wide
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        results = anyio.run(compare, args.aggregates, args.commands, args.callers, Path(tmp))
+        results = anyio.run(
+            compare,
+            args.aggregates,
+            args.commands,
+            args.callers,
+            Path(tmp),
+            backend="asyncio",
+            backend_options={"use_uvloop": args.uvloop},
+        )
     if args.json:
         print(json.dumps([asdict(r) for r in results], indent=2))
     else:
