@@ -18,6 +18,7 @@ import structlog
 from actorsrc import ActorsrcError, __version__
 from actorsrc.cli_projections import add_projections
 from actorsrc.cli_streams import add_check, add_state, add_streams
+from actorsrc.tuning import tune_gc
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on bad usage (2) and after --help (0)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     configure_logging()
+    tune_gc()  # the command line is an application: it may tune the process (see actorsrc.tuning)
     handler: Handler = args.handler
     try:
         return handler(args)

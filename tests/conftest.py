@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -23,7 +24,10 @@ def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
 
 
 @pytest.fixture(autouse=True)
-def _unconfigured_structlog() -> Iterator[None]:
-    # The CLI configures structlog process-wide, as an application should; the next test must not see it.
+def _process_settings_restored() -> Iterator[None]:
+    # The CLI configures structlog and the GC process-wide, as an application may; the next test must not
+    # see it.
+    thresholds = gc.get_threshold()
     yield
     structlog.reset_defaults()
+    gc.set_threshold(*thresholds)
