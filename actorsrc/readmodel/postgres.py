@@ -6,7 +6,8 @@ Projections for it are written with async functions over an asyncpg connection:
     async def handle(db: asyncpg.Connection, envelope: EventEnvelope) -> None:
         await db.execute("UPDATE balances SET balance = balance + $1 WHERE account = $2", ...)
 
-`handle` runs inside the transaction that moves the checkpoint; `setup` and `reset` likewise.
+`handle` runs inside the transaction that moves the checkpoint; `setup` and `reset` likewise. The
+read model's schema is first on the connections' search path, so unqualified table names land there.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import asyncpg
 from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.readmodel.base import ParkedEvent
 from actorsrc.store.postgres_schema import check_schema_name
-from actorsrc.store.sqlite_writer import micros_to_datetime, now_micros
+from actorsrc.store.rows import micros_to_datetime, now_micros
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
@@ -62,7 +63,14 @@ class PostgresReadModel:
     async def open(cls, dsn: str, **options: Any) -> AsyncIterator[Self]:
         model = cls(dsn, **options)
         try:
-            model._pool = await asyncpg.create_pool(dsn, min_size=1, max_size=model._max_connections)
+            # The read model's schema comes first on the search path: a projection's unqualified tables
+            # live next to its checkpoints.
+            model._pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=model._max_connections,
+                server_settings={"search_path": f'"{model.schema}", public'},
+            )
             async with model._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"actorsrc-read:{model.schema}")
                 for statement in _ddl(model.schema):

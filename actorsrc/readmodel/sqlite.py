@@ -16,8 +16,8 @@ import aiosqlite
 
 from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.readmodel.base import ParkedEvent
+from actorsrc.store.rows import micros_to_datetime, now_micros
 from actorsrc.store.sqlite_thread import run_on_connection_thread
-from actorsrc.store.sqlite_writer import micros_to_datetime, now_micros
 
 T = TypeVar("T")
 

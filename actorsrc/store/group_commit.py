@@ -42,8 +42,16 @@ nothing in the batch was written."""
 class GroupCommitter:
     """Queues appends and hands them to `write_batch` in batches of up to `max_batch_events` events."""
 
-    def __init__(self, write_batch: BatchWriter, *, max_batch_events: int, store_name: str) -> None:
+    def __init__(
+        self,
+        write_batch: BatchWriter,
+        *,
+        max_batch_events: int,
+        store_name: str,
+        split_on: tuple[type[BaseException], ...] = (),
+    ) -> None:
         self._write_batch = write_batch
+        self._split_on = split_on
         self._max_batch_events = max_batch_events
         self._store_name = store_name
         self._queue: deque[PendingAppend] = deque()
@@ -105,9 +113,35 @@ class GroupCommitter:
             batch.append(pending)
         return batch
 
+    async def _write_splitting(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    ) -> list[AppendResult | BaseException]:
+        """Write the batch; if one bad append (an error in `split_on`) broke the transaction, write each
+        append alone so that it fails by itself and the others still commit. Snapshots are an
+        optimisation: one that broke the batch is dropped, and its saver told."""
+        try:
+            return await self._write_batch(batch, snapshots)
+        except self._split_on:
+            if len(batch) + len(snapshots) <= 1:
+                raise
+        outcomes: list[AppendResult | BaseException] = []
+        for pending in batch:
+            try:
+                outcomes.extend(await self._write_batch([pending], []))
+            except Exception as exc:
+                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
+        for pending_snapshot in snapshots:
+            try:
+                await self._write_batch([], [pending_snapshot])
+            except Exception as exc:
+                if not pending_snapshot.reply.done():
+                    error = StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} failed: {exc!r}")
+                    pending_snapshot.reply.set_exception(error)
+        return outcomes
+
     async def _write(self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]) -> None:
         try:
-            outcomes = await self._write_batch(batch, snapshots)
+            outcomes = await self._write_splitting(batch, snapshots)
         except Exception as exc:  # the whole transaction failed: nothing in it was written
             logger.error("store.batch_failed", store=self._store_name, appends=len(batch), error=repr(exc))
             outcomes = [self._batch_error(len(batch), exc) for _ in batch]

@@ -18,9 +18,8 @@ from typing import Any, Self
 
 import anyio
 import asyncpg
-import msgspec
 
-from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
+from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import (
@@ -36,7 +35,7 @@ from actorsrc.store.base import (
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.postgres_schema import check_schema_name, migrate
 from actorsrc.store.postgres_writer import notify_channel, write_batch
-from actorsrc.store.sqlite_writer import decode_metadata, micros_to_datetime
+from actorsrc.store.rows import decode_metadata, micros_to_datetime, recorded_event
 
 # Errors after which the connection, not the data, is to blame: the batch is settled and retried.
 _TRANSIENT = (
@@ -78,7 +77,10 @@ class PostgresEventStore:
         self.retries = retries
         self._pool_size = (min_connections, max_connections)
         self._committer = GroupCommitter(
-            self._write_batch, max_batch_events=max_batch_events, store_name=f"PostgreSQL store (schema {schema!r})"
+            self._write_with_retries,
+            max_batch_events=max_batch_events,
+            store_name=f"PostgreSQL store (schema {schema!r})",
+            split_on=_ONE_APPEND_ERRORS,
         )
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -194,28 +196,6 @@ class PostgresEventStore:
         self._check_open()
         await self._committer.submit_snapshot(snapshot, keep)
 
-    async def _write_batch(
-        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
-    ) -> list[AppendResult | BaseException]:
-        try:
-            return await self._write_with_retries(batch, snapshots)
-        except _ONE_APPEND_ERRORS:
-            if len(batch) + len(snapshots) <= 1:
-                raise
-        outcomes: list[AppendResult | BaseException] = []
-        for pending in batch:  # one bad append fails alone; the others commit
-            try:
-                outcomes.extend(await self._write_with_retries([pending], []))
-            except Exception as exc:
-                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
-        for pending_snapshot in snapshots:
-            try:
-                await self._write_with_retries([], [pending_snapshot])
-            except Exception as exc:
-                if not pending_snapshot.reply.done():
-                    pending_snapshot.reply.set_exception(StoreError(f"snapshot failed: {exc!r}"))
-        return outcomes
-
     async def _write_with_retries(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
     ) -> list[AppendResult | BaseException]:
@@ -284,7 +264,7 @@ class PostgresEventStore:
             from_version,
             to_version if to_version is not None else _MAX_INT,
         )
-        return [_recorded(stream_id, row) for row in rows]
+        return [recorded_event(stream_id, row) for row in rows]
 
     async def read_stream_payloads(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
@@ -313,7 +293,7 @@ class PostgresEventStore:
             after_position,
             limit,
         )
-        return [_recorded(row[0], tuple(row)[1:]) for row in rows]
+        return [recorded_event(row[0], tuple(row)[1:]) for row in rows]
 
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)
@@ -367,21 +347,3 @@ class PostgresEventStore:
 
     def _check_open(self) -> None:
         self._require_pool()
-
-
-def _recorded(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
-    version, position, type_name, schema_version, data, metadata, recorded_at = row
-    try:
-        decoded_metadata = decode_metadata(metadata)
-    except (msgspec.DecodeError, TypeError) as exc:
-        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
-    return RecordedEvent(
-        stream_id,
-        version,
-        position,
-        type_name,
-        schema_version,
-        bytes(data),
-        decoded_metadata,
-        micros_to_datetime(recorded_at),
-    )

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from actorsrc.errors import ConcurrencyError
 from actorsrc.messages import AppendResult
 from actorsrc.store.base import expectation_holds
@@ -18,9 +16,8 @@ from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 
 if TYPE_CHECKING:
     from actorsrc.store.postgres_schema import PgConnection
-from actorsrc.store.sqlite_writer import micros_to_datetime, now_micros
+from actorsrc.store.rows import event_row, micros_to_datetime, note_command, now_micros
 
-_encode_metadata = msgspec.json.Encoder().encode
 EVENT_COLUMNS = ["position", "stream_key", "version", "type", "schema_version", "data", "metadata", "recorded_at"]
 
 
@@ -106,22 +103,8 @@ async def _write_events(
         key = streams[pending.stream_id][0]
         for offset, event in enumerate(pending.events):
             version = first_version + offset
-            records.append(
-                (
-                    first_position + offset,
-                    key,
-                    version,
-                    event.type,
-                    event.schema_version,
-                    event.data,
-                    _encode_metadata(event.metadata),
-                    micros,
-                )
-            )
-            command_id = event.metadata.command_id
-            if command_id is not None:
-                span = commands.setdefault((key, command_id), [version, version])
-                span[1] = version
+            records.append(event_row(first_position + offset, key, version, event, micros))
+            note_command(commands, key, version, event)
     await conn.copy_records_to_table("events", schema_name=s, records=records, columns=EVENT_COLUMNS)
     if commands:
         await conn.copy_records_to_table(

@@ -16,9 +16,8 @@ from typing import Any, Self
 
 import aiosqlite
 import anyio
-import msgspec
 
-from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
+from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
@@ -32,14 +31,10 @@ from actorsrc.store.base import (
     validate_stream_id,
 )
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
+from actorsrc.store.rows import micros_to_datetime, recorded_event
 from actorsrc.store.sqlite_reads import BatchedReader
 from actorsrc.store.sqlite_thread import run_on_connection_thread
-from actorsrc.store.sqlite_writer import (
-    StreamCache,
-    decode_metadata,
-    micros_to_datetime,
-    write_batch,
-)
+from actorsrc.store.sqlite_writer import StreamCache, write_batch
 
 # Errors one bad append can cause; on these the batch is split so the others still commit. Errors of
 # the database itself (locked, I/O, disk full) fail the whole batch once instead of once per append.
@@ -65,7 +60,10 @@ class SQLiteEventStore:
         self.path = str(path)
         self.durable = durable
         self._committer = GroupCommitter(
-            self._write_batch, max_batch_events=max_batch_events, store_name=f"SQLite store {self.path!r}"
+            self._write_batch,
+            max_batch_events=max_batch_events,
+            store_name=f"SQLite store {self.path!r}",
+            split_on=_ONE_APPEND_ERRORS,
         )
         self._cache = StreamCache()
         self._writer: aiosqlite.Connection | None = None
@@ -143,29 +141,7 @@ class SQLiteEventStore:
     ) -> list[AppendResult | BaseException]:
         writer = self._writer
         assert writer is not None
-        try:
-            return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
-        except _ONE_APPEND_ERRORS:
-            if len(batch) + len(snapshots) <= 1:
-                raise
-        # Something in the batch broke the transaction: write each append alone so that one bad
-        # append fails by itself and the others still commit.
-        # Snapshots are an optimisation: if one of them broke the batch, it is dropped (its saver is told).
-        outcomes: list[AppendResult | BaseException] = []
-        for pending in batch:
-            try:
-                outcomes.extend(await run_on_connection_thread(writer, write_batch, [pending], [], self._cache))
-            except Exception as exc:
-                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
-        for pending_snapshot in snapshots:
-            try:
-                await run_on_connection_thread(writer, write_batch, [], [pending_snapshot], self._cache)
-            except Exception as exc:
-                if not pending_snapshot.reply.done():
-                    pending_snapshot.reply.set_exception(
-                        StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} failed: {exc!r}")
-                    )
-        return outcomes
+        return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
 
     # -- snapshots ------------------------------------------------------------------------------
 
@@ -202,7 +178,7 @@ class SQLiteEventStore:
             " ORDER BY e.version",
             (stream_id, from_version, upper),
         )
-        return [_recorded(stream_id, row) for row in rows]
+        return [recorded_event(stream_id, row) for row in rows]
 
     async def read_stream_payloads(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
@@ -227,7 +203,7 @@ class SQLiteEventStore:
             " WHERE e.position > ? ORDER BY e.position LIMIT ?",
             (after_position, limit),
         )
-        return [_recorded(row[0], row[1:]) for row in rows]
+        return [recorded_event(row[0], row[1:]) for row in rows]
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         validate_stream_id(stream_id)
@@ -279,21 +255,3 @@ class SQLiteEventStore:
     def queued_appends(self) -> int:
         """Appends waiting for the next group commit."""
         return self._committer.queued
-
-
-def _recorded(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
-    version, position, type_name, schema_version, data, metadata, recorded_at = row
-    try:
-        decoded_metadata = decode_metadata(metadata)
-    except (msgspec.DecodeError, TypeError) as exc:
-        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
-    return RecordedEvent(
-        stream_id,
-        version,
-        position,
-        type_name,
-        schema_version,
-        bytes(data),
-        decoded_metadata,
-        micros_to_datetime(recorded_at),
-    )

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-
-import msgspec
 
 from actorsrc.errors import ConcurrencyError
-from actorsrc.messages import AppendResult, Metadata
+from actorsrc.messages import AppendResult
 from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
+from actorsrc.store.rows import event_row, micros_to_datetime, note_command, now_micros
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_encode_metadata = msgspec.json.Encoder().encode
 _SELECT_CHUNK = 500
 _INSERT_EVENT = (
     "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
@@ -32,14 +27,6 @@ _UPSERT_STREAM = (
     "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
     " ON CONFLICT (key) DO UPDATE SET version = excluded.version"
 )
-
-
-def micros_to_datetime(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 class StreamCache:
@@ -132,22 +119,8 @@ def _write_in_transaction(
         first_version, first_position = version + 1, position
         for event in pending.events:
             version += 1
-            command_id = event.metadata.command_id
-            if command_id is not None:
-                span = command_rows.setdefault((key, command_id), [version, version])
-                span[1] = version
-            event_rows.append(
-                (
-                    position,
-                    key,
-                    version,
-                    event.type,
-                    event.schema_version,
-                    event.data,
-                    _encode_metadata(event.metadata),
-                    micros,
-                )
-            )
+            note_command(command_rows, key, version, event)
+            event_rows.append(event_row(position, key, version, event, micros))
             position += 1
         updates[stream_id] = (key, version)
         outcomes.append(AppendResult(stream_id, first_version, version, first_position, position - 1, recorded_at))
@@ -185,10 +158,3 @@ def _write_snapshots(conn: sqlite3.Connection, snapshots: list[PendingSnapshot])
         " (SELECT version FROM snapshots WHERE stream_id = ? ORDER BY version DESC LIMIT ?)",
         [(p.snapshot.stream_id, p.snapshot.stream_id, p.keep) for p in snapshots],
     )
-
-
-def decode_metadata(raw: bytes) -> Metadata:
-    return _metadata_decoder.decode(raw)
-
-
-_metadata_decoder = msgspec.json.Decoder(Metadata)

@@ -1,0 +1,71 @@
+"""Stored event rows, the same for every SQL adapter: times as integer microseconds, metadata as
+compact JSON, and the row tuple an append writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from actorsrc.errors import EventDecodeError
+from actorsrc.messages import Metadata, NewEvent, RecordedEvent
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_encode_metadata = msgspec.json.Encoder().encode
+_metadata_decoder = msgspec.json.Decoder(Metadata)
+
+
+def micros_to_datetime(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def decode_metadata(raw: bytes) -> Metadata:
+    return _metadata_decoder.decode(raw)
+
+
+def event_row(position: int, stream_key: int, version: int, event: NewEvent, micros: int) -> tuple[Any, ...]:
+    """Columns: position, stream_key, version, type, schema_version, data, metadata, recorded_at."""
+    return (
+        position,
+        stream_key,
+        version,
+        event.type,
+        event.schema_version,
+        event.data,
+        _encode_metadata(event.metadata),
+        micros,
+    )
+
+
+def note_command(spans: dict[tuple[int, str], list[int]], stream_key: int, version: int, event: NewEvent) -> None:
+    """Track the versions each command id wrote on a stream, for the command-id table."""
+    command_id = event.metadata.command_id
+    if command_id is not None:
+        span = spans.setdefault((stream_key, command_id), [version, version])
+        span[1] = version
+
+
+def recorded_event(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
+    """Row columns: version, position, type, schema_version, data, metadata, recorded_at (micros)."""
+    version, position, type_name, schema_version, data, metadata, recorded_at = row
+    try:
+        decoded_metadata = decode_metadata(metadata)
+    except (msgspec.DecodeError, TypeError) as exc:
+        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
+    return RecordedEvent(
+        stream_id,
+        version,
+        position,
+        type_name,
+        schema_version,
+        bytes(data),
+        decoded_metadata,
+        micros_to_datetime(recorded_at),
+    )
