@@ -16,6 +16,7 @@ from pathlib import Path
 import structlog
 
 from actorsrc import ActorsrcError, __version__
+from actorsrc.cli_args import non_negative_int, positive_int
 from actorsrc.cli_projections import add_projections
 from actorsrc.cli_streams import add_check, add_state, add_streams
 from actorsrc.tuning import tune_gc
@@ -76,23 +77,6 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 # -- demo -----------------------------------------------------------------------------------------
 
 
@@ -107,12 +91,12 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         ),
     )
     demo.add_argument("--db", type=Path, default=Path("actorsrc-demo.db"), help="SQLite file (default: %(default)s)")
-    demo.add_argument("--accounts", type=_positive_int, default=1000, metavar="N", help="default: %(default)s")
+    demo.add_argument("--accounts", type=positive_int, default=1000, metavar="N", help="default: %(default)s")
     demo.add_argument(
-        "--commands", type=_non_negative_int, default=20, metavar="M", help="per account (default: %(default)s)"
+        "--commands", type=non_negative_int, default=20, metavar="M", help="per account (default: %(default)s)"
     )
     demo.add_argument(
-        "--concurrency", type=_positive_int, default=200, metavar="C", help="caller tasks (default: %(default)s)"
+        "--concurrency", type=positive_int, default=200, metavar="C", help="caller tasks (default: %(default)s)"
     )
     demo.add_argument("--seed", type=int, default=None, help="seed for the random commands")
     demo.add_argument("--fresh", action="store_true", help="delete the database file first")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
+from actorsrc.cli_args import non_negative_int
 from actorsrc.errors import ActorsrcError
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def add_state(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="ISO 8601 with a timezone, e.g. 2026-07-04T00:00Z; events recorded at or before it count "
         "(a time written to the millisecond, as `streams show` prints it, includes that whole millisecond)",
     )
-    when.add_argument("--version", dest="to_version", type=_non_negative_int, metavar="N", help="stream version")
+    when.add_argument("--version", dest="to_version", type=non_negative_int, metavar="N", help="stream version")
     parser.set_defaults(handler=run_state)
 
 
@@ -104,16 +105,6 @@ def parse_moment(text: str) -> datetime:
     if _TO_THE_MILLISECOND.search(text):
         moment += timedelta(microseconds=999)
     return moment
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
 # -- streams show ---------------------------------------------------------------------------------
