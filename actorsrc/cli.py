@@ -17,6 +17,7 @@ import structlog
 
 from actorsrc import ActorsrcError, __version__
 from actorsrc.cli_args import non_negative_int, positive_int
+from actorsrc.cli_bench import add_bench
 from actorsrc.cli_projections import add_projections
 from actorsrc.cli_streams import add_check, add_state, add_streams
 from actorsrc.tuning import tune_gc
@@ -74,6 +75,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_streams(subparsers)
     add_state(subparsers)
     add_check(subparsers)
+    add_bench(subparsers)
     return parser
 
 
