@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import msgspec
 
 from actorsrc.errors import DomainError
@@ -54,7 +55,7 @@ class ProcessRunner:
     ) -> None:
         manager = self.manager
         states: dict[str, Any] = {}
-        planned: list[tuple[Send, EventEnvelope[Any], str]] = []
+        planned: dict[str, list[tuple[Send, EventEnvelope[Any], str]]] = {}  # per instance, in event order
         for envelope in envelopes:
             key = manager.key(envelope)
             if key is None:
@@ -62,15 +63,25 @@ class ProcessRunner:
             state = states[key] if key in states else await self._load(key)
             state, sends = manager.react(state, envelope)
             states[key] = state
-            planned += [(send, envelope, command_id_for(manager.name, envelope, i)) for i, send in enumerate(sends)]
-        ids = [command_id for _, _, command_id in planned]
+            planned.setdefault(key, []).extend(
+                (send, envelope, command_id_for(manager.name, envelope, i)) for i, send in enumerate(sends)
+            )
+        ids = [command_id for sends in planned.values() for _, _, command_id in sends]
         settled_before = await self.read_model.settled_commands(manager.name, ids) if ids else set()
         settled_now: dict[str, str] = {}
-        for send, envelope, command_id in planned:
-            if command_id not in settled_before:
-                outcome = await self._send(send, envelope, command_id)
-                if outcome is not None:
-                    settled_now[command_id] = outcome
+
+        async def send_in_order(sends: list[tuple[Send, EventEnvelope[Any], str]]) -> None:
+            for send, envelope, command_id in sends:
+                if command_id not in settled_before:
+                    outcome = await self._send(send, envelope, command_id)
+                    if outcome is not None:
+                        settled_now[command_id] = outcome
+
+        # One instance's commands go out in order; different instances' commands go out together, so a
+        # batch costs a few group commits rather than one per command.
+        async with anyio.create_task_group() as tg:
+            for instance_sends in planned.values():
+                tg.start_soon(send_in_order, instance_sends)
         encoded = {key: _encode(state) for key, state in states.items()}
         await self.read_model.save_process(manager.name, encoded, settled_now, checkpoint, unpark)
 
