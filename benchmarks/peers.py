@@ -75,11 +75,11 @@ def _env(store_url: str | None, directory: Path, config: dict[str, str], threads
     return env, schema
 
 
-def _drop_schema(store_url: str, schema: str) -> None:
+def _schema(store_url: str, schema: str, *, create: bool) -> None:
     import psycopg
 
     with psycopg.connect(store_url, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{schema}"' if create else f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _run(env: dict[str, str], aggregates: int, commands_each: int, threads: int) -> float:
@@ -118,11 +118,13 @@ def peer_write(store_url: str | None, directory: Path, aggregates: int, commands
             if threads > 1 and aggregates < threads:
                 continue
             env, schema = _env(store_url, directory, config, threads)
+            if store_url is not None:
+                _schema(store_url, schema, create=True)
             try:
                 seconds = _run(env, aggregates, commands_each, threads)
             finally:
                 if store_url is not None:
-                    _drop_schema(store_url, schema)
+                    _schema(store_url, schema, create=False)
             label = " ".join(f"{_SHORT[k]}={v or 'unset'}" for k, v in config.items()) + f" threads={threads}"
             runs.append(PeerRun(label, aggregates * (commands_each - 1), seconds))
     return runs
