@@ -86,6 +86,8 @@ class PostgresEventStore:
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
         self._local_listeners: list[Callable[[int], None]] = []
+        self._payload_reads: list[tuple[str, int, int, asyncio.Future[list[StoredPayload]]]] = []
+        self._payload_reader: asyncio.Task[None] | None = None
 
     @classmethod
     @asynccontextmanager
@@ -145,6 +147,9 @@ class PostgresEventStore:
             self._relisten = None
 
     async def _disconnect(self) -> None:
+        reader, self._payload_reader = self._payload_reader, None
+        if reader is not None:
+            await asyncio.wait([reader])
         relisten, self._relisten = self._relisten, None
         if relisten is not None:
             relisten.cancel()
@@ -269,20 +274,49 @@ class PostgresEventStore:
     async def read_stream_payloads(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[StoredPayload]:
-        """The lean replay read: (version, position, type, schema version, data) only, no metadata."""
+        """The lean replay read: (version, position, type, schema version, data) only, no metadata.
+
+        Reads that arrive together (thousands of actors recovering at once) share one query.
+        """
         validate_stream_id(stream_id)
         check_int("from_version", from_version, 1)
         if to_version is not None:
             check_int("to_version", to_version, 0)
-        rows = await self._fetch(
-            f'SELECT e.version, e.position, e.type, e.schema_version, e.data FROM "{self.schema}".events e'
-            f' WHERE e.stream_key = (SELECT key FROM "{self.schema}".streams WHERE name = $1)'
-            " AND e.version BETWEEN $2 AND $3 ORDER BY e.version",
-            stream_id,
-            from_version,
-            to_version if to_version is not None else _MAX_INT,
-        )
-        return [tuple(row) for row in rows]
+        self._check_open()
+        reply: asyncio.Future[list[StoredPayload]] = asyncio.get_running_loop().create_future()
+        self._payload_reads.append((stream_id, from_version, to_version if to_version is not None else _MAX_INT, reply))
+        if self._payload_reader is None:
+            self._payload_reader = asyncio.get_running_loop().create_task(self._read_payloads())
+        return await reply
+
+    async def _read_payloads(self) -> None:
+        try:
+            while self._payload_reads:
+                batch, self._payload_reads = self._payload_reads[:1000], self._payload_reads[1000:]
+                try:
+                    rows = await self._fetch(
+                        "SELECT r.i, e.version, e.position, e.type, e.schema_version, e.data"
+                        " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r(name, lo, hi, i)"
+                        f' JOIN "{self.schema}".streams s ON s.name = r.name'
+                        f' JOIN "{self.schema}".events e ON e.stream_key = s.key AND e.version BETWEEN r.lo AND r.hi'
+                        " ORDER BY r.i, e.version",
+                        [name for name, _, _, _ in batch],
+                        [lo for _, lo, _, _ in batch],
+                        [hi for _, _, hi, _ in batch],
+                    )
+                except Exception as exc:
+                    for *_, reply in batch:
+                        if not reply.done():
+                            reply.set_exception(exc)
+                    continue
+                found: list[list[StoredPayload]] = [[] for _ in batch]
+                for row in rows:
+                    found[row[0] - 1].append((row[1], row[2], row[3], row[4], bytes(row[5])))
+                for (*_, reply), payloads in zip(batch, found, strict=True):
+                    if not reply.done():
+                        reply.set_result(payloads)
+        finally:
+            self._payload_reader = None
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)

@@ -63,9 +63,13 @@ async def write_batch(
             await _write_events(conn, s, planned, streams, micros)
         if snapshots:
             await _write_snapshots(conn, s, snapshots, micros)
-        if position != head:
-            await conn.execute(f'UPDATE "{s}".log_head SET position = $1 WHERE id = 1', position)
-            await conn.execute("SELECT pg_notify($1, $2)", notify_channel(s), str(position))
+        if position != head:  # move the head and tell subscribers, in one round trip
+            await conn.execute(
+                f'WITH moved AS (UPDATE "{s}".log_head SET position = $1 WHERE id = 1) SELECT pg_notify($2, $3)',
+                position,
+                notify_channel(s),
+                str(position),
+            )
     return outcomes
 
 
