@@ -20,18 +20,14 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
+from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import (
-    _MAX_INT,
-    ExpectedVersion,
     StoredPayload,
     check_int,
-    validate_expected_version,
-    validate_new_events,
-    validate_snapshot,
     validate_stream_id,
 )
+from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.postgres_schema import check_schema_name, migrate
 from actorsrc.store.postgres_writer import notify_channel, write_batch
@@ -59,7 +55,7 @@ _ONE_APPEND_ERRORS = (
 _COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
 
-class PostgresEventStore:
+class PostgresEventStore(GroupCommitFrontend):
     def __init__(
         self,
         dsn: str,
@@ -181,26 +177,6 @@ class PostgresEventStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> AppendResult:
-        return await self.submit_append(stream_id, events, expected_version)
-
-    def submit_append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> asyncio.Future[AppendResult]:
-        """`append` without a coroutine: validates now, and returns the future of its group commit."""
-        validate_stream_id(stream_id)
-        validate_expected_version(expected_version)
-        checked = validate_new_events(stream_id, events)
-        self._check_open()
-        return self._committer.submit(stream_id, checked, expected_version)
-
-    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
-        validate_snapshot(snapshot, keep)
-        self._check_open()
-        await self._committer.submit_snapshot(snapshot, keep)
-
     async def _write_with_retries(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
     ) -> list[AppendResult | BaseException]:
@@ -257,17 +233,14 @@ class PostgresEventStore:
     async def read_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[RecordedEvent]:
-        validate_stream_id(stream_id)
-        check_int("from_version", from_version, 1)
-        if to_version is not None:
-            check_int("to_version", to_version, 0)
+        upper = version_range(stream_id, from_version, to_version)
         rows = await self._fetch(
             f'SELECT {_COLUMNS} FROM "{self.schema}".events e WHERE e.stream_key ='
             f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) AND e.version BETWEEN $2 AND $3'
             " ORDER BY e.version",
             stream_id,
             from_version,
-            to_version if to_version is not None else _MAX_INT,
+            upper,
         )
         return [recorded_event(stream_id, row) for row in rows]
 
@@ -278,13 +251,10 @@ class PostgresEventStore:
 
         Reads that arrive together (thousands of actors recovering at once) share one query.
         """
-        validate_stream_id(stream_id)
-        check_int("from_version", from_version, 1)
-        if to_version is not None:
-            check_int("to_version", to_version, 0)
+        upper = version_range(stream_id, from_version, to_version)
         self._check_open()
         reply: asyncio.Future[list[StoredPayload]] = asyncio.get_running_loop().create_future()
-        self._payload_reads.append((stream_id, from_version, to_version if to_version is not None else _MAX_INT, reply))
+        self._payload_reads.append((stream_id, from_version, upper, reply))
         if self._payload_reader is None:
             self._payload_reader = asyncio.get_running_loop().create_task(self._read_payloads())
         return await reply

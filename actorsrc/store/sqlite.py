@@ -18,18 +18,14 @@ import aiosqlite
 import anyio
 
 from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
+from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
-    _MAX_INT,
-    ExpectedVersion,
     StoredPayload,
     check_int,
-    validate_expected_version,
-    validate_new_events,
-    validate_snapshot,
     validate_stream_id,
 )
+from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.rows import micros_to_datetime, recorded_event
 from actorsrc.store.sqlite_reads import BatchedReader
@@ -51,7 +47,7 @@ _ONE_APPEND_ERRORS = (
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
 
-class SQLiteEventStore:
+class SQLiteEventStore(GroupCommitFrontend):
     """An `EventStore` on one SQLite file. Open it with ``async with SQLiteEventStore.open(path)``."""
 
     def __init__(self, path: str | PathLike[str], *, durable: bool = True, max_batch_events: int = 5000) -> None:
@@ -121,21 +117,6 @@ class SQLiteEventStore:
 
     # -- writes ---------------------------------------------------------------------------------
 
-    async def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> AppendResult:
-        return await self.submit_append(stream_id, events, expected_version)
-
-    def submit_append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> asyncio.Future[AppendResult]:
-        """`append` without a coroutine: validates now, and returns the future of its group commit."""
-        validate_stream_id(stream_id)
-        validate_expected_version(expected_version)
-        checked = validate_new_events(stream_id, events)
-        self._check_open()
-        return self._committer.submit(stream_id, checked, expected_version)
-
     async def _write_batch(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
     ) -> list[AppendResult | BaseException]:
@@ -144,11 +125,6 @@ class SQLiteEventStore:
         return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
 
     # -- snapshots ------------------------------------------------------------------------------
-
-    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
-        validate_snapshot(snapshot, keep)
-        self._check_open()
-        await self._committer.submit_snapshot(snapshot, keep)
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         validate_stream_id(stream_id)
@@ -167,11 +143,7 @@ class SQLiteEventStore:
     async def read_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[RecordedEvent]:
-        validate_stream_id(stream_id)
-        check_int("from_version", from_version, 1)
-        if to_version is not None:
-            check_int("to_version", to_version, 0)
-        upper = to_version if to_version is not None else _MAX_INT
+        upper = version_range(stream_id, from_version, to_version)
         rows = await self._fetch(
             f"SELECT {_EVENT_COLUMNS} FROM events e"
             " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
@@ -184,15 +156,12 @@ class SQLiteEventStore:
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[StoredPayload]:
         """The lean replay read: (version, position, type, schema version, data) only, no metadata."""
-        validate_stream_id(stream_id)
-        check_int("from_version", from_version, 1)
-        if to_version is not None:
-            check_int("to_version", to_version, 0)
+        upper = version_range(stream_id, from_version, to_version)
         return await self._fetch(
             "SELECT e.version, e.position, e.type, e.schema_version, e.data FROM events e"
             " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
             " ORDER BY e.version",
-            (stream_id, from_version, to_version if to_version is not None else _MAX_INT),
+            (stream_id, from_version, upper),
         )
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
@@ -250,8 +219,3 @@ class SQLiteEventStore:
         """
         self._committer.listeners.append(listener)
         return lambda: self._committer.listeners.remove(listener)
-
-    @property
-    def queued_appends(self) -> int:
-        """Appends waiting for the next group commit."""
-        return self._committer.queued
