@@ -7,13 +7,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Generic, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 
 from actorsrc.domain import Aggregate
 from actorsrc.errors import (
-    AskTimeoutError,
     ConfigurationError,
     MailboxFullError,
     RuntimeClosedError,
@@ -23,9 +22,11 @@ from actorsrc.observability import logger
 from actorsrc.projection import Handler
 from actorsrc.readmodel.base import ParkedEvent, ReadModel
 from actorsrc.runtime.actor import AggregateActor
+from actorsrc.runtime.delivery import Waiter, abandon, check_ids, expire
 from actorsrc.runtime.directory import ActorDirectory
-from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
+from actorsrc.runtime.outcome import READ_STATE, Envelope
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
+from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore
@@ -332,7 +333,7 @@ class Runtime:
                 f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
             )
         if command_id is not None or causation_id is not None or correlation_id is not None:
-            _check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
+            check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
         limit = self.default_timeout if timeout is None else timeout
         if limit is not None and not limit > 0:  # also refuses NaN
             raise ValueError(f"timeout must be > 0, got {limit}")
@@ -343,13 +344,13 @@ class Runtime:
         timer = (
             None
             if limit is None
-            else loop.call_later(limit, _expire, reply, aggregate.name, aggregate_id, command, limit)
+            else loop.call_later(limit, expire, reply, aggregate.name, aggregate_id, command, limit)
         )
         try:
             waiter = self._deliver_now(entry, aggregate_id, envelope)
             if waiter is not None:
                 if not wait_for_space:
-                    _abandon(waiter)
+                    abandon(waiter)
                     raise MailboxFullError(
                         f"no room for a command to {aggregate.stream_id(aggregate_id)!r}: its mailbox holds "
                         f"{self.mailbox_capacity} commands, or all {self.live_actors} live actors are busy"
@@ -404,109 +405,10 @@ class Runtime:
                 pending = deliver()  # None once delivered; if it raises, `finally` passes the wake-up on
         finally:
             if pending is not None:
-                _abandon(pending)
+                abandon(pending)
 
     def _wake_all_waiters(self) -> None:
         """Closing: every caller waiting for room or space wakes up, and is told the runtime closed."""
         self._directory.wake_all()
         for actor in self._directory.actors.values():
             actor.wake_space_waiters(len(actor.space_waiters or ()))
-
-
-Waiter = tuple["asyncio.Future[None]", Callable[[], None]]
-"""A future that resolves when a retry may succeed, and how to hand its wake-up to the next waiter."""
-
-
-def _abandon(waiter: Waiter) -> None:
-    """Give up a waiter; if it had already been woken, the wake-up goes to the next one in line."""
-    future, pass_on = waiter
-    if future.done() and not future.cancelled():
-        pass_on()
-    else:
-        future.cancel()
-
-
-def _check_ids(**ids: str | None) -> None:
-    for name, value in ids.items():
-        if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
-            raise ValueError(f"{name} must be a non-empty str of at most 256 characters or None, got {value!r}")
-
-
-def _expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:
-    if not reply.done():
-        reply.set_exception(
-            AskTimeoutError(
-                f"{aggregate} {aggregate_id!r} did not reply to {type(command).__qualname__} within "
-                f"{limit} s; the command may still be carried out"
-            )
-        )
-
-
-class AggregateRef(Generic[S, C, E]):
-    """Sends commands to one aggregate instance."""
-
-    __slots__ = ("_entry", "_runtime", "aggregate_id")
-
-    def __init__(self, runtime: Runtime, entry: AggregateEntry, aggregate_id: str) -> None:
-        self._runtime = runtime
-        self._entry = entry
-        self.aggregate_id = aggregate_id
-
-    async def ask(
-        self,
-        command: C,
-        *,
-        timeout: float | None = None,
-        command_id: str | None = None,
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-        wait_for_space: bool = True,
-        consistency: Iterable[Handler | str] = (),
-    ) -> CommandOutcome[E]:
-        """Send `command` and wait until its events are durable.
-
-        Returns the outcome (new version, global position, events). Raises the aggregate's
-        `DomainError` if the command is rejected, `AskTimeoutError` after `timeout` seconds (default:
-        the runtime's `default_timeout`), and `MailboxFullError` when the mailbox is full and
-        `wait_for_space` is false.
-
-        `command_id` makes the command idempotent on this instance: sending the same id again, however
-        much later, returns the original outcome (with ``duplicate=True``) and writes nothing. Only
-        commands that wrote events are remembered. `causation_id` and `correlation_id` are recorded in
-        the events' metadata (both default to the command id).
-
-        `consistency=[projection, ...]` returns only once those handlers have processed the command's
-        events (read-your-writes in one call); the wait shares the `timeout`.
-        """
-        if consistency:
-            started = asyncio.get_running_loop().time()
-        outcome: CommandOutcome[E] = await self._runtime._ask(
-            self._entry,
-            self.aggregate_id,
-            command,
-            timeout=timeout,
-            command_id=command_id,
-            wait_for_space=wait_for_space,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
-        )
-        if consistency:
-            limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
-            remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
-            for handler in consistency:
-                await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
-        return outcome
-
-    async def state(self, *, timeout: float | None = None) -> S:
-        """The instance's current state, as its actor holds it.
-
-        The query waits in the mailbox like a command, so it sees the effect of every command sent
-        before it; it writes nothing.
-        """
-        state: S = await self._runtime._ask(
-            self._entry, self.aggregate_id, READ_STATE, timeout=timeout, command_id=None, wait_for_space=True
-        )
-        return state
-
-    def __repr__(self) -> str:
-        return f"AggregateRef({self._entry.aggregate.name!r}, {self.aggregate_id!r})"

@@ -1,0 +1,88 @@
+"""A handle to one aggregate instance: what callers send commands through."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from actorsrc.projection import Handler
+from actorsrc.runtime.outcome import READ_STATE, CommandOutcome
+
+if TYPE_CHECKING:
+    from actorsrc.runtime.registry import AggregateEntry
+    from actorsrc.runtime.runtime import Runtime
+
+S = TypeVar("S")
+C = TypeVar("C")
+E = TypeVar("E")
+
+
+class AggregateRef(Generic[S, C, E]):
+    """Sends commands to one aggregate instance."""
+
+    __slots__ = ("_entry", "_runtime", "aggregate_id")
+
+    def __init__(self, runtime: Runtime, entry: AggregateEntry, aggregate_id: str) -> None:
+        self._runtime = runtime
+        self._entry = entry
+        self.aggregate_id = aggregate_id
+
+    async def ask(
+        self,
+        command: C,
+        *,
+        timeout: float | None = None,
+        command_id: str | None = None,
+        causation_id: str | None = None,
+        correlation_id: str | None = None,
+        wait_for_space: bool = True,
+        consistency: Iterable[Handler | str] = (),
+    ) -> CommandOutcome[E]:
+        """Send `command` and wait until its events are durable.
+
+        Returns the outcome (new version, global position, events). Raises the aggregate's
+        `DomainError` if the command is rejected, `AskTimeoutError` after `timeout` seconds (default:
+        the runtime's `default_timeout`), and `MailboxFullError` when the mailbox is full and
+        `wait_for_space` is false.
+
+        `command_id` makes the command idempotent on this instance: sending the same id again, however
+        much later, returns the original outcome (with ``duplicate=True``) and writes nothing. Only
+        commands that wrote events are remembered. `causation_id` and `correlation_id` are recorded in
+        the events' metadata (both default to the command id).
+
+        `consistency=[projection, ...]` returns only once those handlers have processed the command's
+        events (read-your-writes in one call); the wait shares the `timeout`.
+        """
+        if consistency:
+            started = asyncio.get_running_loop().time()
+        outcome: CommandOutcome[E] = await self._runtime._ask(
+            self._entry,
+            self.aggregate_id,
+            command,
+            timeout=timeout,
+            command_id=command_id,
+            wait_for_space=wait_for_space,
+            causation_id=causation_id,
+            correlation_id=correlation_id,
+        )
+        if consistency:
+            limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
+            remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
+            for handler in consistency:
+                await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
+        return outcome
+
+    async def state(self, *, timeout: float | None = None) -> S:
+        """The instance's current state, as its actor holds it.
+
+        The query waits in the mailbox like a command, so it sees the effect of every command sent
+        before it; it writes nothing.
+        """
+        state: S = await self._runtime._ask(
+            self._entry, self.aggregate_id, READ_STATE, timeout=timeout, command_id=None, wait_for_space=True
+        )
+        return state
+
+    def __repr__(self) -> str:
+        return f"AggregateRef({self._entry.aggregate.name!r}, {self.aggregate_id!r})"
