@@ -186,7 +186,11 @@ class PostgresEventStore(GroupCommitFrontend):
             try:
                 pool = self._require_pool()
                 async with pool.acquire() as conn:
-                    written = await write_batch(conn, self.schema, [p for _, p in pending], snapshots)
+                    try:
+                        written = await write_batch(conn, self.schema, [p for _, p in pending], snapshots)
+                    except _TRANSIENT:
+                        conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
+                        raise
                 results: dict[int, AppendResult | BaseException] = dict(settled)
                 results.update((index, outcome) for (index, _), outcome in zip(pending, written, strict=True))
                 return [results[index] for index in range(len(batch))]
