@@ -30,6 +30,7 @@ from actorsrc.errors import (
 from actorsrc.loading import load_state
 from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
+from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
 from actorsrc.runtime.outcome import CommandOutcome, Envelope
 from actorsrc.runtime.supervision import RestartTracker
@@ -40,20 +41,19 @@ if TYPE_CHECKING:
 
 
 NO_MAIL: tuple[()] = ()
-_RECENT_COMMANDS = 64  # outcomes kept in memory per actor; older ones are looked up in the store
 
 
 class AggregateActor:
     __slots__ = (
         "aggregate_id",
         "append_expired",
+        "commands",
         "conflicts_carried",
         "entry",
         "host",
         "last_used",
         "mailbox",
         "position",
-        "recent_commands",
         "recovered",
         "running",
         "space_waiters",
@@ -81,7 +81,7 @@ class AggregateActor:
         self.mailbox: deque[Envelope] | tuple[()] = NO_MAIL
         self.space_waiters: deque[asyncio.Future[None]] | None = None
         self.supervision: RestartTracker | None = None  # allocated on the first crash
-        self.recent_commands: dict[str, CommandOutcome[Any]] | None = None  # allocated on first use
+        self.commands: CommandMemory | None = None  # allocated on the first command id
 
     def deliver(self, envelope: Envelope) -> None:
         mailbox = self.mailbox
@@ -261,7 +261,11 @@ class AggregateActor:
         recorded: dict[str, CommandOutcome[Any]] = {}
         if any(envelope.command_id is not None for envelope in batch):
             try:
-                recorded = await self._recorded_commands(batch)
+                if self.commands is None:
+                    self.commands = CommandMemory()
+                recorded = await self.commands.recorded(
+                    self.host.store, self.entry.codec, self.stream_id, self.version, batch
+                )
             except Exception as exc:  # the store could not say which commands ran: nothing is decided
                 for envelope in batch:
                     fail(envelope, exc)
@@ -285,7 +289,9 @@ class AggregateActor:
         self.position = decision.reply(self.stream_id, result, self.position)
         for decided in decision.accepted:
             if decided.envelope.command_id is not None and decided.events and decided.outcome is not None:
-                self._remember(decided.envelope.command_id, decided.outcome)
+                if self.commands is None:
+                    self.commands = CommandMemory()
+                self.commands.remember(decided.envelope.command_id, decided.outcome)
         aggregate = self.entry.aggregate
         if (
             result is not None
@@ -415,28 +421,6 @@ class AggregateActor:
             ) from None
         finally:
             host.appending.pop(self, None)
-
-    # -- idempotent commands ----------------------------------------------------------------------
-
-    def _remember(self, command_id: str, outcome: CommandOutcome[Any]) -> None:
-        recent = self.recent_commands
-        if recent is None:
-            recent = self.recent_commands = {}
-        recent[command_id] = outcome
-        if len(recent) > _RECENT_COMMANDS:
-            del recent[next(iter(recent))]
-
-    async def _recorded_commands(self, batch: list[Envelope]) -> dict[str, CommandOutcome[Any]]:
-        """Outcomes of the batch's command ids that this stream has recorded already."""
-        recent = self.recent_commands or {}
-        unknown = [e.command_id for e in batch if e.command_id is not None and e.command_id not in recent]
-        if unknown and self.version > 0:
-            found = await self.host.store.find_commands(self.stream_id, unknown)
-            for command_id, (first, last) in found.items():
-                records = await self.host.store.read_stream(self.stream_id, first, last)
-                events = tuple(map(self.entry.codec.decode_record, records))
-                self._remember(command_id, CommandOutcome(self.stream_id, last, records[-1].position, events))
-        return self.recent_commands or {}
 
     def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
         data = self.entry.codec.encode_state(state)
