@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from actorsrc import (
     SQLiteEventStore,
 )
 from actorsrc.messages import Metadata
+from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountCredited, AccountState, Credit, OpenAccount, account
 from examples.bank.domain import Event
@@ -166,3 +168,55 @@ async def test_cancelling_the_runtime_mid_append_tells_callers_the_truth(tmp_pat
         stored = {r.metadata.command_id for r in await store.read_stream("account-a")}
         for n, outcome in outcomes.items():
             assert (f"c{n}" in stored) == (not isinstance(outcome, BaseException)), n
+
+
+async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(tmp_path: Path) -> None:
+    def fragile_evolve(state: AccountState, event: Event) -> AccountState:
+        if isinstance(event, AccountCredited) and event.amount == 13:
+            raise RuntimeError("evolve bug")
+        return account.evolve(state, event)
+
+    fragile = dataclasses.replace(account, evolve=fragile_evolve)
+    policy = SupervisorPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=100)
+    outcomes: dict[int, object] = {}
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner)
+        async with Runtime(store, [fragile], supervisor=policy, default_timeout=None) as runtime:
+            ref = runtime.ref(fragile, "x")
+            await ref.ask(OpenAccount("ann"))
+            store.fail_next_appends(1)
+            store.hold_appends()
+
+            async def send(amount: int) -> None:
+                try:
+                    outcomes[amount] = (await ref.ask(Credit(amount))).version
+                except Exception as exc:
+                    outcomes[amount] = type(exc).__name__
+
+            with anyio.fail_after(10):  # nobody may hang
+                async with anyio.create_task_group() as tg:
+                    for amount in (5, 13, 2):
+                        tg.start_soon(send, amount)
+                        await anyio.sleep(0.01)
+                    store.release_appends()
+    assert outcomes[5] == "StoreError"  # its append failed
+    assert outcomes[13] in ("StoreError", "RuntimeError")
+    assert isinstance(outcomes[2], int)  # queued behind the evolve failure: handled after the restart
+
+
+def test_process_manager_sends_sharing_a_target_stay_in_event_order() -> None:
+    from actorsrc.messages import Metadata
+    from actorsrc.projection import EventEnvelope, Send
+    from actorsrc.runtime.process import _independent_groups
+
+    def envelope(position: int) -> EventEnvelope[object]:
+        return EventEnvelope(None, "T", "s", position, position, datetime.now(UTC), Metadata(f"e{position}"))
+
+    a, t, u = (Send(account, "a", Credit(1)), Send(account, "t", Credit(2)), Send(account, "u", Credit(3)))
+    planned = {
+        "k1": [(a, envelope(1), "c1"), (t, envelope(2), "c2")],
+        "k2": [(t, envelope(3), "c3")],
+        "k3": [(u, envelope(4), "c4")],
+    }
+    groups = sorted(_independent_groups(planned), key=len)
+    assert [[item[2] for item in group] for group in groups] == [["c4"], ["c1", "c2", "c3"]]

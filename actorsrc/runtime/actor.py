@@ -279,7 +279,7 @@ class AggregateActor:
                 raise
             except Exception as exc:
                 decision.fail(exc)
-                raise Crash("persist failed", exc) from exc
+                raise Crash("persist failed", exc, decision.rest) from exc
         self._complete(decision, result)
 
     def _complete(self, decision: BatchDecision, result: AppendResult | None) -> None:
@@ -340,6 +340,7 @@ class AggregateActor:
                 future = submitter.submit_append(self.stream_id, decision.new_events, self.version)
             except Exception as exc:
                 decision.fail(exc)
+                self.requeue_front(decision.rest)  # never decided: they wait for the restart
                 self._crashed("persist failed", exc)
                 continue
             host.inline_busy += 1
@@ -362,13 +363,14 @@ class AggregateActor:
             elif isinstance(error, ConcurrencyError):  # the task path reloads, decides again, retries
                 self.recovered = False
                 if host.max_conflict_retries == 0:
-                    for envelope in decision.batch:
-                        fail(envelope, error)
+                    decision.fail(error)
+                    self.requeue_front(decision.rest)
                 else:
                     self.conflicts_carried = 1  # this attempt counts against the retry limit
                     self.requeue_front(decision.batch)
             else:
                 decision.fail(error)
+                self.requeue_front(decision.rest)  # never decided: they wait for the restart
                 self._crashed("persist failed", error)
         except Crash as crash:
             self.requeue_front(crash.rest)

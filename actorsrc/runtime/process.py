@@ -28,6 +28,28 @@ if TYPE_CHECKING:
 _encode = msgspec.json.Encoder().encode
 
 
+def _independent_groups(
+    planned: dict[str, list[tuple[Send, EventEnvelope[Any], str]]],
+) -> list[list[tuple[Send, EventEnvelope[Any], str]]]:
+    """Partition the sends so that two sharing a manager instance or a target stream land in one group,
+    each group in event (position) order."""
+    parent: dict[str, str] = {}
+
+    def root(node: str) -> str:
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    sends = [(key, item) for key, items in planned.items() for item in items]
+    for key, (send, _, _) in sends:
+        parent[root(f"k:{key}")] = root(f"t:{send.aggregate.stream_id(send.aggregate_id)}")
+    groups: dict[str, list[tuple[Send, EventEnvelope[Any], str]]] = {}
+    for key, item in sorted(sends, key=lambda pair: (pair[1][1].position, pair[1][2])):
+        groups.setdefault(root(f"k:{key}"), []).append(item)
+    return list(groups.values())
+
+
 def command_id_for(manager: str, envelope: EventEnvelope[Any], index: int) -> str:
     """The id of the `index`-th command `manager` sends for `envelope`: the same on every replay."""
     return f"{manager}:{envelope.metadata.event_id}:{index}"
@@ -69,19 +91,25 @@ class ProcessRunner:
         ids = [command_id for sends in planned.values() for _, _, command_id in sends]
         settled_before = await self.read_model.settled_commands(manager.name, ids) if ids else set()
         settled_now: dict[str, str] = {}
+        failures: list[BaseException] = []
 
         async def send_in_order(sends: list[tuple[Send, EventEnvelope[Any], str]]) -> None:
-            for send, envelope, command_id in sends:
-                if command_id not in settled_before:
-                    outcome = await self._send(send, envelope, command_id)
-                    if outcome is not None:
-                        settled_now[command_id] = outcome
+            try:
+                for send, envelope, command_id in sends:
+                    if command_id not in settled_before:
+                        outcome = await self._send(send, envelope, command_id)
+                        if outcome is not None:
+                            settled_now[command_id] = outcome
+            except Exception as exc:  # the first failure is re-raised as itself, after the others finish
+                failures.append(exc)
 
-        # One instance's commands go out in order; different instances' commands go out together, so a
-        # batch costs a few group commits rather than one per command.
+        # Commands that share an instance or a target go out in event order; independent ones go out
+        # together, so a batch costs a few group commits rather than one per command.
         async with anyio.create_task_group() as tg:
-            for instance_sends in planned.values():
-                tg.start_soon(send_in_order, instance_sends)
+            for group in _independent_groups(planned):
+                tg.start_soon(send_in_order, group)
+        if failures:
+            raise failures[0]
         encoded = {key: _encode(state) for key, state in states.items()}
         await self.read_model.save_process(manager.name, encoded, settled_now, checkpoint, unpark)
 

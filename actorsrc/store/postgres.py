@@ -23,6 +23,7 @@ from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import (
+    NO_STREAM,
     StoredPayload,
     check_int,
     validate_stream_id,
@@ -117,7 +118,11 @@ class PostgresEventStore(GroupCommitFrontend):
 
     async def _listen(self) -> None:
         listener = await asyncpg.connect(self.dsn)
-        await listener.add_listener(notify_channel(self.schema), self._on_notify)
+        try:
+            await listener.add_listener(notify_channel(self.schema), self._on_notify)
+        except BaseException:
+            await listener.close()
+            raise
         listener.add_termination_listener(self._on_listener_lost)
         self._listener = listener
 
@@ -137,8 +142,8 @@ class PostgresEventStore(GroupCommitFrontend):
                 try:
                     await self._listen()
                     return
-                except _TRANSIENT:
-                    continue
+                except Exception as exc:  # keep trying: polling covers the gap meanwhile
+                    logger.warning("store.listen_retry", store="postgres", attempt=attempt + 1, error=repr(exc))
         finally:
             self._relisten = None
 
@@ -211,11 +216,16 @@ class PostgresEventStore(GroupCommitFrontend):
         found: dict[int, AppendResult] = {}
         for i, pending in enumerate(batch):
             first_id = pending.events[0].metadata.event_id
+            expected = pending.expected_version
+            if isinstance(expected, int) or expected is NO_STREAM:  # where it would be is known exactly
+                where, bound = "AND e.version = $2", expected + 1 if isinstance(expected, int) else 1
+            else:  # ANY: look through the stream's newest events
+                where, bound = "ORDER BY e.version DESC LIMIT $2", 1000 + len(pending.events)
             rows = await self._fetch(
                 f'SELECT {_COLUMNS} FROM "{self.schema}".events e WHERE e.stream_key ='
-                f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) ORDER BY e.version DESC LIMIT $2',
+                f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) {where}',
                 pending.stream_id,
-                1000 + len(pending.events),
+                bound,
             )
             for row in rows:
                 if decode_metadata(row[5]).event_id == first_id:
