@@ -169,7 +169,8 @@ class Runtime:
         return AggregateRef(self, entry, validate_aggregate_id(aggregate, aggregate_id))
 
     def _entry(self, aggregate: Aggregate[Any, Any, Any]) -> AggregateEntry:
-        entry = self._entries.get(getattr(aggregate, "name", None))  # type: ignore[arg-type]
+        name = getattr(aggregate, "name", None)
+        entry = self._entries.get(name) if isinstance(name, str) else None
         if entry is None or entry.aggregate is not aggregate:
             raise ConfigurationError(
                 f"aggregate {getattr(aggregate, 'name', aggregate)!r} is not registered with this runtime "
