@@ -154,3 +154,19 @@ def test_progress_redraws_in_place_at_most_ten_times_a_second_on_a_terminal() ->
     assert text.count("\n") == 1
     assert 10 <= text.count("\r") <= 12  # about ten redraws plus the final one
     assert text.rstrip().rsplit("\r", 1)[-1].startswith("work [########################] 100/100 100.0%")
+
+
+def test_demo_ledger_accepts_replies_in_any_order_but_not_gaps() -> None:
+    from actorsrc import CommandOutcome
+    from actorsrc.demo import Ledger
+    from examples.bank import AccountCredited
+
+    ledger = Ledger()
+    for version in (1, 3, 2):  # concurrent callers may hear back out of order
+        ledger.record("a", CommandOutcome("account-a", version, version, (AccountCredited(1),)))
+    ledger.record("a", CommandOutcome("account-a", 3, 3, ()))  # a command that wrote nothing
+    ledger.check_versions("a")
+    assert ledger.problems == []
+    ledger.record("b", CommandOutcome("account-b", 2, 2, (AccountCredited(1),)))
+    ledger.check_versions("b")
+    assert ledger.problems == ["b: acknowledged versions are not 1..1: [2]"]
