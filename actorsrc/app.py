@@ -4,7 +4,7 @@
                db="shop.db", read_db="shop-read.db")
     async with shop.run() as runtime: ...
 
-The command line finds it by import path: ``actorsrc projections list --app examples.shop.app:shop``.
+The command line finds it by import path: ``actorsrc projections --app examples.shop.app:shop list``.
 """
 
 from __future__ import annotations
@@ -60,8 +60,13 @@ def load_app(spec: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for --app: {exc}") from exc
-    app = getattr(module, attribute, None)
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for --app: {exc} (a module of your own in the current directory "
+            "needs PYTHONPATH=.)"
+        ) from exc
+    if not hasattr(module, attribute):
+        raise ConfigurationError(f"module {module_name!r} has no attribute {attribute!r} for --app")
+    app = getattr(module, attribute)
     if not isinstance(app, App):
         raise ConfigurationError(f"{spec!r} is {app!r}, not an actorsrc App")
     return app

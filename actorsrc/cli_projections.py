@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 
@@ -38,6 +39,12 @@ def add_projections(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_projections(args: argparse.Namespace) -> int:
     app = load_app(args.app)
+    events_db = args.db or app.db
+    if not Path(events_db).exists():  # opening it would quietly create an empty store
+        print(
+            f"actorsrc: no event store at {events_db!r}; pass --db (or create it by running the app)", file=sys.stderr
+        )
+        return 1
     action: Callable[[Runtime, argparse.Namespace], Awaitable[int]] = args.action
 
     async def go() -> int:

@@ -185,3 +185,11 @@ async def test_corrupted_metadata_is_a_typed_error_on_the_reads_that_need_it(tmp
             await store.read_all()
         # Replay needs only the payload, which is intact: the account still works.
         assert (await runtime.ref(account, "bad").ask(Credit(1))).version == 3
+
+
+async def test_a_command_class_instead_of_an_instance_is_explained(tmp_path: Path) -> None:
+    async with bank(tmp_path / "b.db") as (_, runtime):
+        with pytest.raises(
+            UnknownCommandError, match=r"got the class Credit; pass an instance, e\.g\. Credit\(\.\.\.\)"
+        ):
+            await runtime.ref(account, "a").ask(Credit)  # type: ignore[arg-type]

@@ -76,3 +76,12 @@ def test_bad_app_spec_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
     code = main(["projections", "--app", "tests.cli_app:unlucky", "list"])
     assert code == 1
     assert "not an actorsrc App" in capsys.readouterr().err
+
+
+def test_a_missing_store_or_attribute_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _cli(capsys, tmp_path / "nothing-here.db", "list")
+    assert code == 1
+    assert "no event store at" in err
+    assert not (tmp_path / "nothing-here.db").exists()
+    assert main(["projections", "--app", "tests.cli_app:nope", "list"]) == 1
+    assert "module 'tests.cli_app' has no attribute 'nope'" in capsys.readouterr().err

@@ -36,7 +36,10 @@ class ReadSide:
         self.subscriptions: dict[str, Subscription] = {}
         handlers = list(handlers)
         if handlers and read_model is None:
-            raise ConfigurationError("projections and process managers need a read_model (e.g. ReadModel)")
+            raise ConfigurationError(
+                "projections and process managers need a read_model: pass read_model= an open SQLiteReadModel "
+                "or PostgresReadModel"
+            )
         for handler in handlers:
             if not isinstance(handler, Projection | ProcessManager):
                 raise ConfigurationError(f"{handler!r} is neither a Projection nor a ProcessManager")

@@ -329,6 +329,10 @@ class Runtime:
     ) -> Any:
         aggregate = entry.aggregate
         if command is not READ_STATE and not isinstance(command, aggregate.commands):
+            if isinstance(command, type) and command in aggregate.commands:
+                raise UnknownCommandError(
+                    f"ask got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
+                )
             raise UnknownCommandError(
                 f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
                 f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"

@@ -27,7 +27,7 @@ AGGREGATES = (order, payment, shipment)
 PROJECTIONS = (orders_by_customer, revenue_per_day)
 HANDLERS = (*PROJECTIONS, fulfilment)
 shop = App(aggregates=AGGREGATES, handlers=HANDLERS, db="shop.db", read_db="shop-read.db")
-"""For the command line: ``actorsrc projections list --app examples.shop.app:shop``."""
+"""For the command line: ``actorsrc projections --app examples.shop.app:shop list``."""
 
 
 @asynccontextmanager
