@@ -15,6 +15,7 @@ def add_bench(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("benchmarks"):
             raise
+        parser.add_argument("args", nargs=argparse.REMAINDER)  # whatever was asked, the answer is the message
         parser.set_defaults(handler=_missing)
         return
     add_arguments(parser)

@@ -6,10 +6,10 @@
     actorsrc bench project                   # projection catch-up and end-to-end lag
     actorsrc bench saga                      # the shop's process manager, end to end
     actorsrc bench write --plot docs/throughput.png
-    ... --store postgresql://user@127.0.0.1/db   # on PostgreSQL (a fresh schema, dropped afterwards)
+    ... --store postgresql://user@127.0.0.1/db   # on PostgreSQL (fresh schemas, dropped afterwards)
 
-Figures drift with the machine; ratios measured in the same run do not. Results go to stdout;
-progress goes to stderr.
+Figures drift with the machine; ratios measured in the same run do not. The report goes to stdout,
+progress to stderr.
 """
 
 from __future__ import annotations
@@ -17,238 +17,232 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
-import resource
-import sqlite3
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 
-import actorsrc
-from actorsrc.cli_args import positive_int
-from actorsrc.tuning import tune_gc
-from benchmarks import bench_workloads as workloads
+from benchmarks import bench_report as report
+from benchmarks.bench_plot import MatplotlibMissing
 from benchmarks.bench_store import BadStoreUrl, check_store_url
-from benchmarks.bench_workloads import Result
-from benchmarks.peers import peer_available, peer_write, raw_ceiling
+from benchmarks.bench_workloads import LATENCY_TARGET_MS, Result
+from benchmarks.peers import peer_available
 
 WORKLOADS = ("write", "hot", "replay", "project", "saga")
+DEFAULT_CALLERS = {"write": 1000, "hot": 200, "saga": 200}
+CPYTHON_GC_THRESHOLDS = (700, 10, 10)
+EXIT_USAGE = 2
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from actorsrc.cli_args import positive_int
+
+    parser.description = __doc__
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("workload", choices=WORKLOADS)
-    parser.add_argument("--store", default=None, help="postgresql://... (default: a durable SQLite file)")
-    parser.add_argument("--compare", action="store_true", help="also run the peer and the raw ceiling")
+    parser.add_argument("--store", default=None, help="postgresql://... (default: a durable SQLite file in a temp dir)")
+    parser.add_argument("--compare", action="store_true", help="write/hot/replay: also the peer and the raw ceiling")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--plot", type=Path, default=None, help="write: plot throughput against callers (PNG)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install -e '.[fast]')")
-    parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds")
-    parser.add_argument("--aggregates", type=positive_int, default=10_000)
-    parser.add_argument("--commands", type=positive_int, default=10, help="per aggregate")
-    parser.add_argument("--callers", type=positive_int, default=None, help="concurrent callers")
-    parser.add_argument("--events-per-command", type=positive_int, default=1)
-    parser.add_argument("--total", type=positive_int, default=50_000, help="hot: commands in all")
-    parser.add_argument("--peer-commands", type=positive_int, default=5_000, help="commands the peer runs")
-    parser.add_argument("--length", type=positive_int, default=10_000, help="replay: events per aggregate")
-    parser.add_argument("--events", type=positive_int, default=1_000_000, help="project: events to catch up on")
-    parser.add_argument("--lag-seconds", type=float, default=10.0)
-    parser.add_argument("--rate", type=float, default=2000.0, help="project: commands/s during the lag run")
-    parser.add_argument("--orders", type=positive_int, default=2000, help="saga: orders to place")
-    parser.add_argument("--latency-seconds", type=float, default=5.0, help="write: open-loop run at half peak")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
+    group = parser.add_argument_group("workload sizes")
+    group.add_argument("--aggregates", type=positive_int, default=10_000, help="write (default: %(default)s)")
+    group.add_argument("--commands", type=positive_int, default=10, help="write: per aggregate (default: %(default)s)")
+    group.add_argument("--callers", type=positive_int, default=None, help="write 1000, hot 200, saga 200")
+    group.add_argument("--events-per-command", type=positive_int, default=1, help="write (default: %(default)s)")
+    group.add_argument("--total", type=positive_int, default=50_000, help="hot: commands (default: %(default)s)")
+    group.add_argument("--peer-commands", type=positive_int, default=5_000, help="write/hot: the peer's commands")
+    group.add_argument(
+        "--latency-seconds", type=positive_float, default=5.0, help="write, saga: open loop at half peak"
+    )
+    group.add_argument("--length", type=positive_int, default=10_000, help="replay: events (default: %(default)s)")
+    group.add_argument("--events", type=positive_int, default=1_000_000, help="project: events to catch up on")
+    group.add_argument("--lag-seconds", type=positive_float, default=10.0, help="project: steady-load duration")
+    group.add_argument("--rate", type=positive_float, default=2000.0, help="project: commands/s under lag")
+    group.add_argument("--orders", type=positive_int, default=2000, help="saga: orders (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         check_store_url(args.store)
-    except BadStoreUrl as exc:
+        _check_usage(args)
+    except (BadStoreUrl, MatplotlibMissing, ValueError) as exc:
         print(f"actorsrc bench: {exc}", file=sys.stderr)
-        return 2
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    if not args.default_gc:
-        tune_gc()  # process-wide, so the peer in the same run gets it too
-    with tempfile.TemporaryDirectory() as tmp:
-        report = anyio.run(_measure, args, Path(tmp), backend="asyncio", backend_options={"use_uvloop": args.uvloop})
-    report["settings"]["gc_thresholds"] = list(gc.get_threshold())
-    report["settings"]["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    print(json.dumps(report, indent=2) if args.json else _table(report))
+        return EXIT_USAGE
+    if args.default_gc:  # the command line tuned the GC before calling us (see actorsrc.tuning)
+        gc.set_threshold(*CPYTHON_GC_THRESHOLDS)
+    if args.compare and args.workload in ("write", "hot", "replay") and (missing := peer_available()) is not None:
+        print(f"actorsrc bench: no peer ({missing}); pip install -e '.[bench]'. Measuring actorsrc.", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="actorsrc-bench-") as tmp:
+        found = anyio.run(_measure, args, Path(tmp), backend="asyncio", backend_options={"use_uvloop": args.uvloop})
+    found["peak_rss_mb"] = report.peak_rss_mb()
+    found["machine"] = report.machine()
+    found["runtime"] = {"uvloop": args.uvloop, "gc_thresholds": list(gc.get_threshold())}
+    print(json.dumps(found, indent=2) if args.json else report.table(found))
     return 0
 
 
+def _check_usage(args: argparse.Namespace) -> None:
+    if args.plot is not None:
+        if args.workload != "write":
+            raise ValueError("--plot is for the write workload")
+        from benchmarks.bench_plot import pyplot
+
+        pyplot()  # before any run: a missing matplotlib should not cost a whole benchmark
+    if args.workload == "replay" and args.length < 2:
+        raise ValueError("--length must be at least 2 (the account's opening and one credit)")
+    if args.workload == "project" and args.events < 1000:
+        raise ValueError("--events must be at least 1000 (the log is spread over 1000 accounts)")
+
+
+class _Report:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.results: list[Result] = []
+        self.ratios: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.store: dict[str, Any] = {}
+        self.packages: list[str] = ["asyncpg"] if args.store else []
+        self.peak_rss_mb_before_peer: float | None = None
+
+    def as_dict(self, args: argparse.Namespace) -> dict[str, Any]:
+        return {
+            "workload": args.workload,
+            "parameters": _parameters(args),
+            "results": [report.row(r) for r in self.results],
+            "ratios": self.ratios,
+            "notes": self.notes,
+            "store": self.store,
+            "versions": report.versions(*self.packages),
+            "peak_rss_mb_before_peer": self.peak_rss_mb_before_peer,
+        }
+
+
+def _parameters(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "write": ("aggregates", "commands", "callers", "events_per_command", "latency_seconds", "peer_commands"),
+        "hot": ("total", "callers", "peer_commands"),
+        "replay": ("length",),
+        "project": ("events", "lag_seconds", "rate"),
+        "saga": ("orders", "callers", "latency_seconds"),
+    }[args.workload]
+    chosen = {name: getattr(args, name) for name in names}
+    if "callers" in chosen:
+        chosen["callers"] = _callers(args)
+    return {**chosen, "compare": args.compare}
+
+
+def _callers(args: argparse.Namespace) -> int:
+    callers: int = args.callers or DEFAULT_CALLERS.get(args.workload, 1)
+    return callers
+
+
 async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "python": platform.python_version(),
-        "actorsrc": actorsrc.__version__,
-        "sqlite": sqlite3.sqlite_version,
-        "uvloop": args.uvloop,
-    }
-    rows: list[dict[str, Any]] = []
-    ratios: dict[str, float] = {}
+    out = _Report(args)
     if args.workload in ("write", "hot"):
-        await _write_or_hot(args, directory, settings, rows, ratios)
+        await _write_or_hot(args, directory, out)
     elif args.workload == "replay":
-        await _replay(args, directory, rows, ratios)
+        from benchmarks.bench_replay import replay
+
+        out.results, out.ratios, out.store = await replay(args.store, directory, args.length, args.compare)
+        out.notes.append(
+            "replay: throughput = events replayed / best time; p50/p95/p99 = one rehydration's time over the rounds"
+            " ('-': the snapshot covers every event)"
+        )
+        if out.ratios:
+            out.packages.append("eventsourcing")
+            out.notes.append("replay ratios: the paired eventsourcing row's best time / ours, for the same rebuild")
     elif args.workload == "project":
-        from benchmarks.projection import catch_up, lag
+        from benchmarks.bench_project import project
 
-        caught = await catch_up(directory, args.events)
-        rows.append(
-            _row(Result("project", "catch-up into SQLite", int(caught["events"]), caught["seconds"], unit="events/s"))
-        )
-        lagged = await lag(directory, args.lag_seconds, args.rate)
-        rows.append(
-            {
-                "workload": "project",
-                "what": f"lag at {args.rate:,.0f} commands/s",
-                "rate": None,
-                "unit": "",
-                "p50_ms": lagged["lag_p50_ms"],
-                "p95_ms": None,
-                "p99_ms": lagged["lag_p99_ms"],
-            }
-        )
+        out.results, out.store = await project(args.store, directory, args.events, args.lag_seconds, args.rate)
+        out.notes.append("catch-up: events/s until the projection's checkpoint reaches the end of the log")
     else:
-        rows.append(_row(await workloads.saga(directory, args.orders, args.callers or 200)))
-    return {"workload": args.workload, "results": rows, "ratios": ratios, "settings": settings}
+        from benchmarks.bench_saga import saga
+
+        out.results, out.store = await saga(args.store, directory, args.orders, _callers(args), args.latency_seconds)
+        out.notes.append(
+            "saga: throughput from the first order placed until every one is shipped and projected; latency from"
+            " placing an order to its OrderShipped applied by the read model"
+        )
+        if args.store:
+            out.notes.append(
+                "saga on PostgreSQL: the shop's projections are SQLite SQL, so one noting OrderShipped stands in"
+            )
+    if args.store:
+        out.store["schema"] = "a fresh schema per measurement, dropped afterwards"
+    return out.as_dict(args)
 
 
-async def _write_or_hot(
-    args: argparse.Namespace,
-    directory: Path,
-    settings: dict[str, Any],
-    rows: list[dict[str, Any]],
-    ratios: dict[str, float],
-) -> None:
+async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report) -> None:
+    from benchmarks import bench_workloads as workloads
+
+    callers = _callers(args)
     if args.workload == "write":
-        callers = args.callers or 1000
-        ours, store_settings = await workloads.write(
+        ours, out.store = await workloads.write(
             args.store, directory, args.aggregates, args.commands, callers, args.events_per_command
         )
-        half = ours.rate / 2
-        latency = await workloads.open_loop_latency(args.store, directory, half, args.latency_seconds, args.aggregates)
-        rows += [_row(ours), _row(latency)]
+        out.results.append(ours)
+        latency = await workloads.open_loop_latency(
+            args.store, directory, ours.rate / 2, args.latency_seconds, args.aggregates
+        )
+        out.results.append(latency)
+        verdict = "met" if latency.extra["p99_target_met"] else "NOT met"
+        out.notes.append(f"open loop at half of peak: p99 < {LATENCY_TARGET_MS:.0f} ms {verdict}")
         if args.plot is not None:
-            await _plot(args, directory)
+            from benchmarks.bench_plot import plot
+
+            points = await plot(args.store, directory, args.aggregates, args.plot)
+            curve = ", ".join(f"{callers}: {rate:,.0f}/s" for callers, rate in points)
+            out.notes.append(f"plot written to {args.plot} (callers: commands/s) {curve}")
     else:
-        ours, store_settings = await workloads.hot(args.store, directory, args.total, args.callers or 200)
-        rows.append(_row(ours))
-    settings["store"] = store_settings
+        ours, out.store = await workloads.hot(args.store, directory, args.total, callers)
+        out.results.append(ours)
     if not args.compare:
         return
-    missing = peer_available()
-    if missing is not None:
-        print(f"actorsrc bench: the peer is missing ({missing}); pip install -e '.[bench]'", file=sys.stderr)
-    else:
-        import eventsourcing
-
-        settings["eventsourcing"] = eventsourcing.__version__ if hasattr(eventsourcing, "__version__") else "9.5.6"
-        peer_aggregates, each = (max(1, args.peer_commands // args.commands), args.commands + 1)
-        if args.workload == "hot":
-            peer_aggregates, each = 1, args.peer_commands + 1
-        runs = await anyio.to_thread.run_sync(peer_write, args.store, directory, peer_aggregates, each)
-        for peer in runs:
-            rows.append(_row(Result(args.workload, f"eventsourcing ({peer.config})", peer.commands, peer.seconds)))
-        best = max(runs, key=lambda r: r.rate)
-        ratios["actorsrc / eventsourcing (best)"] = ours.rate / best.rate
+    out.peak_rss_mb_before_peer = report.peak_rss_mb()  # the peer runs in this process too
+    if peer_available() is None:
+        await _peer(args, directory, out, ours)
     if args.workload == "write":
-        what, rate = await raw_ceiling(args.store, directory, args.aggregates, args.commands * args.events_per_command)
-        rows.append(
-            {
-                "workload": "write",
-                "what": what,
-                "rate": rate,
-                "unit": "rows/s",
-                "p50_ms": None,
-                "p95_ms": None,
-                "p99_ms": None,
-            }
-        )
-        ratios["actorsrc events/s / raw ceiling"] = ours.rate * args.events_per_command / rate
+        from benchmarks.peers import raw_ceiling
+
+        rows_each = args.commands * args.events_per_command
+        what, rate = await raw_ceiling(args.store, directory, args.aggregates, rows_each)
+        raw = Result("write", what, args.aggregates * rows_each, args.aggregates * rows_each / rate, unit="events/s")
+        out.results.append(raw)
+        out.ratios["actorsrc events/s / raw driver ceiling"] = ours.rate * args.events_per_command / rate
 
 
-async def _replay(
-    args: argparse.Namespace, directory: Path, rows: list[dict[str, Any]], ratios: dict[str, float]
-) -> None:
-    from benchmarks import replay
+async def _peer(args: argparse.Namespace, directory: Path, out: _Report, ours: Result) -> None:
+    from benchmarks.peers import peer_version, peer_write
 
-    results, _ = await replay.compare(args.length, 5, 50, directory)
-    for r in results:
-        if not args.compare and r.name.startswith("eventsourcing"):
-            continue
-        rows.append(
-            {
-                "workload": "replay",
-                "what": r.name,
-                "rate": r.events_per_second,
-                "unit": "events/s",
-                "p50_ms": r.median_s * 1000,
-                "p95_ms": None,
-                "p99_ms": None,
-            }
-        )
-        if r.ratio is not None and args.compare and r.compared_with:
-            ratios[f"{r.name} / peer"] = r.ratio
-
-
-async def _plot(args: argparse.Namespace, directory: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("actorsrc bench: --plot needs matplotlib: pip install -e '.[bench]'", file=sys.stderr)
-        return
-    points: list[tuple[int, float]] = []
-    for callers in (1, 10, 100, 1000, 4000):
-        total = min(40_000, 200 * callers)  # one caller waits for each fsync: keep its run short
-        aggregates = min(10_000, total)
-        run_directory = directory / f"plot-{callers}"
-        run_directory.mkdir()
-        result, _ = await workloads.write(args.store, run_directory, aggregates, total // aggregates, callers, 1)
-        points.append((callers, result.rate))
-    figure, axes = plt.subplots(figsize=(6, 3.5))
-    axes.plot([p[0] for p in points], [p[1] for p in points], marker="o")
-    axes.set_xscale("log")
-    axes.set_xlabel("concurrent callers")
-    axes.set_ylabel("commands/s")
-    axes.set_title("actorsrc write throughput, durable SQLite")
-    axes.grid(True, alpha=0.3)
-    figure.tight_layout()
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(args.plot, dpi=110)
-
-
-def _row(result: Result) -> dict[str, Any]:
-    return {
-        "workload": result.workload,
-        "what": result.what,
-        "rate": result.rate,
-        "unit": result.unit,
-        "operations": result.operations,
-        "seconds": result.seconds,
-        "p50_ms": result.percentile(0.5),
-        "p95_ms": result.percentile(0.95),
-        "p99_ms": result.percentile(0.99),
-        **result.extra,
-    }
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _table(report: dict[str, Any]) -> str:
-    lines = [f"{'workload':8} {'what':78} {'rate':>12} {'unit':10} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}"]
-    for row in report["results"]:
-        lines.append(
-            f"{row['workload']:8} {row['what'][:78]:78} {_fmt(row['rate'], ',.0f'):>12} {row['unit']:10} "
-            f"{_fmt(row['p50_ms'], '.1f'):>8} {_fmt(row['p95_ms'], '.1f'):>8} {_fmt(row['p99_ms'], '.1f'):>8}"
-        )
-    for name, ratio in report["ratios"].items():
-        lines.append(f"ratio  {name}: {ratio:.2f}")
-    lines.append("settings: " + json.dumps(report["settings"]))
-    return "\n".join(lines)
+    if args.workload == "hot":
+        aggregates, each = 1, args.peer_commands
+        if args.store:
+            out.notes.append("peer on one aggregate: 8 threads would only conflict, so 1 thread")
+    else:
+        aggregates = min(args.aggregates, max(1, args.peer_commands // args.commands))
+        each = max(1, args.peer_commands // aggregates)
+    events = args.events_per_command if args.workload == "write" else 1
+    runs = await anyio.to_thread.run_sync(peer_write, args.store, directory, aggregates, each, events)
+    for peer in runs:
+        out.results.append(Result(args.workload, f"eventsourcing ({peer.config})", peer.commands, peer.seconds))
+    best = max(runs, key=lambda r: r.rate)
+    out.ratios["actorsrc / eventsourcing (best configuration), commands/s"] = ours.rate / best.rate
+    out.packages += ["eventsourcing", *(["psycopg"] if args.store else [])]
+    out.notes.append(
+        f"eventsourcing {peer_version()}: {best.commands} commands over {aggregates} aggregate(s) per configuration"
+        f" (repository.get, the aggregate's method, save; opening not timed); best: {best.config}"
+    )

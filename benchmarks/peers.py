@@ -2,9 +2,13 @@
 
 Peer: the `eventsourcing` library (9.5.6, the `bench` extra) in its documented style, the one in
 benchmarks/replay.py: an `Aggregate` with `@event` methods, an `Application` whose command method
-does `repository.get`, calls the aggregate, then `save`. Each of the configurations listed in
-/work/shared/BENCHMARKS.md is tried and the best is reported. Raw ceiling: the fastest batched insert of
-the same rows into actorsrc's own schema with the bare driver (aiosqlite executemany, asyncpg COPY).
+does `repository.get`, calls the aggregate, then `save`. Each configuration listed in
+/work/shared/BENCHMARKS.md is tried and the best is what ratios use. Raw ceiling: the fastest batched
+insert of the same rows into actorsrc's own schema with the bare driver (aiosqlite executemany,
+asyncpg COPY).
+
+eventsourcing is imported inside functions only: without the `bench` extra this module still imports
+(and type-checks), and the harness reports actorsrc's own figures.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
+
+from actorsrc.progress import Progress
 
 SQLITE_CONFIGS: list[dict[str, str]] = [
     {"AGGREGATE_CACHE_MAXSIZE": ""},
@@ -31,6 +38,13 @@ _SHORT = {
     "AGGREGATE_CACHE_FASTFORWARD": "fastforward",
     "DEEPCOPY_FROM_AGGREGATE_CACHE": "deepcopy",
 }
+
+# A configuration that is far slower than the others (no cache on one ever-longer stream replays it
+# all on every command) stops early: its rate over the commands done, which only flatters it.
+TIME_LIMIT = 20.0
+
+# One peer rehydration: (seconds, events replayed).
+PeerCase = Callable[[], tuple[float, int]]
 
 
 @dataclass
@@ -53,7 +67,15 @@ def peer_available() -> str | None:
     return None
 
 
+def peer_version() -> str:
+    from importlib.metadata import version
+
+    return version("eventsourcing")
+
+
 def _env(store_url: str | None, directory: Path, config: dict[str, str], threads: int) -> tuple[dict[str, str], str]:
+    """The Application's env (it overrides os.environ, so nothing outside changes the configuration)
+    and, on PostgreSQL, the fresh schema it uses ("" on SQLite)."""
     env = {"COMPRESSOR_TOPIC": "", "CIPHER_TOPIC": "", "IS_SNAPSHOTTING_ENABLED": "n", **config}
     if store_url is None:
         env.update(
@@ -67,8 +89,8 @@ def _env(store_url: str | None, directory: Path, config: dict[str, str], threads
         POSTGRES_DBNAME=url.path.lstrip("/"),
         POSTGRES_HOST=url.hostname or "127.0.0.1",
         POSTGRES_PORT=str(url.port or 5432),
-        POSTGRES_USER=url.username or "postgres",
-        POSTGRES_PASSWORD=url.password or "",
+        POSTGRES_USER=unquote(url.username or "postgres"),
+        POSTGRES_PASSWORD=unquote(url.password or ""),
         POSTGRES_SCHEMA=schema,
         POSTGRES_POOL_SIZE=str(max(5, threads)),
     )
@@ -82,120 +104,178 @@ def _schema(store_url: str, schema: str, *, create: bool) -> None:
         conn.execute(f'CREATE SCHEMA "{schema}"' if create else f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _run(env: dict[str, str], aggregates: int, commands_each: int, threads: int) -> float:
+def _label(config: dict[str, str], threads: int) -> str:
+    return " ".join(f"{_SHORT[k]}={v or 'unset'}" for k, v in config.items()) + f" threads={threads}"
+
+
+def _run(
+    env: dict[str, str], aggregates: int, commands_each: int, events: int, threads: int, label: str
+) -> tuple[int, float]:
+    """Open `aggregates` accounts (not timed), then `commands_each` credits of `events` events each, for at
+    most TIME_LIMIT seconds. Returns (commands done, seconds)."""
     from benchmarks.replay import PeerBank
 
     app = PeerBank(env=env)
     try:
         ids = [app.open_account("owner") for _ in range(aggregates)]
-        work = [account_id for _ in range(commands_each - 1) for account_id in ids]
-        started = time.perf_counter()
-        if threads == 1:
-            for account_id in work:
-                app.credit(account_id, 1)
-        else:  # each thread owns its own aggregates, so there are no conflicts to retry
+        done = [0] * threads
+        with Progress(aggregates * commands_each, f"eventsourcing {label}") as progress:
 
-            def worker(index: int) -> None:
-                for account_id in work[index::threads]:
-                    app.credit(account_id, 1)
+            def worker(index: int, deadline: float) -> None:
+                mine = ids[index::threads]  # each thread owns its aggregates: no conflicts to retry
+                for _ in range(commands_each):
+                    for account_id in mine:
+                        app.credit(account_id, 1, events)  # repository.get, the aggregate's method, save
+                        done[index] += 1
+                        progress.advance()
+                    if time.perf_counter() > deadline:
+                        return
 
-            pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+            started = time.perf_counter()
+            pool = [threading.Thread(target=worker, args=(i, started + TIME_LIMIT)) for i in range(threads)]
             for thread in pool:
                 thread.start()
             for thread in pool:
                 thread.join()
-        return time.perf_counter() - started
+            return sum(done), time.perf_counter() - started
     finally:
         app.close()
 
 
-def peer_write(store_url: str | None, directory: Path, aggregates: int, commands_each: int) -> list[PeerRun]:
-    """The peer's credits/s over `aggregates` accounts, in each configuration (opening is not timed)."""
+def peer_write(
+    store_url: str | None, directory: Path, aggregates: int, commands_each: int, events: int = 1
+) -> list[PeerRun]:
+    """The peer's commands/s over `aggregates` accounts in each configuration (threads on PostgreSQL only;
+    with fewer aggregates than threads, threads would fight over one aggregate, so that run is left out)."""
     runs: list[PeerRun] = []
     thread_counts = (1,) if store_url is None else POSTGRES_THREADS
     for config in SQLITE_CONFIGS:
         for threads in thread_counts:
-            if threads > 1 and aggregates < threads:
+            if threads > aggregates:
                 continue
             env, schema = _env(store_url, directory, config, threads)
             if store_url is not None:
                 _schema(store_url, schema, create=True)
+            label = _label(config, threads)
             try:
-                seconds = _run(env, aggregates, commands_each, threads)
+                commands, seconds = _run(env, aggregates, commands_each, events, threads, label)
             finally:
                 if store_url is not None:
                     _schema(store_url, schema, create=False)
-            label = " ".join(f"{_SHORT[k]}={v or 'unset'}" for k, v in config.items()) + f" threads={threads}"
-            runs.append(PeerRun(label, aggregates * (commands_each - 1), seconds))
+            if commands < aggregates * commands_each:
+                label += f", stopped after {TIME_LIMIT:.0f} s"
+            runs.append(PeerRun(label, commands, seconds))
     return runs
 
 
-async def raw_ceiling(store_url: str | None, directory: Path, aggregates: int, commands_each: int) -> tuple[str, float]:
+def peer_replay_cases(
+    store_url: str | None, directory: Path, length: int
+) -> tuple[dict[str, PeerCase], Callable[[], None]]:
+    """Write the peer's account of `length` events, then its two rehydrations (cache off, so a get
+    really replays: without and with snapshots) and a closer."""
+    from benchmarks.replay import PEER_FULL, PEER_SNAPSHOT, SNAPSHOT_EVERY, PeerBank
+
+    env, schema = _env(store_url, directory, {"AGGREGATE_CACHE_MAXSIZE": ""}, 1)
+    if store_url is not None:
+        _schema(store_url, schema, create=True)
+    writer = PeerBank(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
+    account_id = writer.open_account("owner")
+    remaining = length - 1
+    while remaining:  # chunks of SNAPSHOT_EVERY - 1 credits a save: set-up, and each 1000th version snapshots
+        step = min(SNAPSHOT_EVERY - 1, remaining)
+        writer.credit(account_id, 1, step)
+        remaining -= step
+    writer.close()
+    plain = PeerBank(env=env)
+    snapshotting = PeerBank(env={**env, "IS_SNAPSHOTTING_ENABLED": "y"})
+
+    def case(app: Any, replayed: Callable[[], int]) -> PeerCase:
+        def rehydrate() -> tuple[float, int]:
+            started = time.perf_counter()
+            balance, version = app.balance(account_id)
+            elapsed = time.perf_counter() - started
+            if version != length or balance != length - 1:
+                raise AssertionError(f"eventsourcing rebuilt version {version}, balance {balance}")
+            return elapsed, replayed()
+
+        return rehydrate
+
+    def after_snapshot() -> int:
+        assert snapshotting.snapshots is not None  # snapshotting is on for this application
+        newest = list(snapshotting.snapshots.get(account_id, desc=True, limit=1))
+        return length - (newest[0].originator_version if newest else 0)
+
+    def close() -> None:
+        plain.close()
+        snapshotting.close()
+        if store_url is not None:
+            _schema(store_url, schema, create=False)
+
+    return {PEER_FULL: case(plain, lambda: length), PEER_SNAPSHOT: case(snapshotting, after_snapshot)}, close
+
+
+async def raw_ceiling(store_url: str | None, directory: Path, aggregates: int, rows_each: int) -> tuple[str, float]:
     """(what, rows/s): the bare driver's best batched insert of the same rows into the same schema."""
     if store_url is None:
         from benchmarks.write_path import raw_insert_ceiling
 
         best = max(
             [
-                await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, commands_each, batch)
+                await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, rows_each, batch)
                 for batch in (1000, 5000)
             ],
             key=lambda r: r.per_second,
         )
         return best.name, best.per_second
-    return "raw asyncpg COPY (5000 rows/commit)", await _copy_ceiling(store_url, aggregates, commands_each)
+    return "raw asyncpg COPY (5000 rows/commit)", await _copy_ceiling(store_url, aggregates, rows_each)
 
 
-async def _copy_ceiling(store_url: str, aggregates: int, commands_each: int) -> float:
+async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> float:
+    """COPY of the events, with the streams' versions and the log head moved in the same transaction,
+    as actorsrc's writer does."""
     import asyncpg
     import msgspec
 
     from actorsrc.messages import Metadata, NewEvent, next_event_id
     from actorsrc.store.postgres import PostgresEventStore
+    from actorsrc.store.postgres_writer import EVENT_COLUMNS
     from actorsrc.store.rows import event_row, now_micros
+    from benchmarks.bench_store import drop_schema, fresh_schema
 
-    schema = f"raw_{uuid.uuid4().hex[:10]}"
-    async with PostgresEventStore.open(store_url, schema=schema):
-        pass  # the schema, empty
-    conn: Any = await asyncpg.connect(store_url)
+    schema = fresh_schema("bench_raw")
     try:
-        keys = [
-            row[0]
-            for row in await conn.fetch(
-                f'INSERT INTO "{schema}".streams (name, version) SELECT unnest($1::text[]), 0 RETURNING key',
-                [f"tally-t{i}" for i in range(aggregates)],
-            )
-        ]
-        data = msgspec.json.encode({"amount": 1})
-        total, position, versions = aggregates * commands_each, 0, [0] * aggregates
-        started = time.perf_counter()
-        while position < total:
-            rows = []
-            for _ in range(min(5000, total - position)):
-                stream = position % aggregates
-                versions[stream] += 1
-                position += 1
-                event = NewEvent("Added", data, Metadata(next_event_id()))
-                rows.append(event_row(position, keys[stream], versions[stream], event, now_micros()))
-            async with conn.transaction():
-                await conn.fetchval(f'SELECT position FROM "{schema}".log_head WHERE id = 1 FOR UPDATE')
-                await conn.copy_records_to_table(
-                    "events",
-                    schema_name=schema,
-                    records=rows,
-                    columns=[
-                        "position",
-                        "stream_key",
-                        "version",
-                        "type",
-                        "schema_version",
-                        "data",
-                        "metadata",
-                        "recorded_at",
-                    ],
-                )
-                await conn.execute(f'UPDATE "{schema}".log_head SET position = $1 WHERE id = 1', position)
-        return total / (time.perf_counter() - started)
+        async with PostgresEventStore.open(store_url, schema=schema):
+            pass  # the schema, empty
+        conn: Any = await asyncpg.connect(store_url)
+        try:
+            names = [f"tally-t{i}" for i in range(aggregates)]
+            insert = f'INSERT INTO "{schema}".streams (name, version) SELECT unnest($1::text[]), 0 RETURNING key'
+            keys = [row[0] for row in await conn.fetch(insert, names)]
+            data = msgspec.json.encode({"amount": 1})
+            total, position, versions = aggregates * rows_each, 0, [0] * aggregates
+            started = time.perf_counter()
+            while position < total:
+                rows = []
+                touched: dict[int, int] = {}
+                for _ in range(min(5000, total - position)):
+                    stream = position % aggregates
+                    versions[stream] += 1
+                    touched[keys[stream]] = versions[stream]
+                    position += 1
+                    event = NewEvent("Added", data, Metadata(next_event_id()))
+                    rows.append(event_row(position, keys[stream], versions[stream], event, now_micros()))
+                async with conn.transaction():
+                    await conn.fetchval(f'SELECT position FROM "{schema}".log_head WHERE id = 1 FOR UPDATE')
+                    await conn.execute(
+                        f'UPDATE "{schema}".streams AS s SET version = v.version'
+                        " FROM unnest($1::bigint[], $2::bigint[]) AS v(key, version) WHERE s.key = v.key",
+                        list(touched),
+                        list(touched.values()),
+                    )
+                    await conn.copy_records_to_table("events", schema_name=schema, records=rows, columns=EVENT_COLUMNS)
+                    await conn.execute(f'UPDATE "{schema}".log_head SET position = $1 WHERE id = 1', position)
+            return total / (time.perf_counter() - started)
+        finally:
+            await conn.close()
     finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+        await drop_schema(store_url, schema)

@@ -1,95 +1,139 @@
-"""`actorsrc bench`: every workload runs (tiny), reports JSON, and refuses a bad store URL."""
+"""`actorsrc bench`: every workload runs (tiny), reports JSON, and refuses bad usage."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from actorsrc.cli import main
+from tests.postgres_support import require_postgres
+
+TINY_WRITE = ["write", "--aggregates", "30", "--commands", "2", "--callers", "10", "--latency-seconds", "0.2"]
+TINY = {
+    "hot": ["hot", "--total", "200", "--callers", "20", "--default-gc"],
+    "replay": ["replay", "--length", "300"],
+    "project": ["project", "--events", "3000", "--lag-seconds", "0.3", "--rate", "200"],
+    "saga": ["saga", "--orders", "20", "--callers", "5", "--latency-seconds", "0.3"],
+}
 
 
-def _bench(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+def _bench(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     assert main(["bench", *args, "--json"]) == 0
-    report: dict[str, object] = json.loads(capsys.readouterr().out)
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert report["peak_rss_mb"] > 0
+    assert {"python", "actorsrc", "sqlite"} <= report["versions"].keys()
+    assert report["results"]
+    for row in report["results"]:
+        assert row["workload"] == args[0]
+        assert {"throughput", "unit", "p50_ms", "p95_ms", "p99_ms"} <= row.keys()
     return report
 
 
-def _rows(report: dict[str, object]) -> list[dict[str, object]]:
-    rows = report["results"]
-    assert isinstance(rows, list)
-    return rows
+def _peer_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for row in report["results"] if row["what"].startswith("eventsourcing")]
 
 
 def test_write_reports_throughput_latency_and_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    report = _bench(
-        capsys,
-        "write",
-        "--aggregates",
-        "40",
-        "--commands",
-        "3",
-        "--callers",
-        "10",
-        "--events-per-command",
-        "2",
-        "--latency-seconds",
-        "0.3",
-    )
-    ours, open_loop = _rows(report)[:2]
+    report = _bench(capsys, *TINY_WRITE, "--aggregates", "40", "--commands", "3", "--events-per-command", "2")
+    ours, open_loop = report["results"]
     assert ours["operations"] == 120
-    assert isinstance(ours["rate"], float)
-    assert ours["rate"] > 0
-    assert ours["p99_ms"] is not None
-    assert "open loop" in str(open_loop["what"])
-    settings = report["settings"]
-    assert isinstance(settings, dict)
-    assert settings["store"]["kind"] == "sqlite"
-    assert settings["store"]["synchronous"] == "full"
-    assert settings["peak_rss_mb"] > 0
+    assert ours["throughput"] > 0
+    assert ours["p50_ms"] <= ours["p95_ms"] <= ours["p99_ms"]
+    assert ours["events_per_command"] == 2
+    assert "open loop" in open_loop["what"]
+    assert open_loop["p99_ms"] is not None
+    assert isinstance(open_loop["p99_target_met"], bool)
+    assert report["store"]["kind"] == "sqlite"
+    assert report["store"]["synchronous"] == "full"
+    assert report["parameters"]["callers"] == 10
+    assert report["ratios"] == {}
 
 
 def test_write_compare_reports_ratios_against_the_peer_and_the_raw_ceiling(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     pytest.importorskip("eventsourcing", reason="the peer is in the optional `bench` extra")
-    report = _bench(
-        capsys,
-        "write",
-        "--aggregates",
-        "30",
-        "--commands",
-        "2",
-        "--callers",
-        "10",
-        "--compare",
-        "--peer-commands",
-        "60",
-        "--latency-seconds",
-        "0.2",
-    )
+    report = _bench(capsys, *TINY_WRITE, "--compare", "--peer-commands", "60")
     ratios = report["ratios"]
-    assert isinstance(ratios, dict)
-    assert ratios["actorsrc / eventsourcing (best)"] > 0
-    assert ratios["actorsrc events/s / raw ceiling"] > 0
-    assert sum(1 for row in _rows(report) if str(row["what"]).startswith("eventsourcing")) == 5
+    assert ratios["actorsrc / eventsourcing (best configuration), commands/s"] > 0
+    assert ratios["actorsrc events/s / raw driver ceiling"] > 0
+    assert len(_peer_rows(report)) == 5  # every SQLite configuration of BENCHMARKS.md
+    assert report["versions"]["eventsourcing"] == "9.5.6"
+    assert report["peak_rss_mb_before_peer"] > 0
+
+
+@pytest.mark.parametrize("workload", sorted(TINY))
+def test_other_workloads_run(capsys: pytest.CaptureFixture[str], workload: str) -> None:
+    report = _bench(capsys, *TINY[workload])
+    assert all(row["throughput"] is None or row["throughput"] > 0 for row in report["results"])
+    if workload == "hot":
+        assert report["runtime"]["gc_thresholds"] == [700, 10, 10]  # --default-gc undoes the CLI's tuning
+    if workload == "saga":
+        burst, steady = report["results"]
+        assert burst["operations"] == 20
+        assert steady["operations"] > 0
+        for row in (burst, steady):
+            assert row["p99_ms"] >= row["p50_ms"] > 0  # placed to shipped, per order
+
+
+def test_replay_compare_pairs_each_row_with_the_peer(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("eventsourcing", reason="the peer is in the optional `bench` extra")
+    report = _bench(capsys, *TINY["replay"], "--compare")
+    assert len(_peer_rows(report)) == 2  # full replay, from a snapshot
+    assert len(report["ratios"]) == 4
+    assert all(ratio > 0 for ratio in report["ratios"].values())
+
+
+def test_write_plot_draws_throughput_against_callers(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the optional `bench` extra")
+    from benchmarks import bench_plot
+
+    monkeypatch.setattr(bench_plot, "CALLERS", (1, 4))
+    monkeypatch.setattr(bench_plot, "PER_CALLER", 10)
+    out = tmp_path / "docs" / "throughput.png"
+    report = _bench(capsys, *TINY_WRITE, "--plot", str(out))
+    assert out.read_bytes().startswith(b"\x89PNG")
+    assert any("plot written" in note for note in report["notes"])
+
+
+def test_write_on_postgresql_uses_a_fresh_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    dsn = require_postgres()
+    report = _bench(capsys, *TINY_WRITE, "--store", dsn)
+    assert report["store"]["kind"] == "postgresql"
+    assert report["store"]["synchronous_commit"] in ("on", "off", "local", "remote_write", "remote_apply")
+    assert "asyncpg" in report["versions"]
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["hot", "--total", "200", "--callers", "20"],
-        ["replay", "--length", "300"],
-        ["project", "--events", "3000", "--lag-seconds", "0.3", "--rate", "200"],
-        ["saga", "--orders", "20", "--callers", "5"],
+        (["write", "--store", "mysql://nope"], "--store must be a postgresql:// URL"),
+        (["saga", "--plot", "out.png"], "--plot is for the write workload"),
+        (["replay", "--length", "1"], "--length must be at least 2"),
     ],
 )
-def test_other_workloads_run(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
-    rows = _rows(_bench(capsys, *args))
-    assert rows
-    assert all(row["workload"] == args[0] for row in rows)
+def test_bad_usage_is_refused(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    assert main(["bench", *args]) == 2
+    assert message in capsys.readouterr().err
 
 
-def test_a_bad_store_url_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "write", "--store", "mysql://nope"]) == 2
-    assert "--store must be a postgresql:// URL" in capsys.readouterr().err
+def test_a_missing_matplotlib_is_reported_before_any_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    assert main(["bench", "write", "--plot", "out.png"]) == 2
+    assert "pip install -e '.[bench]'" in capsys.readouterr().err
+
+
+def test_without_the_benchmarks_package_the_command_says_why(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "benchmarks.harness", None)  # as in an installed wheel
+    assert main(["bench", "write", "--compare"]) == 2
+    assert "needs a source checkout" in capsys.readouterr().err
