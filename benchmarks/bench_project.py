@@ -19,7 +19,8 @@ from actorsrc.messages import Metadata, next_event_id
 from actorsrc.progress import Progress
 from benchmarks.bench_store import bench_read_model, bench_store, postgres_settings, sqlite_settings
 from benchmarks.bench_workloads import Result
-from examples.bank import AccountCredited, AccountOpened, Credit, OpenAccount, account
+from benchmarks.projection import measure_lag
+from examples.bank import AccountCredited, AccountOpened, account
 
 ACCOUNTS = 1000
 
@@ -91,32 +92,12 @@ async def _pg_catch_up(url: str, directory: Path, events: int) -> Result:
 
 
 async def _pg_lag(url: str, directory: Path, seconds: float, rate: float) -> list[float]:
-    lags: list[float] = []
     async with (
         bench_store(url, directory, "lag") as (store, _),
         bench_read_model(url, directory, "lag") as read_model,
         Runtime(store, [account], handlers=[pg_balances], read_model=read_model) as runtime,
     ):
-        for n in range(100):
-            await runtime.ref(account, f"l{n}").ask(OpenAccount("x"))
-
-        async def one(n: int) -> None:
-            outcome = await runtime.ref(account, f"l{n % 100}").ask(Credit(1))
-            replied = time.perf_counter()
-            await runtime.wait_for(pg_balances, outcome.position, timeout=60)
-            lags.append(time.perf_counter() - replied)
-
-        interval = 1.0 / rate
-        async with anyio.create_task_group() as tg:
-            start = time.perf_counter()
-            n = 0
-            while (now := time.perf_counter()) - start < seconds:
-                due = start + n * interval
-                if now < due:
-                    await anyio.sleep(due - now)
-                tg.start_soon(one, n)
-                n += 1
-    return lags
+        return await measure_lag(runtime, pg_balances, seconds, rate)
 
 
 async def project(

@@ -87,32 +87,38 @@ async def catch_up(directory: Path, events: int) -> dict[str, float]:
     return {"events": last, "seconds": elapsed, "events_per_second": last / elapsed}
 
 
-async def lag(directory: Path, seconds: float, rate: float) -> dict[str, float]:
+async def measure_lag(runtime: Runtime, handler: Projection, seconds: float, rate: float) -> list[float]:
+    """Commands at a steady `rate`; for each, seconds from its reply until `handler` has applied it."""
     lags: list[float] = []
+    for n in range(100):
+        await runtime.ref(account, f"l{n}").ask(OpenAccount("x"))
+
+    async def one(n: int) -> None:
+        outcome = await runtime.ref(account, f"l{n % 100}").ask(Credit(1))
+        replied = time.perf_counter()
+        await runtime.wait_for(handler, outcome.position, timeout=60)
+        lags.append(time.perf_counter() - replied)
+
+    interval = 1.0 / rate
+    async with anyio.create_task_group() as tg:
+        start = time.perf_counter()
+        n = 0
+        while (now := time.perf_counter()) - start < seconds:
+            due = start + n * interval
+            if now < due:
+                await anyio.sleep(due - now)
+            tg.start_soon(one, n)
+            n += 1
+    return lags
+
+
+async def lag(directory: Path, seconds: float, rate: float) -> dict[str, float]:
     async with (
         SQLiteEventStore.open(directory / "lag-events.db") as store,
         SQLiteReadModel.open(directory / "lag-read.db") as read_model,
         Runtime(store, [account], handlers=[balances], read_model=read_model) as runtime,
     ):
-        for n in range(100):
-            await runtime.ref(account, f"l{n}").ask(OpenAccount("x"))
-
-        async def one(n: int) -> None:
-            outcome = await runtime.ref(account, f"l{n % 100}").ask(Credit(1))
-            replied = time.perf_counter()
-            await runtime.wait_for(balances, outcome.position, timeout=60)
-            lags.append(time.perf_counter() - replied)
-
-        interval = 1.0 / rate
-        async with anyio.create_task_group() as tg:
-            start = time.perf_counter()
-            n = 0
-            while (now := time.perf_counter()) - start < seconds:
-                due = start + n * interval
-                if now < due:
-                    await anyio.sleep(due - now)
-                tg.start_soon(one, n)
-                n += 1
+        lags = await measure_lag(runtime, balances, seconds, rate)
     lags.sort()
     return {
         "commands": len(lags),
