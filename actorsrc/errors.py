@@ -66,14 +66,43 @@ class UnknownEventTypeError(CodecError):
 
 
 class EventDecodeError(CodecError):
-    """Stored bytes of an event do not decode into its registered class."""
+    """A stored event (its payload, metadata or timestamp) does not decode.
 
-    def __init__(self, stream_id: str, version: int, type_name: str, reason: str) -> None:
+    `position` is the row's place in the global log when the failing read knew it (reads of the
+    global log always do), so that a subscriber can deal with that one event and go on.
+    """
+
+    def __init__(
+        self, stream_id: str, version: int, type_name: str, reason: str, *, position: int | None = None
+    ) -> None:
         self.stream_id = stream_id
         self.version = version
         self.type_name = type_name
         self.reason = reason
-        super().__init__(f"stream {stream_id!r} version {version} ({type_name}) does not decode: {reason}")
+        self.position = position
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"stream {stream_id!r} version {version}{where} ({type_name}) does not decode: {reason}")
+
+
+class InvalidDecisionError(ActorsrcError, TypeError):
+    """An aggregate's `decide` returned something other than a sequence of registered events."""
+
+
+class LimitExceededError(ActorsrcError, ValueError):
+    """A value is over a configured limit (event size, batch size, metadata size); nothing was written.
+
+    `what` names the limit, `size` the offending size and `limit` the maximum allowed.
+    """
+
+    def __init__(self, message: str, *, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(message)
+
+
+class CommandIdConflictError(ActorsrcError):
+    """A command id was used again with a different command: idempotency keys name one command only."""
 
 
 class StoreClosedError(ActorsrcError):
@@ -82,6 +111,26 @@ class StoreClosedError(ActorsrcError):
 
 class StoreError(ActorsrcError):
     """The event store failed to complete an operation (I/O, database or driver error)."""
+
+
+class ForeignDatabaseError(StoreError):
+    """The file or schema opened as a store holds data that is not an actorsrc store; it was left untouched."""
+
+
+class OutcomeUnknownError(StoreError):
+    """An append may or may not have been written (the link failed mid-commit and could not be settled).
+
+    Retry the command with the same command id: if it was written, the retry is recognised and
+    returns the original outcome; if not, it is carried out once.
+    """
+
+
+class StoreUnavailableError(StoreError):
+    """The event store is failing; commands are refused at once until a probe finds it healthy again."""
+
+
+class ReadModelError(StoreError):
+    """The read-model database failed (I/O, lock, lost connection): retried until it works, never parked."""
 
 
 class RuntimeClosedError(ActorsrcError):
@@ -110,3 +159,7 @@ class PersistTimeoutError(StoreError):
 
 class RecoveryError(ActorsrcError):
     """An actor could not rebuild its state from the store; its commands fail until it can."""
+
+
+class HandlerTimeoutError(ActorsrcError, TimeoutError):
+    """A projection or process manager took longer than its `FailurePolicy.timeout` over one batch."""

@@ -34,6 +34,8 @@ class Metadata(msgspec.Struct, frozen=True, array_like=True, omit_defaults=True)
     command_id: str | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
+    command_digest: str | None = None
+    """A digest of the command that caused the event, so a reused command id with another command is caught."""
 
 
 class NewEvent(msgspec.Struct, frozen=True):
