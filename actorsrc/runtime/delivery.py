@@ -1,12 +1,20 @@
-"""Small pieces of command delivery: waiting for room, giving up a wait, timing out a reply."""
+"""Small pieces of command delivery: checking what `ask` is given, waiting for room, giving up a wait,
+timing out a reply."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from typing import Any
 
-from actorsrc.errors import AskTimeoutError
+from actorsrc.errors import AskTimeoutError, ConfigurationError, LimitExceededError
+from actorsrc.store.base import MAX_STREAM_ID_LENGTH
+
+MAX_METADATA_ID_LENGTH = MAX_STREAM_ID_LENGTH
+"""Command, causation and correlation ids: the length the stores accept for ids in event metadata."""
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Waiter = tuple["asyncio.Future[None]", Callable[[], None]]
 """A future that resolves when a retry may succeed, and how to hand its wake-up to the next waiter."""
@@ -22,9 +30,44 @@ def abandon(waiter: Waiter) -> None:
 
 
 def check_ids(**ids: str | None) -> None:
+    """Refuse ids the store would refuse in event metadata, before the command is sent."""
     for name, value in ids.items():
-        if value is not None and (not isinstance(value, str) or not value or len(value) > 256):
-            raise ValueError(f"{name} must be a non-empty str of at most 256 characters or None, got {value!r}")
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{name} must be a non-empty str or None, got {value!r}")
+        if len(value) > MAX_METADATA_ID_LENGTH:
+            raise LimitExceededError(
+                f"{name} is {len(value)} characters, over the limit of {MAX_METADATA_ID_LENGTH}: {value[:40]!r}...",
+                what=name,
+                size=len(value),
+                limit=MAX_METADATA_ID_LENGTH,
+            )
+        if not value.isascii() and not _encodable(value):
+            raise ConfigurationError(f"{name} must be valid UTF-8 text (no lone surrogates), got {value!r}")
+        if _CONTROL.search(value):
+            raise ConfigurationError(f"{name} must not contain NUL or control characters, got {value!r}")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_timeout(timeout: object) -> None:
+    """A timeout is a positive number of seconds (inf waits forever) or None (the runtime's default)."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:  # also NaN
+        raise ConfigurationError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+
+
+def check_flag(name: str, value: object) -> None:
+    if value is not True and value is not False:
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}")
 
 
 def expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:

@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from actorsrc.projection import Handler
+from actorsrc.errors import ConfigurationError
+from actorsrc.projection import Handler, ProcessManager, Projection
+from actorsrc.runtime.delivery import check_flag, check_timeout
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome
 
 if TYPE_CHECKING:
@@ -53,8 +55,18 @@ class AggregateRef(Generic[S, C, E]):
 
         `consistency=[projection, ...]` returns only once those handlers have processed the command's
         events (read-your-writes in one call); the wait shares the `timeout`.
+
+        Every argument is checked before the command is sent, so a mistake writes nothing:
+        `UnknownCommandError` for a command the aggregate does not declare, `ConfigurationError` for a
+        handler that is not registered or a bad timeout, id or flag, `LimitExceededError` for an id over
+        512 characters.
         """
+        if timeout is not None:
+            check_timeout(timeout)
+        if wait_for_space is not True and wait_for_space is not False:
+            check_flag("wait_for_space", wait_for_space)
         if consistency:
+            handlers = self._registered_handlers(consistency)
             started = asyncio.get_running_loop().time()
         outcome: CommandOutcome[E] = await self._runtime._ask(
             self._entry,
@@ -69,9 +81,28 @@ class AggregateRef(Generic[S, C, E]):
         if consistency:
             limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
             remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
-            for handler in consistency:
+            for handler in handlers:
                 await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
         return outcome
+
+    def _registered_handlers(self, consistency: Iterable[Handler | str]) -> tuple[Handler | str, ...]:
+        """The handlers to wait for, each registered with the runtime, or `ConfigurationError`."""
+        if isinstance(consistency, str | Projection | ProcessManager):
+            raise ConfigurationError(
+                f"consistency takes a list of handlers or handler names, e.g. consistency=[{consistency!r}]"
+            )
+        handlers = tuple(consistency)
+        for handler in handlers:
+            if not isinstance(handler, str | Projection | ProcessManager):
+                raise ConfigurationError(
+                    f"ask(consistency=...): {handler!r} is neither a handler nor a handler name; "
+                    "the command was not sent"
+                )
+            try:
+                self._runtime._read_side.subscription(handler)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"ask(consistency=...): {exc}; the command was not sent") from None
+        return handlers
 
     async def state(self, *, timeout: float | None = None) -> S:
         """The instance's current state, as its actor holds it.
@@ -79,6 +110,8 @@ class AggregateRef(Generic[S, C, E]):
         The query waits in the mailbox like a command, so it sees the effect of every command sent
         before it; it writes nothing.
         """
+        if timeout is not None:
+            check_timeout(timeout)
         state: S = await self._runtime._ask(
             self._entry, self.aggregate_id, READ_STATE, timeout=timeout, command_id=None, wait_for_space=True
         )

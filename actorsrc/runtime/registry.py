@@ -11,8 +11,6 @@ from actorsrc.domain import Aggregate
 from actorsrc.errors import ConfigurationError, InvalidStreamIdError
 from actorsrc.store.base import MAX_STREAM_ID_LENGTH
 
-MAX_AGGREGATE_ID_LENGTH = 256
-
 
 @dataclass(frozen=True, slots=True)
 class AggregateEntry:
@@ -40,11 +38,12 @@ def validate_aggregate_id(aggregate: Aggregate[Any, Any, Any], aggregate_id: obj
         )
     if not aggregate_id or aggregate_id.isspace():
         raise InvalidStreamIdError(f"{aggregate.name} id must not be empty or blank, got {aggregate_id!r}")
-    limit = min(MAX_AGGREGATE_ID_LENGTH, MAX_STREAM_ID_LENGTH - len(aggregate.name) - 1)
+    # One rule for every id that names a stream: the stream id it makes must fit the store's limit.
+    limit = MAX_STREAM_ID_LENGTH - len(aggregate.name) - 1
     if len(aggregate_id) > limit:
         raise InvalidStreamIdError(
-            f"{aggregate.name} id is {len(aggregate_id)} characters, over the limit of {limit}: "
-            f"{aggregate_id[:40]!r}..."
+            f"{aggregate.name} id is {len(aggregate_id)} characters, over the limit of {limit} (its stream id "
+            f"{aggregate.name!r} + '-' + id may be at most {MAX_STREAM_ID_LENGTH} characters): {aggregate_id[:40]!r}..."
         )
     try:
         aggregate_id.encode("utf-8")
