@@ -96,7 +96,7 @@ async def test_bad_ask_arguments_are_typed_errors_and_write_nothing(
     async with with_balances(tmp_path) as (store, runtime):
         ref = runtime.ref(account, "a")
         with pytest.raises(error, match=message):
-            await ref.ask(OpenAccount("ann") if command is None else command, **options)
+            await ref.ask(OpenAccount("ann") if command is None else command, **options)  # type: ignore[arg-type]
         assert await store.stream_version("account-a") == 0
         assert runtime.live_actors == 0  # nothing was even delivered
         assert (await ref.ask(OpenAccount("ann"))).version == 1
@@ -133,9 +133,9 @@ async def test_metadata_ids_follow_the_stores_limit_of_512(tmp_path: Path, name:
         ref = runtime.ref(account, "a")
         await ref.ask(OpenAccount("ann"))
         with pytest.raises(LimitExceededError, match=f"{name} is 513 characters, over the limit of 512") as refused:
-            await ref.ask(Credit(1), **{name: "i" * 513})
+            await ref.ask(Credit(1), **{name: "i" * 513})  # type: ignore[arg-type]
         assert (refused.value.what, refused.value.size, refused.value.limit) == (name, 513, 512)
         assert await store.stream_version("account-a") == 1
-        await ref.ask(Credit(1), **{name: "i" * 512})
+        await ref.ask(Credit(1), **{name: "i" * 512})  # type: ignore[arg-type]
         [stored] = await store.read_stream("account-a", 2)
         assert getattr(stored.metadata, name) == "i" * 512
