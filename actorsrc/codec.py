@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from actorsrc.codec_fit import coercible_fields, misfit, same
 from actorsrc.errors import CodecError, EventDecodeError, UnknownEventTypeError, UnregisteredEventError
 from actorsrc.messages import RecordedEvent
 
@@ -34,12 +35,12 @@ class EventCodec:
     __slots__ = (
         "_classes",
         "_decoders",
-        "_names",
         "_plans",
         "_renames",
         "_state_decoder",
         "_upcasters",
         "_versions",
+        "_writers",
     )
 
     def __init__(
@@ -55,21 +56,29 @@ class EventCodec:
         self._renames = dict(renamed or {})
         self._plans: dict[tuple[str, int], tuple[msgspec.json.Decoder[Any], tuple[Upcaster, ...]]] = {}
         self._state_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(state_type)
-        self._names: dict[type[Any], str] = {cls: name for name, cls in events.items()}
         self._versions: dict[str, int] = {name: schema_versions.get(name, 1) for name in events}
         self._decoders: dict[str, msgspec.json.Decoder[Any]] = {
             name: msgspec.json.Decoder(cls) for name, cls in events.items()
         }
+        # Per class, what encoding needs, found with one lookup: name, schema version, decoder, and what
+        # to compare with what was read back (None: no field could have been coerced).
+        self._writers: dict[type[Any], tuple[str, int, msgspec.json.Decoder[Any], Callable[[Any], object] | None]] = {
+            cls: (name, self._versions[name], self._decoders[name], coercible_fields(cls))
+            for name, cls in events.items()
+        }
 
     def type_name(self, event: object) -> str:
         """The stored name of `event`'s class, or `UnregisteredEventError`."""
-        try:
-            return self._names[type(event)]
-        except KeyError:
-            raise UnregisteredEventError(
-                f"{type(event).__qualname__} is not a registered event (registered: "
-                f"{', '.join(sorted(self._versions))}); add it to the aggregate's `events` mapping"
-            ) from None
+        writer = self._writers.get(type(event))
+        if writer is None:
+            raise self._unregistered(event)
+        return writer[0]
+
+    def _unregistered(self, event: object) -> UnregisteredEventError:
+        return UnregisteredEventError(
+            f"{type(event).__qualname__} is not a registered event (registered: "
+            f"{', '.join(sorted(self._versions))}); add it to the aggregate's `events` mapping"
+        )
 
     def current_name(self, stored_type: str) -> str:
         return self._renames.get(stored_type, stored_type)
@@ -83,15 +92,28 @@ class EventCodec:
 
     def encode(self, event: object) -> tuple[str, int, bytes]:
         """(type name, schema version, bytes) of a registered event."""
-        name = self.type_name(event)
+        writer = self._writers.get(type(event))
+        if writer is None:
+            raise self._unregistered(event)
+        name, version, decoder, compared = writer
         try:
             data = _encoder.encode(event)
-            # Read it back now: an event whose fields do not match their declared types (a float in
-            # an int field, NaN) would otherwise be acknowledged and then break every later replay.
-            self._decoders[name].decode(data)
-        except (TypeError, ValueError, OverflowError, msgspec.DecodeError) as exc:
-            raise CodecError(f"{name} cannot be stored: {exc}; check the values against the field types") from exc
-        return name, self._versions[name], data
+            # Read it back: a value that does not fit its declared type would either break every later
+            # replay (a float in an int field, NaN) or, worse, be silently coerced (bytes or a datetime
+            # in a str field read back as a string), so that a recovered actor would see another event
+            # than the live one did. Only the fields that could have been coerced are compared.
+            decoded = decoder.decode(data)
+        except (TypeError, ValueError, OverflowError) as exc:  # msgspec's DecodeError is a ValueError
+            raise CodecError(misfit(event) or f"{name} cannot be stored: {exc}") from exc
+        if compared is not None:
+            try:
+                fits = compared(decoded) == compared(event)
+            except ArithmeticError:  # a signalling Decimal NaN refuses to be compared
+                fits = False
+            # `same` allows what JSON legitimately changes (a list for a tuple): checked only on a mismatch.
+            if not fits and not same(compared(decoded), compared(event)):
+                raise CodecError(misfit(event) or f"{name} does not read back as it was written")
+        return name, version, data
 
     def decode(self, stream_id: str, version: int, type_name: str, data: bytes) -> Any:
         """The event object stored as `data`; errors name the stream, version and type."""
