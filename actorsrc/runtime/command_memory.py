@@ -1,7 +1,9 @@
 """Which command ids an aggregate instance has handled, and what they produced.
 
 The store remembers every command id that wrote events, per stream, forever; an actor keeps the most
-recent outcomes in memory so that a retry soon after the original costs no query.
+recent outcomes in memory so that a retry soon after the original costs no query. Each outcome carries
+the digest of the command that produced it (stored in its events' metadata), so that `decide_batch`
+can tell a retry from another command sent under the same id.
 """
 
 from __future__ import annotations
@@ -36,5 +38,7 @@ class CommandMemory:
             for command_id, (first, last) in (await store.find_commands(stream_id, unknown)).items():
                 records = await store.read_stream(stream_id, first, last)
                 events = tuple(map(codec.decode_record, records))
-                self.remember(command_id, CommandOutcome(stream_id, last, records[-1].position, events))
+                # The digest of the command that wrote them: None for rows written before digests existed.
+                digest = records[-1].metadata.command_digest
+                self.remember(command_id, CommandOutcome(stream_id, last, records[-1].position, events, False, digest))
         return self.recent

@@ -8,9 +8,12 @@ Nothing here awaits, so the same code serves the actor's task and its task-free 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from actorsrc.errors import CommandIdConflictError, InvalidDecisionError, UnregisteredEventError
 from actorsrc.messages import AppendResult, NewEvent, next_event_id
+from actorsrc.runtime.command_digest import command_digest, describe
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 
 if TYPE_CHECKING:
@@ -86,7 +89,8 @@ class BatchDecision:
                 position = first_position + decided.offset + count - 1
             else:  # the stream's last event at that point of the batch
                 position = first_position + decided.offset - 1 if decided.offset else position_before
-            decided.outcome = CommandOutcome(stream_id, decided.version, position, decided.events)
+            digest = decided.envelope.command_digest
+            decided.outcome = CommandOutcome(stream_id, decided.version, position, decided.events, False, digest)
             reply = decided.envelope.reply
             if not reply.done():
                 reply.set_result(decided.outcome)
@@ -118,19 +122,30 @@ def decide_batch(
             continue
         command_id = envelope.command_id
         if command_id is not None:
+            envelope.command_digest = digest = command_digest(envelope.command)
             earlier = recorded.get(command_id) or in_batch.get(command_id)
             if earlier is not None:  # handled before: the original outcome, nothing new
-                decision.repeats.append((envelope, earlier))
+                conflict = _conflict(aggregate.name, command_id, digest, earlier, envelope.command)
+                if conflict is None:
+                    decision.repeats.append((envelope, earlier))
+                else:
+                    decision.rejected.append((envelope, conflict))
                 continue
         try:
-            events = tuple(decide(state, envelope.command))
+            produced = decide(state, envelope.command)
+            if type(produced) is not list and type(produced) is not tuple:  # the usual cases cost these checks
+                produced = _as_events(aggregate.name, envelope.command, produced)
             encoded = [
                 NewEvent(name, data, envelope.metadata(next_event_id()), schema_version)
-                for name, schema_version, data in map(encode, events)
+                for name, schema_version, data in map(encode, produced)
             ]
+        except UnregisteredEventError as exc:  # decide returned something that is not one of its events
+            decision.rejected.append((envelope, _unregistered(aggregate.name, envelope.command, exc)))
+            continue
         except Exception as exc:  # a DomainError, or a bug in decide: that caller's error only
             decision.rejected.append((envelope, exc))
             continue
+        events = tuple(produced)
         try:
             next_state = state
             for event in events:
@@ -148,6 +163,42 @@ def decide_batch(
         state, version = next_state, version + len(events)
     decision.state, decision.version = state, version
     return decision
+
+
+def _as_events(aggregate: str, command: object, produced: object) -> Sequence[Any]:
+    """`produced` if it is a sequence of events, else `InvalidDecisionError` naming the aggregate and command."""
+    if isinstance(produced, Sequence) and not isinstance(produced, str | bytes | bytearray):
+        return produced
+    raise InvalidDecisionError(
+        f"{aggregate}.decide returned {describe(produced)} for {type(command).__qualname__}; return a list of events "
+        "(an empty list to change nothing)"
+    )
+
+
+def _unregistered(aggregate: str, command: object, error: UnregisteredEventError) -> InvalidDecisionError:
+    invalid = InvalidDecisionError(
+        f"{aggregate}.decide returned an object that is not one of its events for {type(command).__qualname__}: {error}"
+    )
+    invalid.__cause__ = error
+    return invalid
+
+
+def _conflict(
+    aggregate: str, command_id: str, digest: str | None, earlier: CommandOutcome[Any] | Decided, command: object
+) -> CommandIdConflictError | None:
+    """`CommandIdConflictError` if `command_id` was used before for another command, else None.
+
+    Commands without a digest (events written before digests existed, or a command msgspec cannot
+    encode) cannot be compared: they count as the same command, as they always did.
+    """
+    earlier_digest = earlier.envelope.command_digest if isinstance(earlier, Decided) else earlier.command_digest
+    if digest is None or earlier_digest is None or digest == earlier_digest:
+        return None
+    return CommandIdConflictError(
+        f"{aggregate}: command id {command_id!r} was used before for another command, so {describe(command)} "
+        "was not carried out; a command id names one command: retry only that same command with it, and give a "
+        "new command a new id"
+    )
 
 
 def fail(envelope: Envelope, error: BaseException) -> None:

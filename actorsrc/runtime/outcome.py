@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from actorsrc.messages import Metadata
@@ -18,7 +18,9 @@ class CommandOutcome(Generic[E]):
     `version` is the stream's version after the command; `position` is the global position of its
     last event (or of the stream's last event when the command produced none), the position to wait
     for when reading your own writes. `duplicate` is True when the command id had been handled
-    before: the outcome is the original one and nothing new was written.
+    before: the outcome is the original one and nothing new was written. `command_digest` is the
+    digest of the command that produced it when it was sent with a command id (see `command_digest`
+    in the events' metadata), None otherwise or for events written before digests existed.
     """
 
     stream_id: str
@@ -26,6 +28,7 @@ class CommandOutcome(Generic[E]):
     position: int
     events: tuple[E, ...]
     duplicate: bool = False
+    command_digest: str | None = field(default=None, repr=False, compare=False)
 
 
 class StateQuery:
@@ -41,7 +44,7 @@ READ_STATE: Any = StateQuery()
 class Envelope:
     """A command in a mailbox with the future its caller awaits."""
 
-    __slots__ = ("causation_id", "command", "command_id", "correlation_id", "reply")
+    __slots__ = ("causation_id", "command", "command_digest", "command_id", "correlation_id", "reply")
 
     def __init__(
         self,
@@ -56,6 +59,7 @@ class Envelope:
         self.reply = reply
         self.causation_id = causation_id
         self.correlation_id = correlation_id
+        self.command_digest: str | None = None  # set when a command with an id is decided
 
     def metadata(self, event_id: str) -> Metadata:
         """Metadata of an event this command causes: the chain command -> event -> command -> ... ."""
@@ -65,4 +69,5 @@ class Envelope:
             command_id,
             self.causation_id or command_id,
             self.correlation_id or command_id or event_id,
+            self.command_digest,
         )
