@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ import anyio.lowlevel
 import pytest
 
 from actorsrc import (
+    AskTimeoutError,
     CodecError,
+    CommandOutcome,
     InvalidStreamIdError,
     NewEvent,
+    PersistTimeoutError,
     Runtime,
     RuntimeClosedError,
     SQLiteEventStore,
@@ -27,7 +31,7 @@ from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountCredited, AccountState, Credit, OpenAccount, account
 from examples.bank.domain import Event
-from tests.helpers import bank, replayed_account
+from tests.helpers import bank, both_persist_paths, replayed_account, used_persist_path, wait_until
 
 
 async def test_evolve_failure_then_conflict_never_writes_a_command_twice(tmp_path: Path) -> None:
@@ -59,9 +63,9 @@ async def test_events_whose_fields_do_not_fit_their_types_are_refused_before_wri
     async with bank(tmp_path / "b.db") as (store, runtime):
         ref = runtime.ref(account, "c")
         await ref.ask(OpenAccount("ann"))
-        with pytest.raises(CodecError, match=r"AccountCredited cannot be stored: Expected `int`, got `float`"):
+        with pytest.raises(CodecError, match=r"AccountCredited\b.*Expected `int`, got `float`"):
             await ref.ask(Credit(1.5))  # type: ignore[arg-type]
-        with pytest.raises(CodecError, match="AccountCredited cannot be stored"):
+        with pytest.raises(CodecError, match=r"AccountCredited( cannot be stored|\.amount is nan)"):
             await ref.ask(Credit(float("nan")))  # type: ignore[arg-type]
         assert await store.last_position() == 1
         assert (await ref.ask(Credit(2))).version == 2
@@ -97,17 +101,25 @@ async def _gather(*calls: Any) -> list[Any]:
 async def test_timeouts_while_waiting_for_room_leave_no_unretrieved_errors(tmp_path: Path) -> None:
     problems: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda loop, context: problems.append(context))
+    timed_out: list[int] = []
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner)
         async with Runtime(store, [account], max_live_actors=1) as runtime:
             await runtime.ref(account, "busy").ask(OpenAccount("x"))
             store.hold_appends()
+
+            async def ask_for_room(n: int) -> None:
+                with pytest.raises(AskTimeoutError):
+                    await runtime.ref(account, f"new-{n}").ask(OpenAccount("y"), timeout=0.05)
+                timed_out.append(n)
+
             async with anyio.create_task_group() as tg:
-                tg.start_soon(_ask_ignoring, runtime.ref(account, "busy"), Credit(1), 5)
-                await anyio.sleep(0.02)
-                for n in range(5):  # wait for room, time out, and are cancelled besides
-                    tg.start_soon(_ask_ignoring, runtime.ref(account, f"new-{n}"), OpenAccount("y"), 0.05)
-                await anyio.sleep(0.2)
+                tg.start_soon(_ask_ignoring, runtime.ref(account, "busy"), Credit(1), 10)
+                await store.held()  # the only live actor is busy
+                for n in range(5):  # wait for room, time out, and have their waits cancelled
+                    tg.start_soon(ask_for_room, n)
+                await wait_until(lambda: len(timed_out) == 5, what="every caller waiting for room timed out")
+                assert runtime.live_actors == 1
                 store.release_appends()
             assert (await runtime.ref(account, "new-0").ask(OpenAccount("y"))).version == 1
     gc.collect()
@@ -122,55 +134,115 @@ async def _ask_ignoring(ref: Any, command: object, timeout: float) -> None:
 
 async def test_closing_wakes_callers_waiting_for_room(tmp_path: Path) -> None:
     errors: list[BaseException] = []
+    started = 0
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner)
         runtime = Runtime(store, [account], max_live_actors=1, default_timeout=None)
 
         async def waiting(n: int) -> None:
+            nonlocal started
+            started += 1  # the caller waits for room before this task next yields
             try:
                 await runtime.ref(account, f"w{n}").ask(OpenAccount("x"))
             except RuntimeClosedError as exc:
                 errors.append(exc)
 
-        async with anyio.create_task_group() as tg, runtime:
+        async def release_once_every_waiter_was_told() -> None:
+            try:
+                await wait_until(lambda: len(errors) == 3, what="closing told every waiting caller")
+            finally:
+                store.release_appends()  # closing drains the busy actor: it needs its append back
+
+        async with anyio.create_task_group() as tg, runtime:  # the runtime closes first, the callers after
             store.hold_appends()
             tg.start_soon(runtime.ref(account, "busy").ask, OpenAccount("x"))
-            await anyio.sleep(0.02)
+            await store.held()  # the only live actor is busy: nobody else gets room
             for n in range(3):
                 tg.start_soon(waiting, n)
-            await anyio.sleep(0.02)
-            store.release_appends()
-        assert len(errors) + (await inner.last_position() - 1) == 3
+            await wait_until(lambda: started == 3, what="three callers waiting for room")
+            assert runtime.live_actors == 1
+            tg.start_soon(release_once_every_waiter_was_told)  # closing starts while the append is held
+        assert len(errors) == 3
+        assert all("closed" in str(error) for error in errors)
+        assert await inner.last_position() == 1  # only the busy actor's command was written
 
 
-async def test_cancelling_the_runtime_mid_append_tells_callers_the_truth(tmp_path: Path) -> None:
+@both_persist_paths
+@pytest.mark.parametrize("ending", ["released", "expired"])
+async def test_cancelling_the_runtime_mid_append_tells_callers_the_truth(
+    tmp_path: Path, inline: bool, ending: str
+) -> None:
+    """Cancelled while one batch is being appended and more commands are queued: each caller is told what
+    happened to its command. `released`: the append completes after the cancellation; `expired`: it hangs
+    past `persist_timeout`, and its callers learn that its outcome is unknown."""
     outcomes: dict[int, object] = {}
-    async with SQLiteEventStore.open(tmp_path / "b.db") as store:
+    sent = 0
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner, inline=inline)
+        runtime = Runtime(store, [account], persist_timeout=0.3 if ending == "expired" else 30)
+        running = anyio.Event()
+        cancelled = anyio.CancelScope()
+
+        async def run_runtime() -> None:
+            with cancelled:
+                async with runtime:
+                    running.set()
+                    await anyio.sleep_forever()
+
+        async def credit(n: int) -> None:  # outside the cancelled scope: a caller is not cancelled
+            nonlocal sent
+            sent += 1  # the command is in the mailbox before this task next yields
+            try:
+                outcomes[n] = await runtime.ref(account, "a").ask(Credit(n + 1))
+            except (RuntimeClosedError, PersistTimeoutError) as exc:
+                outcomes[n] = exc
+
         async with anyio.create_task_group() as tg:
+            tg.start_soon(run_runtime)
+            await running.wait()
+            await runtime.ref(account, "a").ask(OpenAccount("x"))
+            store.hold_appends()
+            try:
+                for n in range(20):
+                    tg.start_soon(credit, n)
+                await store.held()  # a batch is being appended
+                for n in range(20, 200):
+                    tg.start_soon(credit, n)
+                await wait_until(lambda: sent == 200, what="every command sent")
+                queued = runtime.mailbox_length(account, "a")
+                in_flight = 200 - queued
+                assert in_flight >= 1
+                assert queued >= 1
+                cancelled.cancel()
+                await wait_until(lambda: len(outcomes) >= queued, what="queued callers refused")
+                if ending == "released":
+                    assert [type(o) for o in outcomes.values()] == [RuntimeClosedError] * queued
+                    assert store.held_appends == 1  # the batch is still in flight
+            finally:
+                if ending == "released":
+                    store.release_appends()
 
-            async def drive() -> None:
-                async with Runtime(store, [account]) as runtime:
-                    await runtime.ref(account, "a").ask(OpenAccount("x"))
-
-                    async def credit(n: int) -> None:
-                        try:
-                            outcomes[n] = await runtime.ref(account, "a").ask(Credit(1), command_id=f"c{n}")
-                        except RuntimeClosedError as exc:
-                            outcomes[n] = exc
-
-                    async with anyio.create_task_group() as callers:
-                        for n in range(200):
-                            callers.start_soon(credit, n)
-                        await anyio.sleep(0.001)
-                        tg.cancel_scope.cancel()
-
-            tg.start_soon(drive)
-        stored = {r.metadata.command_id for r in await store.read_stream("account-a")}
+        assert used_persist_path(store, inline)
+        assert len(outcomes) == 200  # every caller learned how its command ended
+        stored = {json.loads(r.data)["amount"]: r.version for r in await inner.read_stream("account-a", 2)}
+        kinds: dict[str, int] = {}
         for n, outcome in outcomes.items():
-            assert (f"c{n}" in stored) == (not isinstance(outcome, BaseException)), n
+            kinds[type(outcome).__name__] = kinds.get(type(outcome).__name__, 0) + 1
+            if isinstance(outcome, CommandOutcome):
+                assert stored.get(n + 1) == outcome.version, n  # acknowledged: stored, at that version
+            elif isinstance(outcome, RuntimeClosedError):
+                assert n + 1 not in stored, n  # refused: not stored
+            else:
+                assert isinstance(outcome, PersistTimeoutError), n  # outcome unknown, and said so
+        acknowledged = kinds.get("CommandOutcome", 0)
+        assert len(stored) == acknowledged  # nothing was stored that no caller heard of
+        expected = {"RuntimeClosedError": queued}
+        expected["CommandOutcome" if ending == "released" else "PersistTimeoutError"] = in_flight
+        assert kinds == expected
 
 
-async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(tmp_path: Path, inline: bool) -> None:
     def fragile_evolve(state: AccountState, event: Event) -> AccountState:
         if isinstance(event, AccountCredited) and event.amount == 13:
             raise RuntimeError("evolve bug")
@@ -180,7 +252,7 @@ async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(t
     policy = SupervisorPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=100)
     outcomes: dict[int, object] = {}
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [fragile], supervisor=policy, default_timeout=None) as runtime:
             ref = runtime.ref(fragile, "x")
             await ref.ask(OpenAccount("ann"))
@@ -195,10 +267,14 @@ async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(t
 
             with anyio.fail_after(10):  # nobody may hang
                 async with anyio.create_task_group() as tg:
-                    for amount in (5, 13, 2):
-                        tg.start_soon(send, amount)
-                        await anyio.sleep(0.01)
+                    tg.start_soon(send, 5)
+                    await store.held()  # 5 is being appended (and will fail) while 13, then 2, queue behind it
+                    tg.start_soon(send, 13)
+                    await wait_until(lambda: runtime.mailbox_length(fragile, "x") == 1, what="13 queued")
+                    tg.start_soon(send, 2)
+                    await wait_until(lambda: runtime.mailbox_length(fragile, "x") == 2, what="2 queued behind it")
                     store.release_appends()
+        assert used_persist_path(store, inline)
     assert outcomes[5] == "StoreError"  # its append failed
     assert outcomes[13] in ("StoreError", "RuntimeError")
     assert isinstance(outcomes[2], int)  # queued behind the evolve failure: handled after the restart

@@ -12,6 +12,7 @@ from actorsrc import (
     AskTimeoutError,
     ConcurrencyError,
     MailboxFullError,
+    PersistTimeoutError,
     Runtime,
     RuntimeClosedError,
     SQLiteEventStore,
@@ -20,7 +21,7 @@ from actorsrc import (
 from actorsrc.loading import load_state
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import Credit, Debit, InsufficientFunds, OpenAccount, account
-from tests.helpers import bank, replayed_account
+from tests.helpers import bank, both_persist_paths, replayed_account, used_persist_path, wait_until
 
 
 async def test_quick_path_returns_version_position_and_events(tmp_path: Path) -> None:
@@ -112,27 +113,39 @@ async def test_conflicts_past_the_retry_limit_reach_the_caller(tmp_path: Path) -
         assert (await first.ref(account, "x").ask(Credit(7))).version == 3
 
 
-async def test_commands_of_one_actor_share_appends(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_commands_of_one_actor_share_appends(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account]) as runtime:
             ref = runtime.ref(account, "batched")
             await ref.ask(OpenAccount("ann"))
             store.hold_appends()
+            sent = 0
+
+            async def credit() -> None:
+                nonlocal sent
+                sent += 1  # the command is in the mailbox before this task next yields
+                await ref.ask(Credit(1))
+
             async with anyio.create_task_group() as tg:
                 for _ in range(200):
-                    tg.start_soon(ref.ask, Credit(1))
-                await anyio.sleep(0.05)
+                    tg.start_soon(credit)
+                await store.held()
+                await wait_until(lambda: sent == 200, what="every command queued")
                 store.release_appends()
+        assert used_persist_path(store, inline)
         assert store.appended_events == 201
         assert store.appends < 10  # 200 commands went out in a few appends, not 200
 
 
-async def test_reply_waits_until_the_events_are_durable(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_reply_waits_until_the_events_are_durable(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account]) as runtime:
             ref = runtime.ref(account, "slow")
+            await ref.state()  # recovered: the next command may take the inline path
             store.hold_appends()
             replied = anyio.Event()
 
@@ -142,35 +155,61 @@ async def test_reply_waits_until_the_events_are_durable(tmp_path: Path) -> None:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(open_it)
-                await anyio.sleep(0.1)
+                await store.held()  # the append is in flight
                 assert not replied.is_set()
                 assert await inner.last_position() == 0
                 store.release_appends()
             assert await inner.last_position() == 1
+        assert used_persist_path(store, inline)
 
 
-async def test_ask_timeout_is_a_clear_error(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_ask_timeout_is_a_clear_error(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account]) as runtime:
+            await runtime.ref(account, "late").state()
             store.hold_appends()
             with pytest.raises(AskTimeoutError, match=r"account 'late' did not reply to OpenAccount within 0.1"):
                 await runtime.ref(account, "late").ask(OpenAccount("ann"), timeout=0.1)
+            assert store.held_appends == 1
             assert isinstance(AskTimeoutError(), TimeoutError)
             store.release_appends()
+        assert used_persist_path(store, inline)
 
 
-async def test_failed_append_reaches_the_caller_and_the_actor_recovers(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_failed_append_reaches_the_caller_and_the_actor_recovers(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account]) as runtime:
             ref = runtime.ref(account, "flaky")
             await ref.ask(OpenAccount("ann"))
             store.fail_next_appends(1)
             with pytest.raises(StoreError, match="injected"):
                 await ref.ask(Credit(50))
+            assert used_persist_path(store, inline)
             assert (await ref.ask(Credit(30))).version == 2
         state, versions = await replayed_account(inner, "flaky")
+        assert (state.balance, versions) == (30, [1, 2])
+
+
+@both_persist_paths
+async def test_a_hung_append_times_out_writes_nothing_and_the_actor_recovers(tmp_path: Path, inline: bool) -> None:
+    async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
+        store = FaultyStore(inner, inline=inline)
+        async with Runtime(store, [account], persist_timeout=0.2) as runtime:
+            ref = runtime.ref(account, "hung")
+            await ref.ask(OpenAccount("ann"))
+            store.hold_appends()
+            with pytest.raises(PersistTimeoutError, match=r"did not complete within 0\.2 s"):
+                await ref.ask(Credit(50))
+            assert store.held_appends == 0  # the runtime gave up on it at the gate: nothing was written
+            assert await inner.stream_version("account-hung") == 1
+            assert used_persist_path(store, inline)
+            store.release_appends()
+            assert (await ref.ask(Credit(30))).version == 2
+        state, versions = await replayed_account(inner, "hung")
         assert (state.balance, versions) == (30, [1, 2])
 
 
@@ -196,9 +235,10 @@ async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Pa
         assert state.balance == 300
 
 
-async def test_full_mailbox_waits_or_fails_fast(tmp_path: Path) -> None:
+@both_persist_paths
+async def test_full_mailbox_waits_or_fails_fast(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account], mailbox_capacity=4, max_batch=2) as runtime:
             ref = runtime.ref(account, "busy")
             await ref.ask(OpenAccount("ann"))
@@ -206,11 +246,13 @@ async def test_full_mailbox_waits_or_fails_fast(tmp_path: Path) -> None:
             async with anyio.create_task_group() as tg:
                 for _ in range(30):  # far more than the mailbox holds: callers wait for space
                     tg.start_soon(ref.ask, Credit(1))
-                await anyio.sleep(0.05)
-                assert runtime.mailbox_length(account, "busy") == 4
+                await store.held()
+                await wait_until(lambda: runtime.mailbox_length(account, "busy") == 4, what="a full mailbox")
                 with pytest.raises(MailboxFullError, match="account-busy"):
                     await ref.ask(Credit(1), wait_for_space=False)
+                assert runtime.mailbox_length(account, "busy") == 4
                 store.release_appends()
+        assert used_persist_path(store, inline)
         state, _ = await replayed_account(inner, "busy")
         assert state.balance == 30
 

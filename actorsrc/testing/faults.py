@@ -1,29 +1,47 @@
-"""A store wrapper for fault injection: make appends fail (always or at random), hang, or count them."""
+"""A store wrapper for fault injection: make appends fail (always or at random), hang, or count them.
+
+`FaultyStore(inner)` offers `append` only, so the runtime persists every batch from an actor task.
+`FaultyStore(inner, inline=True)` also offers `submit_append`, the task-free path the runtime takes with a
+group-committing store; failures, holds and persist timeouts work the same way on both paths.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import anyio
 
 from actorsrc.errors import StoreError
 from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
-from actorsrc.store.base import EventStore, ExpectedVersion, SnapshotStore
+from actorsrc.store.base import AppendSubmitter, EventStore, ExpectedVersion, SnapshotStore
 
 
 class FaultyStore:
-    """Delegates to `inner`, with switches to break appends on purpose."""
+    """Delegates to `inner`, with switches to break appends on purpose.
 
-    def __init__(self, inner: EventStore, *, seed: int = 0) -> None:
+    With ``inline=True`` the instance is an `InlineFaultyStore`: an `AppendSubmitter`, like the real stores.
+    """
+
+    def __new__(cls, inner: EventStore, *, seed: int = 0, inline: bool = False) -> FaultyStore:
+        if inline and cls is FaultyStore:
+            return super().__new__(InlineFaultyStore)
+        return super().__new__(cls)
+
+    def __init__(self, inner: EventStore, *, seed: int = 0, inline: bool = False) -> None:
         self.inner = inner
         self.appends = 0
         self.appended_events = 0
         self.failures_to_inject = 0
         self.failure_rate = 0.0
         self.failures_injected = 0
+        self.held_appends = 0
+        """Appends waiting at the gate now (see `hold_appends` and `held`)."""
         self._random = random.Random(seed)
         self._gate: anyio.Event | None = None
+        self._held_changed: anyio.Event | None = None  # made on first use: a store may be built outside a loop
 
     def fail_next_appends(self, count: int) -> None:
         """The next `count` appends raise `StoreError` without writing anything."""
@@ -35,26 +53,58 @@ class FaultyStore:
 
     def hold_appends(self) -> None:
         """Appends wait (write nothing) until `release_appends`: a hung database."""
-        self._gate = anyio.Event()
+        if self._gate is None:
+            self._gate = anyio.Event()
 
     def release_appends(self) -> None:
+        """Let every held append go on (each may still fail as injected); later appends pass straight through."""
         if self._gate is not None:
             self._gate.set()
             self._gate = None
+
+    async def held(self, count: int = 1, *, timeout: float = 10.0) -> None:
+        """Return once at least `count` appends wait at the gate: their batches are in flight, nothing is
+        written. A test waits on this instead of sleeping; `TimeoutError` after `timeout` seconds."""
+        with anyio.move_on_after(timeout):
+            while self.held_appends < count:
+                if self._held_changed is None:
+                    self._held_changed = anyio.Event()
+                await self._held_changed.wait()
+            return
+        raise TimeoutError(f"{self.held_appends} of the {count} appends awaited reached the gate in {timeout} s")
 
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
     ) -> AppendResult:
         if self._gate is not None:
-            await self._gate.wait()
+            await self._wait_at_gate(self._gate)
+        self._maybe_fail(stream_id)
+        result = await self.inner.append(stream_id, events, expected_version)
+        self._count(events)
+        return result
+
+    async def _wait_at_gate(self, gate: anyio.Event) -> None:
+        self._held(+1)
+        try:
+            await gate.wait()
+        finally:
+            self._held(-1)
+
+    def _held(self, change: int) -> None:
+        self.held_appends += change
+        if self._held_changed is not None:
+            self._held_changed.set()
+            self._held_changed = None
+
+    def _maybe_fail(self, stream_id: str) -> None:
         if self.failures_to_inject > 0 or (self.failure_rate and self._random.random() < self.failure_rate):
             self.failures_to_inject = max(0, self.failures_to_inject - 1)
             self.failures_injected += 1
             raise StoreError(f"injected failure appending to {stream_id!r}")
-        result = await self.inner.append(stream_id, events, expected_version)
+
+    def _count(self, events: Sequence[NewEvent]) -> None:
         self.appends += 1
         self.appended_events += len(events)
-        return result
 
     async def read_stream(
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
@@ -82,3 +132,84 @@ class FaultyStore:
         if not isinstance(self.inner, SnapshotStore):
             return None
         return await self.inner.load_snapshot(stream_id)
+
+
+class InlineFaultyStore(FaultyStore):
+    """A `FaultyStore` that is also an `AppendSubmitter`, so the runtime persists without a task per batch.
+
+    Its futures behave as a group-committing store's: a failure arrives through the future, and a future
+    cancelled by the runtime's persist-timeout watchdog while its append is held writes nothing.
+    """
+
+    def __init__(self, inner: EventStore, *, seed: int = 0, inline: bool = True) -> None:
+        super().__init__(inner, seed=seed)
+        self.submitted = 0
+        """Appends that came through `submit_append` (the runtime's task-free path)."""
+        self._tasks: set[asyncio.Task[None]] = set()  # held submissions, referenced until they finish
+
+    def submit_append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> asyncio.Future[AppendResult]:
+        loop = asyncio.get_running_loop()
+        self.submitted += 1
+        if self._gate is None:
+            try:
+                self._maybe_fail(stream_id)
+            except StoreError as exc:
+                failed: asyncio.Future[AppendResult] = loop.create_future()
+                failed.set_exception(exc)
+                return failed
+            return self._submit_inner(stream_id, events, expected_version)
+        outer: asyncio.Future[AppendResult] = loop.create_future()
+        task = loop.create_task(self._submit_when_released(self._gate, outer, stream_id, events, expected_version))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        outer.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
+        return outer
+
+    async def _submit_when_released(
+        self,
+        gate: anyio.Event,
+        outer: asyncio.Future[AppendResult],
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+    ) -> None:
+        try:
+            await self._wait_at_gate(gate)
+        except asyncio.CancelledError:
+            return  # the runtime gave up on the append (persist timeout): nothing was written
+        if outer.done():
+            return
+        try:
+            self._maybe_fail(stream_id)
+            inner = self._submit_inner(stream_id, events, expected_version)
+        except Exception as exc:
+            outer.set_exception(exc)
+            return
+        outer.add_done_callback(lambda done: inner.cancel() if done.cancelled() else None)
+        inner.add_done_callback(lambda done: _copy_outcome(done, outer))
+
+    def _submit_inner(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> asyncio.Future[AppendResult]:
+        inner = self.inner
+        if isinstance(inner, AppendSubmitter):
+            future = inner.submit_append(stream_id, events, expected_version)
+        else:
+            future = asyncio.ensure_future(inner.append(stream_id, events, expected_version))
+        future.add_done_callback(lambda done: None if done.cancelled() or done.exception() else self._count(events))
+        return future
+
+
+def _copy_outcome(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:
+    if target.done():
+        if not source.cancelled():
+            source.exception()  # retrieved: the caller is gone, the outcome is in the store
+        return
+    if source.cancelled():
+        target.cancel()
+    elif (error := source.exception()) is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
