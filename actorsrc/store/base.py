@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import re
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeGuard, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
-from actorsrc.errors import InvalidStreamIdError
+from actorsrc.errors import InvalidStreamIdError, LimitExceededError
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits, check_append_size, over_limits
 
 MAX_STREAM_ID_LENGTH = 512
 
@@ -67,14 +69,25 @@ def check_int(name: str, value: object, minimum: int) -> int:
     return value
 
 
+# C0 and C1 control characters, NUL included: PostgreSQL cannot store NUL in text, and a tab or newline
+# in an id or type name is a bug upstream, not data. Both stores refuse them the same way.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_METADATA_IDS = ("command_id", "causation_id", "correlation_id", "command_digest")
+
+
 def _check_text(stream_id: str, what: str, value: object, *, optional: bool) -> None:
     if value is None and optional:
         return
-    if type(value) is str and 0 < len(value) <= 512 and value.isascii():  # the common case, cheaply
+    if _plain(value):  # the common case, cheaply
         return
     if not isinstance(value, str) or not value or len(value) > 512 or not _encodable(value):
         raise TypeError(
             f"append to {stream_id!r}: {what} must be a non-empty UTF-8 str of at most 512 characters, got {value!r}"
+        )
+    if _CONTROL.search(value):
+        raise ValueError(
+            f"append to {stream_id!r}: {what} must not contain control characters (NUL, tab, newline, ...),"
+            f" got {value!r}"
         )
 
 
@@ -87,10 +100,12 @@ def validate_expected_version(expected: object) -> ExpectedVersion:
 
 
 def _plain(text: object) -> bool:
-    return type(text) is str and 0 < len(text) <= 512 and text.isascii()
+    """A short printable ASCII str: what ids and type names nearly always are (isprintable() on ASCII
+    refuses exactly the control characters)."""
+    return type(text) is str and 0 < len(text) <= 512 and text.isascii() and text.isprintable()
 
 
-def _well_formed(event: object) -> bool:
+def _well_formed(event: object) -> TypeGuard[NewEvent]:
     if type(event) is not NewEvent or type(event.data) is not bytes or type(event.schema_version) is not int:
         return False
     metadata = event.metadata
@@ -102,36 +117,47 @@ def _well_formed(event: object) -> bool:
         and (metadata.command_id is None or _plain(metadata.command_id))
         and (metadata.causation_id is None or _plain(metadata.causation_id))
         and (metadata.correlation_id is None or _plain(metadata.correlation_id))
+        and (metadata.command_digest is None or _plain(metadata.command_digest))
     )
 
 
-def validate_new_events(stream_id: str, events: object) -> list[NewEvent]:
-    """The events of an append, checked field by field before anything is written."""
+def _checked_event(stream_id: str, event: Any) -> NewEvent:
+    """The slow path for an event that is not in the plain common form: say what is wrong, or accept it."""
+    if not isinstance(event, NewEvent):
+        raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
+    _check_text(stream_id, "event type", event.type, optional=False)
+    if not isinstance(event.data, bytes):
+        raise TypeError(f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}")
+    version = event.schema_version
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
+        raise TypeError(f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}")
+    metadata = event.metadata
+    if not isinstance(metadata, Metadata):
+        raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {metadata!r}")
+    _check_text(stream_id, "metadata.event_id", metadata.event_id, optional=False)
+    for field_name in _METADATA_IDS:
+        _check_text(stream_id, f"metadata.{field_name}", getattr(metadata, field_name), optional=True)
+    return event
+
+
+def validate_new_events(stream_id: str, events: object, limits: StoreLimits = DEFAULT_LIMITS) -> list[NewEvent]:
+    """The events of an append, checked field by field and against `limits` before anything is written.
+
+    Type names and metadata ids must be non-empty UTF-8 text of at most 512 characters without control
+    characters (`TypeError` / `ValueError`); sizes over `limits` raise `LimitExceededError`.
+    """
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
         raise TypeError(f"append to {stream_id!r}: events must be a sequence of NewEvent, got {events!r}")
     if not events:
         raise ValueError(f"append to {stream_id!r} needs at least one event")
+    total = 0
     for event in events:
         if _well_formed(event):  # the common case, checked in one pass; otherwise find what is wrong
-            continue
-        if not isinstance(event, NewEvent):
-            raise TypeError(f"append to {stream_id!r}: {event!r} is not a NewEvent")
-        _check_text(stream_id, "event type", event.type, optional=False)
-        if not isinstance(event.data, bytes):
-            raise TypeError(
-                f"append to {stream_id!r}: {event.type} data must be bytes, got {type(event.data).__name__}"
-            )
-        version = event.schema_version
-        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
-            raise TypeError(
-                f"append to {stream_id!r}: {event.type} schema_version must be an int >= 1, got {version!r}"
-            )
-        metadata = event.metadata
-        if not isinstance(metadata, Metadata):
-            raise TypeError(f"append to {stream_id!r}: {event.type} metadata must be Metadata, got {metadata!r}")
-        _check_text(stream_id, "metadata.event_id", metadata.event_id, optional=False)
-        for field_name in ("command_id", "causation_id", "correlation_id"):
-            _check_text(stream_id, f"metadata.{field_name}", getattr(metadata, field_name), optional=True)
+            total += len(event.data)
+        else:
+            total += len(_checked_event(stream_id, event).data)
+    if over_limits(len(events), total, limits):
+        check_append_size(stream_id, events, total, limits)
     return list(events)
 
 
@@ -163,7 +189,14 @@ class EventStore(Protocol):
         ...
 
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to `limit` events of the global log with position > after_position, in order."""
+        """Up to `limit` events of the global log with position > after_position, in order.
+
+        If a row in that range does not decode (corrupt metadata, an impossible timestamp, ...), raises
+        `EventDecodeError` for the first such row, with its stream, version and `position`. The rows
+        before it are still readable: ``read_all(after_position, limit=error.position - after_position - 1)``
+        returns them (when that limit is at least 1), and ``read_all(error.position)`` continues after it,
+        so a subscriber can deal with that one event and go on.
+        """
         ...
 
     async def stream_version(self, stream_id: str) -> int:
@@ -196,7 +229,7 @@ class SnapshotStore(Protocol):
         ...
 
 
-def validate_snapshot(snapshot: object, keep: object) -> Snapshot:
+def validate_snapshot(snapshot: object, keep: object, limits: StoreLimits = DEFAULT_LIMITS) -> Snapshot:
     if not isinstance(snapshot, Snapshot):
         raise TypeError(f"expected a Snapshot, got {snapshot!r}")
     validate_stream_id(snapshot.stream_id)
@@ -204,6 +237,14 @@ def validate_snapshot(snapshot: object, keep: object) -> Snapshot:
         raise ValueError(f"snapshot of {snapshot.stream_id!r}: version, position and schema_version must be >= 1")
     if not isinstance(snapshot.data, bytes):
         raise TypeError(f"snapshot of {snapshot.stream_id!r}: data must be bytes")
+    if len(snapshot.data) > limits.max_append_bytes:
+        raise LimitExceededError(
+            f"snapshot of {snapshot.stream_id!r} is {len(snapshot.data)} bytes, over the limit of"
+            f" {limits.max_append_bytes} (StoreLimits.max_append_bytes)",
+            what="max_append_bytes",
+            size=len(snapshot.data),
+            limit=limits.max_append_bytes,
+        )
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ValueError(f"keep must be an int >= 1, got {keep!r}")
     return snapshot

@@ -17,6 +17,7 @@ from actorsrc.store.base import (
     validate_stream_id,
 )
 from actorsrc.store.group_commit import GroupCommitter
+from actorsrc.store.limits import StoreLimits
 
 
 def version_range(stream_id: str, from_version: int, to_version: int | None) -> int:
@@ -29,7 +30,11 @@ def version_range(stream_id: str, from_version: int, to_version: int | None) -> 
 
 
 class GroupCommitFrontend(abc.ABC):
-    """Appends and snapshots through a `GroupCommitter`; subclasses provide `_committer` and `_check_open`."""
+    """Appends and snapshots through a `GroupCommitter`; subclasses provide `_committer` and `_check_open`.
+
+    The committer's `StoreLimits` (pass ``limits=`` to the committer) are the store's: sizes are checked
+    here, before anything is queued, so every adapter refuses the same appends the same way.
+    """
 
     _committer: GroupCommitter
 
@@ -37,24 +42,45 @@ class GroupCommitFrontend(abc.ABC):
     def _check_open(self) -> None:
         """Raise `StoreClosedError` unless the store is open."""
 
+    @property
+    def limits(self) -> StoreLimits:
+        """What this store accepts: event and append sizes, queue lengths."""
+        return self._committer.limits
+
     async def append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
     ) -> AppendResult:
+        committer = self._committer
+        if committer.full:  # backpressure: wait for room, after refusing bad input at once
+            self._validate(stream_id, events, expected_version)
+            await committer.wait_for_room()
         return await self.submit_append(stream_id, events, expected_version)
 
     def submit_append(
         self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
     ) -> asyncio.Future[AppendResult]:
-        """`append` without a coroutine: validates now, and returns the future of its group commit."""
-        validate_stream_id(stream_id)
-        validate_expected_version(expected_version)
-        checked = validate_new_events(stream_id, events)
+        """`append` without a coroutine: validates now, and returns the future of its group commit.
+
+        It never waits for room in the queue (`append` does): it cannot, being synchronous, and it need not,
+        since the runtime, its caller, has at most one append in flight per actor and caps its live actors.
+        """
+        checked = self._validate(stream_id, events, expected_version)
         self._check_open()
         return self._committer.submit(stream_id, checked, expected_version)
 
+    def _validate(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+    ) -> list[NewEvent]:
+        validate_stream_id(stream_id)
+        validate_expected_version(expected_version)
+        return validate_new_events(stream_id, events, self._committer.limits)
+
     async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
-        """Queue a snapshot; it is written with the next group commit."""
-        validate_snapshot(snapshot, keep)
+        """Queue a snapshot; it is written with the next group commit.
+
+        Refused at once with `StoreError` when `StoreLimits.max_queued_snapshots` already wait.
+        """
+        validate_snapshot(snapshot, keep, self._committer.limits)
         self._check_open()
         await self._committer.submit_snapshot(snapshot, keep)
 

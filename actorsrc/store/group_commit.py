@@ -7,16 +7,18 @@ for each append, its result or the error that append alone failed with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
-from actorsrc.errors import StoreClosedError, StoreError
+from actorsrc.errors import OutcomeUnknownError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import ExpectedVersion
+from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 
 
 @dataclass(slots=True)
@@ -40,7 +42,12 @@ nothing in the batch was written."""
 
 
 class GroupCommitter:
-    """Queues appends and hands them to `write_batch` in batches of up to `max_batch_events` events."""
+    """Queues appends and hands them to `write_batch` in batches of up to `max_batch_events` events.
+
+    `limits` bounds the queues: `wait_for_room` holds callers while `max_queued_appends` appends wait
+    (`submit` itself never waits, see `StoreLimits.max_queued_appends`), and a snapshot beyond
+    `max_queued_snapshots` is refused at once.
+    """
 
     def __init__(
         self,
@@ -49,14 +56,17 @@ class GroupCommitter:
         max_batch_events: int,
         store_name: str,
         split_on: tuple[type[BaseException], ...] = (),
+        limits: StoreLimits = DEFAULT_LIMITS,
     ) -> None:
         self._write_batch = write_batch
         self._split_on = split_on
         self._max_batch_events = max_batch_events
         self._store_name = store_name
+        self.limits = limits
         self._queue: deque[PendingAppend] = deque()
         self._snapshots: list[PendingSnapshot] = []
         self._has_work = asyncio.Event()
+        self._room = asyncio.Event()  # set when the queue has dropped below max_queued_appends
         self._closing = False
         self.listeners: list[Callable[[int], None]] = []  # told the last position after each commit
         self.batches_written = 0
@@ -65,6 +75,17 @@ class GroupCommitter:
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def full(self) -> bool:
+        """Whether `max_queued_appends` appends are waiting: `append` then waits for room."""
+        return len(self._queue) >= self.limits.max_queued_appends
+
+    async def wait_for_room(self) -> None:
+        """Wait until fewer than `max_queued_appends` appends are queued, or the committer is closing."""
+        while len(self._queue) >= self.limits.max_queued_appends and not self._closing:
+            self._room.clear()
+            await self._room.wait()
 
     def submit(
         self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion
@@ -80,6 +101,13 @@ class GroupCommitter:
         """Queue a snapshot; it is written with the next batch of appends (sharing its commit)."""
         if self._closing:
             raise StoreClosedError(f"{self._store_name} is closed; open it again to save snapshots")
+        waiting = len(self._snapshots)
+        if waiting >= self.limits.max_queued_snapshots:
+            raise StoreError(
+                f"{self._store_name}: {waiting} snapshots already wait for the next commit"
+                " (StoreLimits.max_queued_snapshots), so this one is dropped; a snapshot only saves replay"
+                " time and a later one will be taken"
+            )
         reply: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._snapshots.append(PendingSnapshot(snapshot, keep, reply))
         self._has_work.set()
@@ -89,6 +117,7 @@ class GroupCommitter:
         """Refuse new appends; `run` returns once everything queued is written."""
         self._closing = True
         self._has_work.set()
+        self._room.set()  # callers waiting for room are told the store is closed
 
     async def run(self) -> None:
         """The writer loop. Never raises: a failed batch fails its appends, not the loop."""
@@ -98,8 +127,13 @@ class GroupCommitter:
             while self._queue or self._snapshots:
                 batch = self._take_batch()
                 snapshots, self._snapshots = self._snapshots, []
+                if len(self._queue) < self.limits.max_queued_appends:
+                    self._room.set()
                 with anyio.CancelScope(shield=True):  # a started batch always finishes and replies
-                    await self._write(batch, snapshots)
+                    try:
+                        await self._write(batch, snapshots)
+                    except Exception as exc:  # a bug must not end the loop: every later append would hang
+                        self._settle_unknown(batch, snapshots, exc)
             if self._closing:
                 return
 
@@ -152,19 +186,55 @@ class GroupCommitter:
             for pending_snapshot in snapshots:
                 if not pending_snapshot.reply.done():
                     pending_snapshot.reply.set_result(None)
+        if len(outcomes) != len(batch):  # a writer bug; what was written is unknown
+            raise RuntimeError(f"the batch writer returned {len(outcomes)} outcomes for {len(batch)} appends")
         self.batches_written += 1
         self.appends_written += len(batch)
-        last = max((o.last_position for o in outcomes if isinstance(o, AppendResult)), default=0)
-        if last:
-            for listener in self.listeners:
-                listener(last)
+        last = 0
         for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, AppendResult) and outcome.last_position > last:
+                last = outcome.last_position
             if pending.reply.done():  # the caller was cancelled; the write stands
                 continue
             if isinstance(outcome, BaseException):
                 pending.reply.set_exception(outcome)
             else:
                 pending.reply.set_result(outcome)
+        if last:
+            self._tell_listeners(last)
+
+    def _tell_listeners(self, last: int) -> None:
+        """Tell each listener the new last position; one that raises is logged and the others still hear."""
+        for listener in tuple(self.listeners):  # a listener may remove itself
+            try:
+                listener(last)
+            except Exception as exc:
+                logger.error(
+                    "store.listener_failed",
+                    store=self._store_name,
+                    listener=repr(listener),
+                    position=last,
+                    error=repr(exc),
+                )
+
+    def _settle_unknown(self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], exc: Exception) -> None:
+        """After an unexpected error while writing or settling a batch: tell every caller not yet answered
+        that the outcome is unknown (the batch may have committed), and keep serving."""
+        for pending in batch:
+            if not pending.reply.done():
+                error = OutcomeUnknownError(
+                    f"{self._store_name}: the outcome of this append to {pending.stream_id!r} is unknown after an"
+                    f" internal error ({exc!r}); retry with the same command id"
+                )
+                error.__cause__ = exc
+                pending.reply.set_exception(error)
+        for pending_snapshot in snapshots:
+            if not pending_snapshot.reply.done():
+                pending_snapshot.reply.set_exception(
+                    StoreError(f"snapshot of {pending_snapshot.snapshot.stream_id!r} may not be saved: {exc!r}")
+                )
+        with contextlib.suppress(Exception):  # even a broken logger must not end the loop
+            logger.error("store.committer_failed", store=self._store_name, appends=len(batch), error=repr(exc))
 
     def _batch_error(self, size: int, cause: Exception) -> StoreError:
         error = StoreError(f"{self._store_name} could not write a batch of {size} appends: {cause!r}")

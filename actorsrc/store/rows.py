@@ -4,7 +4,7 @@ compact JSON, and the row tuple an append writes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,19 +53,45 @@ def note_command(spans: dict[tuple[int, str], list[int]], stream_key: int, versi
 
 
 def recorded_event(stream_id: str, row: Sequence[Any]) -> RecordedEvent:
-    """Row columns: version, position, type, schema_version, data, metadata, recorded_at (micros)."""
+    """Row columns: version, position, type, schema_version, data, metadata, recorded_at (micros).
+
+    Any part of the row that does not decode raises `EventDecodeError` naming the stream, version and
+    position, never a bare driver or overflow error: a subscriber must be able to tell which event it was.
+    """
     version, position, type_name, schema_version, data, metadata, recorded_at = row
     try:
-        decoded_metadata = decode_metadata(metadata)
-    except (msgspec.DecodeError, TypeError) as exc:
-        raise EventDecodeError(stream_id, version, type_name, f"metadata: {exc}") from exc
-    return RecordedEvent(
-        stream_id,
-        version,
-        position,
-        type_name,
-        schema_version,
-        bytes(data),
-        decoded_metadata,
-        micros_to_datetime(recorded_at),
-    )
+        return RecordedEvent(
+            stream_id,
+            version,
+            position,
+            type_name,
+            schema_version,
+            bytes(data),
+            decode_metadata(metadata),
+            micros_to_datetime(recorded_at),
+        )
+    except Exception as exc:
+        raise undecodable_row(stream_id, row, exc) from exc
+
+
+def undecodable_row(stream_id: str, row: Sequence[Any], exc: Exception) -> EventDecodeError:
+    """The `EventDecodeError` for a row (columns as in `recorded_event`) that failed to decode with `exc`."""
+    version, position, type_name, _, data, metadata, recorded_at = row
+    if not isinstance(data, bytes | bytearray | memoryview):
+        reason = f"data is {type(data).__name__}, not bytes"
+    elif not _decodes(decode_metadata, metadata):
+        reason = f"metadata: {exc}"
+    elif not _decodes(micros_to_datetime, recorded_at):
+        reason = f"recorded_at {recorded_at!r} is not a time (microseconds since 1970): {exc!r}"
+    else:
+        reason = repr(exc)
+    type_text = type_name if isinstance(type_name, str) else repr(type_name)
+    return EventDecodeError(stream_id, version, type_text, reason, position=position)
+
+
+def _decodes(decode: Callable[[Any], object], value: object) -> bool:
+    try:
+        decode(value)
+    except Exception:
+        return False
+    return True

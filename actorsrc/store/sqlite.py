@@ -3,6 +3,10 @@
 Appends from every actor queue up and are written together in one transaction on the writer
 connection's thread (one thread hop per batch, not per append). Reads use their own connection,
 so they never wait behind a write.
+
+``SQLiteEventStore.open(":memory:")`` is a store in memory for tests: no file, no WAL, no fsync. An
+in-memory database lives in one connection, so reads share the writer's; each group commit runs from
+BEGIN to COMMIT in one hop on that connection's thread, so a read between hops sees committed data only.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any, Self
 import aiosqlite
 import anyio
 
-from actorsrc.errors import StoreClosedError, StoreError
+from actorsrc.errors import ForeignDatabaseError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
@@ -27,8 +31,10 @@ from actorsrc.store.base import (
 )
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
+from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
+from actorsrc.store.private_files import IN_MEMORY, ensure_private_file
 from actorsrc.store.rows import micros_to_datetime, recorded_event
-from actorsrc.store.sqlite_reads import BatchedReader
+from actorsrc.store.sqlite_reads import BatchedReader, UndecodableText, with_text_checked
 from actorsrc.store.sqlite_thread import run_on_connection_thread
 from actorsrc.store.sqlite_writer import StreamCache, write_batch
 
@@ -45,21 +51,35 @@ _ONE_APPEND_ERRORS = (
     ValueError,
 )
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
+# The same with text as bytes: the slow path that finds a row whose text is not UTF-8 (see _fetch_events).
+_RAW_EVENT_COLUMNS = _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")
 
 
 class SQLiteEventStore(GroupCommitFrontend):
-    """An `EventStore` on one SQLite file. Open it with ``async with SQLiteEventStore.open(path)``."""
+    """An `EventStore` on one SQLite file (or ``":memory:"``). Open it with
+    ``async with SQLiteEventStore.open(path)``."""
 
-    def __init__(self, path: str | PathLike[str], *, durable: bool = True, max_batch_events: int = 5000) -> None:
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        durable: bool = True,
+        max_batch_events: int = 5000,
+        limits: StoreLimits = DEFAULT_LIMITS,
+    ) -> None:
         if max_batch_events < 1:
             raise ValueError(f"max_batch_events must be >= 1, got {max_batch_events}")
+        if not isinstance(limits, StoreLimits):
+            raise TypeError(f"limits must be a StoreLimits, got {limits!r}")
         self.path = str(path)
         self.durable = durable
+        self.in_memory = self.path == IN_MEMORY
         self._committer = GroupCommitter(
             self._write_batch,
             max_batch_events=max_batch_events,
             store_name=f"SQLite store {self.path!r}",
             split_on=_ONE_APPEND_ERRORS,
+            limits=limits,
         )
         self._cache = StreamCache()
         self._writer: aiosqlite.Connection | None = None
@@ -70,14 +90,23 @@ class SQLiteEventStore(GroupCommitFrontend):
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, path: str | PathLike[str], *, durable: bool = True, max_batch_events: int = 5000
+        cls,
+        path: str | PathLike[str],
+        *,
+        durable: bool = True,
+        max_batch_events: int = 5000,
+        limits: StoreLimits = DEFAULT_LIMITS,
     ) -> AsyncIterator[Self]:
         """Open (creating if needed) the store at `path`; closes it, after pending appends, on exit.
 
         `durable=True` (the default) fsyncs every commit, so an acknowledged append survives a power
         cut. `durable=False` survives a process crash but may lose the last commits on power loss.
+        A new file is created readable by its owner only (0600; its -wal and -shm files follow).
+        An existing database that is not an actorsrc store is refused with `ForeignDatabaseError`
+        and left untouched. ``":memory:"`` opens a new, empty store in memory, gone when closed.
+        `limits` bounds event and append sizes and the queues (`StoreLimits`).
         """
-        store = cls(path, durable=durable, max_batch_events=max_batch_events)
+        store = cls(path, durable=durable, max_batch_events=max_batch_events, limits=limits)
         await store._connect()
         # A plain task rather than a task group: exceptions from the caller's block must come out
         # as themselves, not wrapped in an ExceptionGroup.
@@ -91,17 +120,27 @@ class SQLiteEventStore(GroupCommitFrontend):
                 await store._disconnect()
 
     async def _connect(self) -> None:
+        max_reads = self._committer.limits.max_queued_reads
         try:
+            if not self.in_memory:
+                ensure_private_file(self.path)
             self._writer = await aiosqlite.connect(self.path, isolation_level=None)
-            await run_on_connection_thread(self._writer, sqlite_schema.configure, durable=self.durable)
-            await run_on_connection_thread(self._writer, sqlite_schema.migrate)
-            self._reader = await aiosqlite.connect(self.path, isolation_level=None)
-            await run_on_connection_thread(self._reader, sqlite_schema.configure, durable=self.durable)
-            self._reads = BatchedReader(self._reader)
+            # The schema check reads before anything is written, even the switch to WAL: a foreign
+            # database is refused untouched.
+            await run_on_connection_thread(self._writer, sqlite_schema.migrate, where=f"SQLite file {self.path!r}")
+            await run_on_connection_thread(
+                self._writer, sqlite_schema.configure, durable=self.durable, in_memory=self.in_memory
+            )
+            if self.in_memory:  # one database per connection: reads go through the writer's
+                self._reads = BatchedReader(self._writer, max_queued=max_reads)
+            else:
+                self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+                await run_on_connection_thread(self._reader, sqlite_schema.configure, durable=self.durable)
+                self._reads = BatchedReader(self._reader, max_queued=max_reads)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):  # even when cancelled: never leak a connection thread
                 await self._disconnect()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, sqlite3.Error | OSError) and not isinstance(exc, ForeignDatabaseError):
                 raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
             raise
         self._open = True
@@ -136,7 +175,10 @@ class SQLiteEventStore(GroupCommitFrontend):
         if not rows:
             return None
         version, position, schema_version, data, taken_at = rows[0]
-        return Snapshot(stream_id, version, position, schema_version, bytes(data), micros_to_datetime(taken_at))
+        try:
+            return Snapshot(stream_id, version, position, schema_version, bytes(data), micros_to_datetime(taken_at))
+        except Exception as exc:  # a snapshot is an optimisation, but a bare OverflowError names nothing
+            raise StoreError(f"snapshot of {stream_id!r} at version {version} does not decode: {exc!r}") from exc
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -144,11 +186,12 @@ class SQLiteEventStore(GroupCommitFrontend):
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[RecordedEvent]:
         upper = version_range(stream_id, from_version, to_version)
-        rows = await self._fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events e"
+        rows = await self._fetch_events(
+            "SELECT {} FROM events e"
             " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
             " ORDER BY e.version",
             (stream_id, from_version, upper),
+            stream_id,
         )
         return [recorded_event(stream_id, row) for row in rows]
 
@@ -167,8 +210,8 @@ class SQLiteEventStore(GroupCommitFrontend):
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)
         check_int("limit", limit, 1)
-        rows = await self._fetch(
-            f"SELECT s.name, {_EVENT_COLUMNS} FROM events e JOIN streams s ON s.key = e.stream_key"
+        rows = await self._fetch_events(
+            "SELECT s.name, {} FROM events e JOIN streams s ON s.key = e.stream_key"
             " WHERE e.position > ? ORDER BY e.position LIMIT ?",
             (after_position, limit),
         )
@@ -198,11 +241,27 @@ class SQLiteEventStore(GroupCommitFrontend):
         rows = await self._fetch("SELECT coalesce(max(position), 0) FROM events", ())
         return int(rows[0][0])
 
+    async def _fetch_events(self, sql: str, params: tuple[Any, ...], stream_id: str | None = None) -> list[Any]:
+        """Event rows of `sql` (with ``{}`` for the columns, after the stream name when `stream_id` is None).
+
+        SQLite cannot hand back text that is not UTF-8 (written by another program), and says only which
+        column; the rows are then read again with that text as bytes, to name the first bad row.
+        """
+        try:
+            return await self._fetch(sql.format(_EVENT_COLUMNS), params)
+        except UndecodableText:
+            raw = sql.format(_RAW_EVENT_COLUMNS).replace("s.name,", "CAST(s.name AS BLOB),")
+            return with_text_checked(await self._fetch(raw, params), stream_id)
+
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         self._check_open()
         assert self._reads is not None
         try:
             return await self._reads.fetch(sql, params)
+        except sqlite3.OperationalError as exc:
+            if "decode to UTF-8" in str(exc):
+                raise UndecodableText(f"SQLite store {self.path!r}: read failed: {exc}") from exc
+            raise StoreError(f"SQLite store {self.path!r}: read failed: {exc}") from exc
         except (sqlite3.Error, OverflowError, UnicodeError, ValueError) as exc:
             raise StoreError(f"SQLite store {self.path!r}: read failed: {exc}") from exc
 

@@ -1,7 +1,8 @@
 """Many concurrent reads, one thread hop: queries queued while a hop is in flight go together.
 
 A hop to the connection's thread costs ~75 us here; when thousands of actors recover at once
-(each reading its stream), paying it once per batch instead of once per read matters.
+(each reading its stream), paying it once per batch instead of once per read matters. The queue
+is bounded: beyond `max_queued` waiting queries, a new read waits for the next hop to take them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import aiosqlite
 
+from actorsrc.errors import EventDecodeError, StoreError
 from actorsrc.store.sqlite_thread import run_on_connection_thread
 
 _Query = tuple[str, Sequence[Any], "asyncio.Future[list[Any]]"]
@@ -31,12 +33,24 @@ def _run_queries(conn: sqlite3.Connection, queries: list[_Query]) -> list[list[A
 class BatchedReader:
     """Runs queries on one aiosqlite connection, batching those that arrive together."""
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, *, max_queued: int = 10_000) -> None:
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be >= 1, got {max_queued}")
         self._conn = conn
+        self._max_queued = max_queued
         self._queue: list[_Query] = []
+        self._room = asyncio.Event()  # set when the queue has dropped below max_queued
         self._drain: asyncio.Task[None] | None = None
 
+    @property
+    def queued(self) -> int:
+        """Queries waiting for the next hop."""
+        return len(self._queue)
+
     async def fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        while len(self._queue) >= self._max_queued:  # backpressure: the next hop takes the whole queue
+            self._room.clear()
+            await self._room.wait()
         reply: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         self._queue.append((sql, params, reply))
         if self._drain is None:
@@ -47,6 +61,7 @@ class BatchedReader:
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
+                self._room.set()
                 try:
                     results = await run_on_connection_thread(self._conn, _run_queries, batch)
                 except BaseException as exc:  # the hop itself failed: every query in it failed
@@ -71,3 +86,32 @@ def _deliver(batch: list[_Query], results: Sequence[list[Any] | BaseException]) 
             reply.set_exception(result)
         else:
             reply.set_result(result)
+
+
+class UndecodableText(StoreError):
+    """A read hit text that is not UTF-8; the caller reads the rows again with the text as bytes."""
+
+
+def with_text_checked(rows: list[Any], stream_id: str | None) -> list[Any]:
+    """Event rows read with their type (and stream name, first, when `stream_id` is None) as bytes, with that
+    text decoded back; the first row whose text is not UTF-8 raises `EventDecodeError` naming its position."""
+    offset = 1 if stream_id is None else 0
+    decoded: list[Any] = []
+    for raw in rows:
+        row = list(raw)
+        try:
+            if stream_id is None:
+                row[0] = bytes(row[0]).decode("utf-8")
+            row[offset + 2] = bytes(row[offset + 2]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            name = stream_id if stream_id is not None else bytes(raw[0]).decode("utf-8", "backslashreplace")
+            version, position, type_name = raw[offset], raw[offset + 1], raw[offset + 2]
+            raise EventDecodeError(
+                name,
+                version,
+                bytes(type_name).decode("utf-8", "backslashreplace"),
+                f"the stream name or event type is not UTF-8 text: {exc}",
+                position=position,
+            ) from exc
+        decoded.append(tuple(row))
+    return decoded

@@ -6,7 +6,11 @@
             return lambda: MyStore.open(tmp_path / "events.db")
 
 `store_factory()` must open a new store object on the *same* database each time it is called, so
-the suite can check durability across reopen and conflicts between two store instances.
+the suite can check durability across reopen and conflicts between two store instances (a store whose
+every open is a new database, like an in-memory one, sets ``reopens_same_database = False``).
+
+The tests of undecodable rows need `corrupt_row`, which writes behind the store's back; an adapter's
+contract class implements it, or those tests are skipped.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ from datetime import UTC, datetime, timedelta
 import anyio
 import pytest
 
-from actorsrc.errors import ConcurrencyError, InvalidStreamIdError, StoreClosedError
+from actorsrc.errors import (
+    ConcurrencyError,
+    EventDecodeError,
+    InvalidStreamIdError,
+    LimitExceededError,
+    StoreClosedError,
+)
 from actorsrc.messages import Metadata, NewEvent, RecordedEvent
 from actorsrc.store.base import ANY, NO_STREAM, EventStore
+from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[EventStore]]
 
@@ -44,10 +55,23 @@ async def _read_everything(store: EventStore, page: int = 7) -> list[RecordedEve
 class EventStoreContract:
     """Behaviour every event store must have. A subclass provides the `store_factory` fixture."""
 
+    reopens_same_database = True
+    """False for a store whose every open is a new database: the reopen and two-instance tests skip."""
+
     @pytest.fixture
     async def store(self, store_factory: StoreFactory) -> AsyncIterator[EventStore]:
         async with store_factory() as store:
             yield store
+
+    async def corrupt_row(self, store: EventStore, position: int, column: str, value: bytes | int) -> None:
+        """Set `column` ("metadata" or "recorded_at") of the stored event at global `position` to `value`,
+        behind the store's back (``UPDATE events SET <column> = value WHERE position = ...``), as a buggy
+        program or a damaged disk might. Adapters' contract classes implement it."""
+        pytest.skip(f"{type(self).__name__} does not implement corrupt_row(), which the undecodable-row tests need")
+
+    def _require_shared_database(self) -> None:
+        if not self.reopens_same_database:
+            pytest.skip(f"each open of {type(self).__name__}'s store is a new database")
 
     # -- append and read ------------------------------------------------------------------------
 
@@ -222,6 +246,7 @@ class EventStoreContract:
     # -- durability and several store instances ----------------------------------------------------
 
     async def test_appends_survive_reopen(self, store_factory: StoreFactory) -> None:
+        self._require_shared_database()
         async with store_factory() as store:
             await store.append("s", [new_event("1"), new_event("2")], NO_STREAM)
         async with store_factory() as store:
@@ -230,6 +255,7 @@ class EventStoreContract:
             assert result.first_position == 3
 
     async def test_two_store_instances_detect_each_others_writes(self, store_factory: StoreFactory) -> None:
+        self._require_shared_database()
         async with store_factory() as first, store_factory() as second:
             await first.append("shared", [new_event("1")], NO_STREAM)
             await second.append("other", [new_event("o")], NO_STREAM)
@@ -287,3 +313,95 @@ class EventStoreContract:
         with pytest.raises(TypeError, match="data"):
             await store.append("s", [NewEvent("T", "not bytes", Metadata("e"))], NO_STREAM)  # type: ignore[arg-type]
         assert await store.last_position() == 0
+
+    @pytest.mark.parametrize(
+        "field", ["type", "event_id", "command_id", "causation_id", "correlation_id", "command_digest"]
+    )
+    @pytest.mark.parametrize("bad", ["nul\x00inside", "new\nline", "tab\there", "del\x7f", "c1\x85control", "\x00"])
+    async def test_control_characters_in_type_names_and_metadata_ids_are_refused(
+        self, store: EventStore, field: str, bad: str
+    ) -> None:
+        ids = {"event_id": "e-1", field: bad} if field != "type" else {"event_id": "e-1"}
+        event = NewEvent(bad if field == "type" else "Happened", b"{}", Metadata(**ids))
+        with pytest.raises(ValueError, match="control characters") as caught:
+            await store.append("s", [new_event(), event], NO_STREAM)
+        assert repr(bad) in str(caught.value)
+        assert await store.last_position() == 0
+
+    async def test_printable_unicode_in_type_names_and_ids_is_accepted(self, store: EventStore) -> None:
+        event = NewEvent("KontoEröffnet", b"{}", Metadata("é-1", command_id="命令-1", correlation_id="a b"))
+        await store.append("s", [event], NO_STREAM)
+        (record,) = await store.read_stream("s")
+        assert (record.type, record.metadata) == (event.type, event.metadata)
+
+    # -- limits --------------------------------------------------------------------------------
+
+    async def test_an_event_over_the_size_limit_is_refused_before_anything_is_written(self, store: EventStore) -> None:
+        limits: StoreLimits = getattr(store, "limits", DEFAULT_LIMITS)
+        at_limit = NewEvent("Big", b"x" * limits.max_event_bytes, Metadata("e-1"))
+        over = NewEvent("Bigger", b"x" * (limits.max_event_bytes + 1), Metadata("e-2"))
+        with pytest.raises(LimitExceededError, match="max_event_bytes") as caught:
+            await store.append("s", [new_event(), over], NO_STREAM)
+        assert (caught.value.what, caught.value.size, caught.value.limit) == (
+            "max_event_bytes",
+            limits.max_event_bytes + 1,
+            limits.max_event_bytes,
+        )
+        assert "'s'" in str(caught.value)
+        assert "Bigger" in str(caught.value)
+        assert await store.last_position() == 0
+        await store.append("s", [at_limit], NO_STREAM)
+        assert len((await store.read_stream("s"))[0].data) == limits.max_event_bytes
+
+    async def test_an_append_over_the_count_or_size_limit_is_refused(self, store: EventStore) -> None:
+        limits: StoreLimits = getattr(store, "limits", DEFAULT_LIMITS)
+        one = new_event()
+        with pytest.raises(LimitExceededError, match="max_append_events") as by_count:
+            await store.append("s", [one] * (limits.max_append_events + 1), NO_STREAM)
+        assert (by_count.value.size, by_count.value.limit) == (limits.max_append_events + 1, limits.max_append_events)
+        blob = NewEvent("Blob", b"x" * limits.max_event_bytes, Metadata("e-1"))
+        count = limits.max_append_bytes // limits.max_event_bytes + 1
+        with pytest.raises(LimitExceededError, match="max_append_bytes") as by_size:
+            await store.append("s", [blob] * count, NO_STREAM)
+        assert by_size.value.size == count * limits.max_event_bytes
+        assert await store.last_position() == 0
+
+    # -- rows that do not decode -----------------------------------------------------------------
+
+    async def _log_with_a_bad_row(self, store: EventStore, column: str, value: bytes | int) -> None:
+        """Positions 1-5: a-1, b-1, a-2 (made undecodable), b-2, a-3."""
+        for name in ("a", "b", "a", "b", "a"):
+            await store.append(name, [new_event(name)], ANY)
+        await self.corrupt_row(store, 3, column, value)
+
+    @pytest.mark.parametrize(
+        ("column", "value", "reason"),
+        [("metadata", b"garbage", "metadata"), ("recorded_at", 2**62, "recorded_at")],
+    )
+    async def test_an_undecodable_row_names_its_stream_version_and_position(
+        self, store: EventStore, column: str, value: bytes | int, reason: str
+    ) -> None:
+        await self._log_with_a_bad_row(store, column, value)
+        with pytest.raises(EventDecodeError, match=reason) as caught:
+            await store.read_all()
+        error = caught.value
+        assert (error.stream_id, error.version, error.position, error.type_name) == ("a", 2, 3, "SomethingHappened")
+        assert "'a' version 2 at position 3" in str(error)
+        with pytest.raises(EventDecodeError, match=reason):
+            await store.read_stream("a")
+        assert [r.version for r in await store.read_stream("a", 3)] == [3]
+        assert len(await store.read_stream("b")) == 2
+
+    async def test_the_rows_around_an_undecodable_one_stay_readable(self, store: EventStore) -> None:
+        await self._log_with_a_bad_row(store, "metadata", b"garbage")
+        after = 1
+        with pytest.raises(EventDecodeError) as caught:
+            await store.read_all(after)
+        bad = caught.value.position
+        assert bad == 3
+        # What a subscriber does: read the rows before the bad one, then go on after it.
+        before = await store.read_all(after, limit=bad - after - 1)
+        assert [r.position for r in before] == [2]
+        assert [r.position for r in await store.read_all(bad)] == [4, 5]
+        with pytest.raises(EventDecodeError):
+            await store.read_all(2, limit=1)
