@@ -8,6 +8,8 @@ whole batch in one append, and only then replies to each caller.
 When the actor's state becomes unknown (an append failed or hung, `evolve` raised, recovery failed)
 it crashes: the affected callers get the error, and the supervisor's policy decides when the actor
 rebuilds itself from the store, or that it has failed too often and refuses commands for a while.
+A failure of the store itself is not the actor's fault and costs no restart: the actor reloads on its
+next command, and the runtime's shared `StoreHealth` breaker decides when the store is used again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from actorsrc.observability import logger
 from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
 from actorsrc.runtime.outcome import CommandOutcome, Envelope
+from actorsrc.runtime.store_health import is_store_failure
 from actorsrc.runtime.supervision import RestartTracker
 
 if TYPE_CHECKING:
@@ -41,6 +44,12 @@ if TYPE_CHECKING:
 
 
 NO_MAIL: tuple[()] = ()
+
+# Crash reasons. The first three are store operations: if the store itself failed, the actor is not to blame.
+RECOVERY_FAILED = "recovery failed"
+LOOKUP_FAILED = "looking up command ids failed"
+PERSIST_FAILED = "persist failed"
+_STORE_OPERATIONS = frozenset((RECOVERY_FAILED, LOOKUP_FAILED, PERSIST_FAILED))
 
 
 class AggregateActor:
@@ -139,6 +148,9 @@ class AggregateActor:
                 error=repr(exc),
             )
         finally:
+            health = self.host.store_health
+            if health.probe is self:  # ended without a verdict on the store (a query, a rejection, a bug)
+                health.release(self)
             self._stopped()
 
     def _take(self, max_batch: int) -> list[Envelope]:
@@ -171,8 +183,14 @@ class AggregateActor:
     async def _handle(self, batch: list[Envelope]) -> None:
         retries = self.host.max_conflict_retries
         first_attempt, self.conflicts_carried = self.conflicts_carried, 0
+        health = self.host.store_health
         for attempt in range(first_attempt, retries + 1):
             if not self.recovered:
+                if health.failing and not health.admit(self):
+                    refusal = health.refusal()
+                    for envelope in batch:
+                        fail(envelope, refusal)
+                    return
                 try:
                     await self._recover()
                 except Exception as exc:
@@ -180,7 +198,7 @@ class AggregateActor:
                     error.__cause__ = exc
                     for envelope in batch:
                         fail(envelope, error)
-                    self._crashed("recovery failed", exc)
+                    self._crashed(RECOVERY_FAILED, exc)
                     return
             try:
                 await self._decide_and_persist(batch)
@@ -229,6 +247,18 @@ class AggregateActor:
     def _crashed(self, reason: str, cause: BaseException) -> None:
         """The state is unknown: forget it, and let the policy decide when to rebuild it."""
         self.recovered = False
+        if reason in _STORE_OPERATIONS and is_store_failure(cause):
+            # Not this aggregate's fault: no restart is counted (a short outage would use up every actor's
+            # budget). The state is rebuilt on the next command the shared breaker lets through.
+            self.host.store_health.failed(self, cause, write=reason == PERSIST_FAILED)
+            logger.debug(
+                "actor.store_failed",
+                aggregate=self.entry.aggregate.name,
+                aggregate_id=self.aggregate_id,
+                reason=reason,
+                error=repr(cause),
+            )
+            return
         tracker = self.supervision
         if tracker is None:
             tracker = self.supervision = RestartTracker()
@@ -269,18 +299,30 @@ class AggregateActor:
             except Exception as exc:  # the store could not say which commands ran: nothing is decided
                 for envelope in batch:
                     fail(envelope, exc)
-                raise Crash("looking up command ids failed", exc) from exc
+                raise Crash(LOOKUP_FAILED, exc) from exc
         decision = decide_batch(self.entry, self.state, self.version, batch, recorded)
         result = None
         if decision.new_events:
+            health = self.host.store_health
+            if health.failing and not health.admit(self):
+                self._refuse(decision)
+                return
             try:
                 result = await self._append_within_timeout(decision.new_events)
             except ConcurrencyError:
                 raise
             except Exception as exc:
                 decision.fail(exc)
-                raise Crash("persist failed", exc, decision.rest) from exc
+                raise Crash(PERSIST_FAILED, exc, decision.rest) from exc
+            if health.failing:
+                health.succeeded()
         self._complete(decision, result)
+
+    def _refuse(self, decision: BatchDecision) -> None:
+        """The store is failing: the batch is not sent. Its state was never taken, so the actor's own
+        is still right and it stays recovered; commands after an `evolve` failure wait their turn."""
+        decision.fail(self.host.store_health.refusal())
+        self.requeue_front(decision.rest)
 
     def _complete(self, decision: BatchDecision, result: AppendResult | None) -> None:
         """The batch is durable (or wrote nothing): take its state, reply, maybe snapshot."""
@@ -318,6 +360,7 @@ class AggregateActor:
         (recovery, a restart, command ids to look up, a store without `submit_append`)."""
         host = self.host
         submitter = host.submitter
+        health = host.store_health
         while True:
             if submitter is None or not self.recovered or self.supervision is not None:
                 return False
@@ -336,15 +379,21 @@ class AggregateActor:
                     self.requeue_front(crash.rest)
                     self._crashed(crash.reason, crash.cause)
                 continue
+            probe = health.failing  # the one check a healthy actor pays for the breaker
+            if probe and not health.admit(self):
+                self._refuse(decision)
+                continue
             try:
                 future = submitter.submit_append(self.stream_id, decision.new_events, self.version)
             except Exception as exc:
                 decision.fail(exc)
                 self.requeue_front(decision.rest)  # never decided: they wait for the restart
-                self._crashed("persist failed", exc)
+                self._crashed(PERSIST_FAILED, exc)
                 continue
             host.inline_busy += 1
             host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, future)
+            if probe:  # before `_appended`, which may go on with the next batch: the verdict comes first
+                future.add_done_callback(functools.partial(health.settle, self))
             future.add_done_callback(functools.partial(self._appended, decision))
             return True
 
@@ -371,7 +420,7 @@ class AggregateActor:
             else:
                 decision.fail(error)
                 self.requeue_front(decision.rest)  # never decided: they wait for the restart
-                self._crashed("persist failed", error)
+                self._crashed(PERSIST_FAILED, error)
         except Crash as crash:
             self.requeue_front(crash.rest)
             self._crashed(crash.reason, crash.cause)

@@ -28,6 +28,7 @@ from actorsrc.runtime.outcome import READ_STATE, Envelope
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
+from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreHealth, StoreStatus
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore
 
@@ -46,6 +47,7 @@ class RuntimeStats:
     passivated: int
     snapshots_taken: int
     snapshots_failed: int
+    store_available: bool  # False while the store breaker refuses commands (see `Runtime.store_status`)
 
 
 class Runtime:
@@ -63,6 +65,9 @@ class Runtime:
     - ``max_live_actors``: a cap on actors in memory; the least recently used idle ones are evicted,
       and when every live actor is busy a new instance waits for room.
     - ``supervisor``: the restart policy for crashed actors (`SupervisorPolicy`).
+    - ``store_breaker``: when a failing store is probed again (`StoreBreakerPolicy`). While the store
+      fails, commands that need it are refused at once with `StoreUnavailableError`, and no actor
+      counts a restart for it.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class Runtime:
         passivate_after: float | None = 300.0,
         max_live_actors: int | None = 100_000,
         supervisor: SupervisorPolicy | None = None,
+        store_breaker: StoreBreakerPolicy | None = None,
         handlers: Iterable[Handler] = (),
         read_model: ReadModel | None = None,
         poll_interval: float = 1.0,
@@ -105,6 +111,8 @@ class Runtime:
         self.default_timeout = default_timeout
         self.persist_timeout = persist_timeout
         self.supervisor = supervisor or SupervisorPolicy()
+        # A probe that never reports (its append hung past persist_timeout, then its reload hung) is replaced.
+        self.store_health = StoreHealth(store_breaker or StoreBreakerPolicy(), probe_timeout=2 * persist_timeout)
         self._entries = build_entries(aggregates)
         self._directory = ActorDirectory(max_live_actors, passivate_after)
         self._read_side = ReadSide(self, handlers, read_model, poll_interval)
@@ -202,7 +210,13 @@ class Runtime:
             passivated=self._directory.passivated,
             snapshots_taken=self.snapshots_taken,
             snapshots_failed=self.snapshots_failed,
+            store_available=not self.store_health.failing,
         )
+
+    def store_status(self) -> StoreStatus:
+        """Whether commands that need the store are served; while not, since when, the last error, and
+        when the next probe may go (for a health endpoint)."""
+        return self.store_health.status()
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()

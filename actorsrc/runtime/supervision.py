@@ -40,8 +40,14 @@ class SupervisorPolicy:
             raise ConfigurationError(f"window must be > 0 and cooldown >= 0, got {self.window} and {self.cooldown}")
 
     def backoff(self, restart_number: int) -> float:
-        base: float = min(self.max_backoff, self.min_backoff * 2 ** (restart_number - 1))
-        return base * (1 + self.jitter * random.random())
+        return exponential_backoff(self.min_backoff, self.max_backoff, self.jitter, restart_number)
+
+
+def exponential_backoff(minimum: float, maximum: float, jitter: float, attempt: int) -> float:
+    """The delay before retry number `attempt` (1-based): ``min(maximum, minimum * 2**(attempt-1))``,
+    stretched by up to `jitter` (0.2 = up to 20 % longer) so that many waiters do not retry in lockstep."""
+    base: float = min(maximum, minimum * 2 ** min(attempt - 1, 60))  # capped: a float cannot hold 2**1024
+    return base * (1 + jitter * random.random())
 
 
 class RestartTracker:
