@@ -15,6 +15,7 @@ from examples.bank import Credit, OpenAccount, account
 from tests.helpers import bank, replayed_account, wait_until
 
 
+@pytest.mark.slow
 async def test_ten_thousand_aggregates_through_a_cap_of_one_hundred(tmp_path: Path) -> None:
     peak = 0
     async with bank(tmp_path / "b.db", max_live_actors=100) as (store, runtime):

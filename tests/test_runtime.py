@@ -53,6 +53,7 @@ async def test_thousand_concurrent_deposits_to_one_account(tmp_path: Path) -> No
         assert stored_versions == list(range(1, 1002))
 
 
+@pytest.mark.slow
 async def test_ten_thousand_accounts_survive_close_and_reopen(tmp_path: Path) -> None:
     db = tmp_path / "b.db"
     expected: dict[str, int] = {}

@@ -120,11 +120,11 @@ async def test_unknown_account_is_404(tmp_path: Path) -> None:
 @pytest.mark.parametrize("method", ["GET", "POST"])
 async def test_bad_account_id_is_400(tmp_path: Path, method: str) -> None:
     async with bank_client(tmp_path / "bank.db") as client:
-        response = await client.request(method, f"/accounts/{'x' * 300}", json={"owner": "Ada"})
+        response = await client.request(method, f"/accounts/{'x' * 600}", json={"owner": "Ada"})
 
         assert response.status_code == 400
         assert response.json()["error"] == "InvalidStreamIdError"
-        assert "300 characters" in response.json()["detail"]
+        assert "600 characters, over the limit of 504" in response.json()["detail"]
 
 
 async def test_accounts_survive_an_app_restart(tmp_path: Path) -> None:
