@@ -3,6 +3,12 @@
 A read model keeps, next to the projections' own tables, each handler's checkpoint, the events it
 parked, and process managers' state. The projection's writes and its checkpoint always commit in one
 transaction: that is what makes each event's effect land exactly once.
+
+Who is to blame for a failure is part of the contract, because the dispatcher treats the two kinds
+differently. The read model's own failures (BEGIN, COMMIT, checkpoint and parked-event writes, a lost
+connection, a full disk, a lock) are raised as `ReadModelError`: retried until they clear, never parked.
+An exception raised by the handler's own code (`handle`, `setup`) is raised as itself: the handler's
+`FailurePolicy` applies to it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from actorsrc.errors import ActorsrcError, HandlerTimeoutError
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
@@ -31,29 +39,68 @@ class ParkedEvent:
     parked_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Move handler `name`'s checkpoint to `position` in the commit; when `after` is given, only if the
+    checkpoint is still at `after` (otherwise the commit is refused with `CheckpointMovedError`)."""
+
+    name: str
+    position: int
+    after: int | None = None
+
+
+class CheckpointMovedError(ActorsrcError):
+    """The handler's stored checkpoint is not where the dispatcher expected: an earlier attempt whose
+    outcome looked failed (timed out, cancelled mid-commit) did commit, or someone reset the handler.
+    Nothing was written; the dispatcher resumes from `found`."""
+
+    def __init__(self, name: str, expected: int, found: int) -> None:
+        self.name = name
+        self.expected = expected
+        self.found = found
+        super().__init__(f"handler {name!r}: checkpoint is at {found}, not at {expected} as expected; nothing written")
+
+
+class HandlerStuckError(HandlerTimeoutError):
+    """A handler overran its timeout and could not be stopped: it is still running on the read model's
+    connection thread (Python code between SQL statements cannot be interrupted)."""
+
+
 @runtime_checkable
 class ReadModel(Protocol):
     async def checkpoint(self, name: str) -> int: ...
 
-    async def setup(self, projection: Projection) -> None:
-        """Create the projection's tables (its `setup`), idempotently."""
+    async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
+        """Create the projection's tables (its `setup`), idempotently; `HandlerTimeoutError` past `timeout`."""
         ...
 
     async def project(
         self,
         projection: Projection,
         envelopes: Sequence[EventEnvelope[Any]],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Run the projection's `handle` over `envelopes`, move the checkpoint (when given) and drop the
-        parked event `unpark` (when given), all in one transaction."""
+        parked event `unpark` (when given), all in one transaction. If `handle` runs longer than
+        `timeout` seconds, nothing is committed and `HandlerTimeoutError` is raised."""
         ...
 
     async def park(
-        self, name: str, position: int, stream_id: str, version: int, type_name: str, error: str, attempts: int
+        self,
+        name: str,
+        position: int,
+        stream_id: str,
+        version: int,
+        type_name: str,
+        error: str,
+        attempts: int,
+        *,
+        after: int | None = None,
     ) -> None:
-        """Record a failed event and move the checkpoint past it, atomically."""
+        """Record a failed event and move the checkpoint past it, atomically (from `after`, when given)."""
         ...
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]: ...
@@ -77,7 +124,7 @@ class ReadModel(Protocol):
         manager: str,
         states: dict[str, bytes],
         settled: dict[str, str],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
     ) -> None:
         """A process manager's states, settled commands and checkpoint, in one transaction."""

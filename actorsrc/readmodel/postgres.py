@@ -8,25 +8,51 @@ Projections for it are written with async functions over an asyncpg connection:
 
 `handle` runs inside the transaction that moves the checkpoint; `setup` and `reset` likewise. The
 read model's schema is first on the connections' search path, so unqualified table names land there.
+
+Failures of the database or the link (a lost connection, a full disk, a server shutting down, a
+deadlock or serialization failure, a closed pool), in our statements or in a handler's, raise
+`ReadModelError`; any other exception from a handler's code is its own and is raised as itself. Our
+own statements have a deadline (`command_timeout`), so a dead link cannot hold a handler forever; a
+handler overrunning its `FailurePolicy.timeout` is cancelled (asyncpg cancels its statement).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+import anyio
 import asyncpg
 
-from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.readmodel.base import ParkedEvent
+from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
+from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent
 from actorsrc.store.postgres_schema import check_schema_name
 from actorsrc.store.rows import micros_to_datetime, now_micros
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
     from actorsrc.store.postgres_schema import PgConnection
+
+T = TypeVar("T")
+
+# Raised in a handler's statements, these are the database's or the link's failures, not the handler's.
+# (A statement cancelled by the server's statement_timeout is the handler's: its query is too slow.)
+_DATABASE_FAILURES = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.PostgresSystemError,  # I/O errors
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure: clears on a retry
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.DatabaseDroppedError,
+    asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
+)
 
 
 def _ddl(s: str) -> list[str]:
@@ -50,11 +76,27 @@ async def _maybe_await(result: Any) -> None:
 
 
 class PostgresReadModel:
-    """Open with ``async with PostgresReadModel.open(dsn, schema="actorsrc_read")``."""
+    """Open with ``async with PostgresReadModel.open(dsn, schema="actorsrc_read")``.
 
-    def __init__(self, dsn: str, *, schema: str = "actorsrc_read", max_connections: int = 5) -> None:
+    `command_timeout` bounds each of the read model's own statements (BEGIN, COMMIT, checkpoints, parked
+    events), in seconds (None: wait forever); handlers' statements are bounded by their `FailurePolicy.timeout`.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "actorsrc_read",
+        max_connections: int = 5,
+        command_timeout: float | None = 30.0,
+    ) -> None:
+        if command_timeout is not None and not command_timeout > 0:
+            raise ConfigurationError(
+                f"command_timeout must be a number of seconds > 0 or None, got {command_timeout!r}"
+            )
         self.dsn = dsn
         self.schema = check_schema_name(schema)
+        self.command_timeout = command_timeout
         self._max_connections = max_connections
         self._pool: asyncpg.Pool | None = None
 
@@ -91,74 +133,184 @@ class PostgresReadModel:
             raise StoreClosedError(f"PostgreSQL read model (schema {self.schema!r}) is not open")
         return self._pool
 
+    def _failed(self, what: str, exc: BaseException) -> ReadModelError:
+        return ReadModelError(f"PostgreSQL read model (schema {self.schema!r}): {what} failed: {exc!r}")
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[PgConnection]:
-        async with self._require_pool().acquire() as conn, conn.transaction():
-            yield conn
+        """One transaction. What its body raises goes through as it is (the body classifies its own
+        errors); acquiring, BEGIN, COMMIT and ROLLBACK failing is the read model's failure."""
+        pool = self._require_pool()
+        timeout = self.command_timeout
+        from_body: BaseException | None = None
+        try:
+            async with pool.acquire(timeout=timeout) as conn:
+                try:
+                    await conn.execute("BEGIN", timeout=timeout)
+                    try:
+                        yield conn
+                    except BaseException as exc:
+                        from_body = exc
+                        raise
+                    await conn.execute("COMMIT", timeout=timeout)
+                except Exception:
+                    if not conn.is_closed():
+                        try:
+                            await conn.execute("ROLLBACK", timeout=timeout)
+                        except Exception:
+                            conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
+                    raise
+                except BaseException:
+                    conn.terminate()  # cancelled: the server rolls back; waiting for a ROLLBACK could take long
+                    raise
+        except Exception as exc:
+            if exc is from_body:
+                raise
+            raise self._failed("a transaction", exc) from exc
+
+    async def _ours(self, what: str, statement: Awaitable[T]) -> T:
+        """One of the read model's own statements: any failure is the read model's."""
+        try:
+            return await statement
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, *_DATABASE_FAILURES) as exc:
+            raise self._failed(what, exc) from exc
+
+    async def _theirs(self, conn: PgConnection, whose: str, code: Callable[[], Awaitable[None]]) -> None:
+        """A handler's code: its own errors go through as themselves, the database's become `ReadModelError`."""
+        try:
+            await code()
+        except Exception as exc:
+            if isinstance(exc, _DATABASE_FAILURES) or conn.is_closed():
+                raise self._failed(whose, exc) from exc
+            raise
+
+    async def _timed(
+        self, conn: PgConnection, whose: str, code: Callable[[], Awaitable[None]], timeout: float | None
+    ) -> None:
+        with anyio.move_on_after(timeout) as deadline:
+            await self._theirs(conn, whose, code)
+        if deadline.cancelled_caught:
+            raise HandlerTimeoutError(
+                f"{whose} ran longer than its timeout of {timeout} s; it was cancelled and rolled back "
+                "(raise FailurePolicy.timeout if it needs longer)"
+            )
+
+    async def _fetch(self, what: str, sql: str, *params: Any) -> list[Any]:
+        pool = self._require_pool()
+        rows = await self._ours(what, pool.fetch(sql, *params, timeout=self.command_timeout))
+        return [tuple(row) for row in rows]
 
     async def query(self, sql: str, *params: Any) -> list[Any]:
         return [tuple(row) for row in await self._require_pool().fetch(sql, *params)]
 
-    async def _set_checkpoint(self, conn: PgConnection, checkpoint: tuple[str, int] | None) -> None:
-        if checkpoint is not None:
-            await conn.execute(
-                f'INSERT INTO "{self.schema}".checkpoints (name, position, updated_at) VALUES ($1, $2, $3)'
-                " ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-                checkpoint[0],
-                checkpoint[1],
-                now_micros(),
+    async def _move_checkpoint(self, conn: PgConnection, checkpoint: Checkpoint | None) -> None:
+        if checkpoint is None:
+            return
+        timeout = self.command_timeout
+        table = f'"{self.schema}".checkpoints'
+        if checkpoint.after is not None:
+            found = await self._ours(
+                "reading the checkpoint",
+                conn.fetchval(
+                    f"SELECT position FROM {table} WHERE name = $1 FOR UPDATE", checkpoint.name, timeout=timeout
+                ),
             )
+            if (found or 0) != checkpoint.after:
+                raise CheckpointMovedError(checkpoint.name, checkpoint.after, found or 0)
+        await self._ours(
+            "moving the checkpoint",
+            conn.execute(
+                f"INSERT INTO {table} (name, position, updated_at) VALUES ($1, $2, $3)"
+                " ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                checkpoint.name,
+                checkpoint.position,
+                now_micros(),
+                timeout=timeout,
+            ),
+        )
 
     async def _unpark(self, conn: PgConnection, unpark: int | None) -> None:
         if unpark is not None:
-            await conn.execute(f'DELETE FROM "{self.schema}".parked WHERE id = $1', unpark)
+            await self._ours(
+                "dropping a parked event",
+                conn.execute(f'DELETE FROM "{self.schema}".parked WHERE id = $1', unpark, timeout=self.command_timeout),
+            )
 
     # -- the ReadModel protocol -------------------------------------------------------------------
 
     async def checkpoint(self, name: str) -> int:
-        rows = await self.query(f'SELECT position FROM "{self.schema}".checkpoints WHERE name = $1', name)
+        rows = await self._fetch(
+            "reading a checkpoint", f'SELECT position FROM "{self.schema}".checkpoints WHERE name = $1', name
+        )
         return int(rows[0][0]) if rows else 0
 
-    async def setup(self, projection: Projection) -> None:
+    async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
+        whose = f"projection {projection.name!r}'s setup"
         async with self._transaction() as conn:
-            await _maybe_await(projection.setup(conn))
+            await self._timed(conn, whose, lambda: _maybe_await(projection.setup(conn)), timeout)
 
     async def project(
         self,
         projection: Projection,
         envelopes: Sequence[EventEnvelope[Any]],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
+        handle = projection.handle
+        whose = f"projection {projection.name!r}'s handle"
+        if envelopes:
+            whose += f" over {len(envelopes)} events (positions {envelopes[0].position}-{envelopes[-1].position})"
+
         async with self._transaction() as conn:
-            for envelope in envelopes:
-                await _maybe_await(projection.handle(conn, envelope))
-            await self._set_checkpoint(conn, checkpoint)
+
+            async def run() -> None:
+                for envelope in envelopes:
+                    await _maybe_await(handle(conn, envelope))
+
+            await self._timed(conn, whose, run, timeout)
+            await self._move_checkpoint(conn, checkpoint)
             await self._unpark(conn, unpark)
 
     async def park(
-        self, name: str, position: int, stream_id: str, version: int, type_name: str, error: str, attempts: int
+        self,
+        name: str,
+        position: int,
+        stream_id: str,
+        version: int,
+        type_name: str,
+        error: str,
+        attempts: int,
+        *,
+        after: int | None = None,
     ) -> None:
+        """Record a failed event and move the checkpoint past it, atomically."""
         async with self._transaction() as conn:
-            await conn.execute(
-                f'INSERT INTO "{self.schema}".parked'
-                " (handler, position, stream_id, version, type, error, attempts, parked_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (handler, position) DO UPDATE"
-                " SET error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at",
-                name,
-                position,
-                stream_id,
-                version,
-                type_name,
-                error[:4000],
-                attempts,
-                now_micros(),
+            await self._ours(
+                "parking an event",
+                conn.execute(
+                    f'INSERT INTO "{self.schema}".parked'
+                    " (handler, position, stream_id, version, type, error, attempts, parked_at)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (handler, position) DO UPDATE"
+                    " SET error = excluded.error, attempts = excluded.attempts, parked_at = excluded.parked_at",
+                    name,
+                    position,
+                    stream_id,
+                    version,
+                    type_name,
+                    error[:4000],
+                    attempts,
+                    now_micros(),
+                    timeout=self.command_timeout,
+                ),
             )
-            await self._set_checkpoint(conn, (name, position))
+            await self._move_checkpoint(conn, Checkpoint(name, position, after))
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
         where, params = ("WHERE handler = $1", [name]) if name is not None else ("", [])
-        rows = await self.query(
+        rows = await self._fetch(
+            "listing parked events",
             "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
             f' FROM "{self.schema}".parked {where} ORDER BY handler, position',
             *params,
@@ -166,7 +318,8 @@ class PostgresReadModel:
         return [_parked(row) for row in rows]
 
     async def parked_event(self, parked_id: int) -> ParkedEvent | None:
-        rows = await self.query(
+        rows = await self._fetch(
+            "reading a parked event",
             "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
             f' FROM "{self.schema}".parked WHERE id = $1',
             parked_id,
@@ -180,19 +333,29 @@ class PostgresReadModel:
     async def reset(self, name: str, projection: Projection | None) -> None:
         async with self._transaction() as conn:
             if projection is not None:
-                await _maybe_await(projection.reset(conn))
-                await _maybe_await(projection.setup(conn))
+                whose = f"projection {projection.name!r}'s reset"
+                await self._theirs(conn, whose, lambda: _maybe_await(projection.reset(conn)))
+                await self._theirs(conn, whose, lambda: _maybe_await(projection.setup(conn)))
             for table, column in (("checkpoints", "name"), ("parked", "handler"), ("process_state", "manager")):
-                await conn.execute(f'DELETE FROM "{self.schema}".{table} WHERE {column} = $1', name)
+                await self._ours(
+                    "resetting a handler",
+                    conn.execute(
+                        f'DELETE FROM "{self.schema}".{table} WHERE {column} = $1', name, timeout=self.command_timeout
+                    ),
+                )
 
     async def load_process_state(self, manager: str, key: str) -> bytes | None:
-        rows = await self.query(
-            f'SELECT state FROM "{self.schema}".process_state WHERE manager = $1 AND key = $2', manager, key
+        rows = await self._fetch(
+            "loading process state",
+            f'SELECT state FROM "{self.schema}".process_state WHERE manager = $1 AND key = $2',
+            manager,
+            key,
         )
         return bytes(rows[0][0]) if rows else None
 
     async def settled_commands(self, manager: str, command_ids: list[str]) -> set[str]:
-        rows = await self.query(
+        rows = await self._fetch(
+            "reading settled commands",
             f'SELECT command_id FROM "{self.schema}".process_settled WHERE manager = $1'
             " AND command_id = ANY($2::text[])",
             manager,
@@ -205,23 +368,32 @@ class PostgresReadModel:
         manager: str,
         states: dict[str, bytes],
         settled: dict[str, str],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
     ) -> None:
+        timeout = self.command_timeout
         async with self._transaction() as conn:
             if states:
-                await conn.executemany(
-                    f'INSERT INTO "{self.schema}".process_state (manager, key, state) VALUES ($1, $2, $3)'
-                    " ON CONFLICT (manager, key) DO UPDATE SET state = excluded.state",
-                    [(manager, key, data) for key, data in states.items()],
+                await self._ours(
+                    "saving process state",
+                    conn.executemany(
+                        f'INSERT INTO "{self.schema}".process_state (manager, key, state) VALUES ($1, $2, $3)'
+                        " ON CONFLICT (manager, key) DO UPDATE SET state = excluded.state",
+                        [(manager, key, data) for key, data in states.items()],
+                        timeout=timeout,
+                    ),
                 )
             if settled:
-                await conn.executemany(
-                    f'INSERT INTO "{self.schema}".process_settled (manager, command_id, outcome)'
-                    " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                    [(manager, command_id, outcome) for command_id, outcome in settled.items()],
+                await self._ours(
+                    "saving settled commands",
+                    conn.executemany(
+                        f'INSERT INTO "{self.schema}".process_settled (manager, command_id, outcome)'
+                        " VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        [(manager, command_id, outcome) for command_id, outcome in settled.items()],
+                        timeout=timeout,
+                    ),
                 )
-            await self._set_checkpoint(conn, checkpoint)
+            await self._move_checkpoint(conn, checkpoint)
             await self._unpark(conn, unpark)
 
 

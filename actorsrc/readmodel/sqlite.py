@@ -1,23 +1,26 @@
 """An SQLite read-model database: projection tables, handler checkpoints, parked events and
 process-manager state, all in one file so a handler's writes and its checkpoint share a transaction.
 
-Handler code runs on this database's connection thread, a whole batch per hop.
+Handler code runs on this database's connection thread, a whole batch per hop. The file is created
+readable by its owner only; ":memory:" gives a private in-memory read model (for tests and scratch
+replays). Failures of the database itself raise `ReadModelError`, whether they surface in our own
+statements (BEGIN, COMMIT, checkpoints) or in a handler's (a full disk, a lock, an I/O error); any
+other exception from a handler's code is its own and is raised as itself.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-import aiosqlite
-
-from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.readmodel.base import ParkedEvent
+from actorsrc.errors import ReadModelError, StoreClosedError, StoreError
+from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent
+from actorsrc.readmodel.sqlite_connection import ConnectionThread
+from actorsrc.store.private_files import ensure_private_file
 from actorsrc.store.rows import micros_to_datetime, now_micros
-from actorsrc.store.sqlite_thread import run_on_connection_thread
 
 T = TypeVar("T")
 
@@ -58,6 +61,32 @@ CREATE TABLE IF NOT EXISTS actorsrc_process_state (
 
 Work = Callable[[sqlite3.Connection], T]
 
+# Result codes (the low byte of an extended code) that mean the database failed, whoever's statement met
+# them: they are the read model's failures, retried until they clear, never a handler's to be parked.
+_DATABASE_FAILURES = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_NOMEM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_CORRUPT,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_PROTOCOL,
+        sqlite3.SQLITE_NOTADB,
+    }
+)
+
+
+class _Abandoned(Exception):
+    """The caller of a transaction gave up on it (timed out or cancelled): it rolls back."""
+
+
+def _is_database_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DATABASE_FAILURES
+
 
 def _set_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
     conn.execute(
@@ -67,16 +96,17 @@ def _set_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
     )
 
 
-def _in_transaction(conn: sqlite3.Connection, work: Work[T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
+def _read_checkpoint(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT position FROM actorsrc_checkpoints WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _move_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    if checkpoint.after is not None:
+        found = _read_checkpoint(conn, checkpoint.name)
+        if found != checkpoint.after:
+            raise CheckpointMovedError(checkpoint.name, checkpoint.after, found)
+    _set_checkpoint(conn, checkpoint.name, checkpoint.position)
 
 
 def _parked(row: Sequence[Any]) -> ParkedEvent:
@@ -87,45 +117,118 @@ def _parked(row: Sequence[Any]) -> ParkedEvent:
 
 
 class SQLiteReadModel:
-    """Open with ``async with SQLiteReadModel.open(path)``; query it with `query`."""
+    """Open with ``async with SQLiteReadModel.open(path)`` (a file, or ":memory:"); query it with `query`.
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    Closing waits up to `close_timeout` seconds for work in flight; a handler stuck in Python code on the
+    connection's thread is abandoned after that (see `sqlite_connection`), so closing never hangs.
+    """
+
+    def __init__(self, path: str | PathLike[str], *, close_timeout: float = 10.0) -> None:
         self.path = str(path)
-        self._conn: aiosqlite.Connection | None = None
+        self.close_timeout = close_timeout
+        self._thread: ConnectionThread | None = None
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, path: str | PathLike[str]) -> AsyncIterator[Self]:
-        model = cls(path)
+    async def open(cls, path: str | PathLike[str], *, close_timeout: float = 10.0) -> AsyncIterator[Self]:
+        model = cls(path, close_timeout=close_timeout)
+        thread = ConnectionThread(f"SQLite read model {model.path!r}")
         try:
-            model._conn = await aiosqlite.connect(model.path, isolation_level=None)
-            await run_on_connection_thread(model._conn, _configure)
-        except sqlite3.Error as exc:
-            if model._conn is not None:
-                await model._conn.close()
+            ensure_private_file(model.path)
+            await thread.open(model._connect)
+        except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open SQLite read model {model.path!r}: {exc}") from exc
+        model._thread = thread
         try:
             yield model
         finally:
-            conn, model._conn = model._conn, None
-            await conn.close()
+            model._thread = None
+            await thread.close(model.close_timeout)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            _configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _require_thread(self) -> ConnectionThread:
+        if self._thread is None:
+            raise StoreClosedError(f"SQLite read model {self.path!r} is not open")
+        return self._thread
+
+    @contextmanager
+    def _ours(self, what: str) -> Iterator[None]:
+        """Statements of the read model itself: any database error is the read model's failure."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise ReadModelError(f"SQLite read model {self.path!r}: {what} failed: {exc}") from exc
+
+    @contextmanager
+    def _theirs(self, whose: str) -> Iterator[None]:
+        """User code: its own errors go through as themselves, the database's become `ReadModelError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if _is_database_failure(exc):
+                raise ReadModelError(f"SQLite read model {self.path!r}: the database failed in {whose}: {exc}") from exc
+            raise
+
+    def _in_transaction(
+        self,
+        conn: sqlite3.Connection,
+        work: Work[T],
+        whose: str,
+        checkpoint: Checkpoint | None = None,
+        unpark: int | None = None,
+    ) -> T:
+        thread = self._require_thread()
+        with self._ours("BEGIN"):
+            if conn.in_transaction:  # a ROLLBACK that failed earlier left it open
+                conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            thread.handler_started()
+            with self._theirs(whose):
+                result = work(conn)
+            with self._ours("moving the checkpoint"):
+                if checkpoint is not None:
+                    _move_checkpoint(conn, checkpoint)
+                if unpark is not None:
+                    delete_parked(conn, unpark)
+            if not thread.may_commit():
+                raise _Abandoned
+            with self._ours("COMMIT"):
+                conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):  # the next transaction rolls back first
+                    conn.execute("ROLLBACK")
+            raise
+        return result
+
+    async def _own(self, what: str, work: Work[T]) -> T:
+        """Run one of the read model's own reads or writes (not user code) on the connection thread."""
+
+        def job(conn: sqlite3.Connection) -> T:
+            with self._ours(what):
+                return work(conn)
+
+        return await self._require_thread().call(job, label=what)
 
     async def run(self, work: Work[T]) -> T:
         """Run `work(connection)` on the connection thread, outside any transaction."""
-        if self._conn is None:
-            raise StoreClosedError(f"SQLite read model {self.path!r} is not open")
-        return await run_on_connection_thread(self._conn, work)
+        return await self._require_thread().call(work, label="run()")
 
-    async def transaction(self, work: Work[T], *, checkpoint: tuple[str, int] | None = None) -> T:
+    async def transaction(self, work: Work[T], *, checkpoint: tuple[str, int] | Checkpoint | None = None) -> T:
         """Run `work` in one transaction, moving the handler's checkpoint in the same commit."""
-
-        def job(conn: sqlite3.Connection) -> T:
-            result = work(conn)
-            if checkpoint is not None:
-                _set_checkpoint(conn, *checkpoint)
-            return result
-
-        return await self.run(lambda conn: _in_transaction(conn, job))
+        mark = Checkpoint(*checkpoint) if isinstance(checkpoint, tuple) else checkpoint
+        return await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, work, "the transaction's work", mark), label="a transaction"
+        )
 
     async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Rows of a read query against the read model."""
@@ -134,87 +237,117 @@ class SQLiteReadModel:
     # -- checkpoints and parked events -------------------------------------------------------------
 
     async def checkpoint(self, name: str) -> int:
-        rows = await self.query("SELECT position FROM actorsrc_checkpoints WHERE name = ?", (name,))
-        return int(rows[0][0]) if rows else 0
+        return await self._own("reading a checkpoint", lambda conn: _read_checkpoint(conn, name))
 
     async def park(
-        self, name: str, position: int, stream_id: str, version: int, type_name: str, error: str, attempts: int
+        self,
+        name: str,
+        position: int,
+        stream_id: str,
+        version: int,
+        type_name: str,
+        error: str,
+        attempts: int,
+        *,
+        after: int | None = None,
     ) -> None:
         """Record a failed event and move the checkpoint past it, atomically."""
 
         def work(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR REPLACE INTO actorsrc_parked"
-                " (handler, position, stream_id, version, type, error, attempts, parked_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, position, stream_id, version, type_name, error[:4000], attempts, now_micros()),
-            )
+            with self._ours("parking an event"):
+                conn.execute(
+                    "INSERT OR REPLACE INTO actorsrc_parked"
+                    " (handler, position, stream_id, version, type, error, attempts, parked_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (name, position, stream_id, version, type_name, error[:4000], attempts, now_micros()),
+                )
 
-        await self.transaction(work, checkpoint=(name, position))
+        mark = Checkpoint(name, position, after)
+        await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, work, "parking", mark), label=f"parking an event of {name!r}"
+        )
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
         where, params = ("WHERE handler = ?", (name,)) if name is not None else ("", ())
-        rows = await self.query(
+        sql = (
             "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            f" FROM actorsrc_parked {where} ORDER BY handler, position",
-            params,
+            f" FROM actorsrc_parked {where} ORDER BY handler, position"
         )
+        rows = await self._own("listing parked events", lambda conn: conn.execute(sql, params).fetchall())
         return [_parked(row) for row in rows]
 
     async def parked_event(self, parked_id: int) -> ParkedEvent | None:
-        rows = await self.query(
+        sql = (
             "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            " FROM actorsrc_parked WHERE id = ?",
-            (parked_id,),
+            " FROM actorsrc_parked WHERE id = ?"
         )
+        rows = await self._own("reading a parked event", lambda conn: conn.execute(sql, (parked_id,)).fetchall())
         return _parked(rows[0]) if rows else None
 
     async def discard_parked(self, parked_id: int) -> None:
-        await self.transaction(lambda conn: delete_parked(conn, parked_id))
+        await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, lambda c: delete_parked(c, parked_id), "discarding"),
+            label="discarding a parked event",
+        )
 
-    async def setup(self, projection: Projection) -> None:
-        await self.run(projection.setup)
+    async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
+        thread = self._require_thread()
+        whose = f"projection {projection.name!r}'s setup"
+
+        def job(conn: sqlite3.Connection) -> None:
+            thread.handler_started()
+            with self._theirs(whose):
+                projection.setup(conn)
+
+        await thread.call(job, label=whose, timeout=timeout)
 
     async def project(
         self,
         projection: Projection,
         envelopes: Sequence[EventEnvelope[Any]],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         handle = projection.handle
 
         def work(conn: sqlite3.Connection) -> None:
             for envelope in envelopes:
                 handle(conn, envelope)
-            if unpark is not None:
-                delete_parked(conn, unpark)
 
-        await self.transaction(work, checkpoint=checkpoint)
+        whose = f"projection {projection.name!r}'s handle"
+        if envelopes:
+            whose += f" over {len(envelopes)} events (positions {envelopes[0].position}-{envelopes[-1].position})"
+        await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, work, whose, checkpoint, unpark), label=whose, timeout=timeout
+        )
 
     async def load_process_state(self, manager: str, key: str) -> bytes | None:
-        return await self.run(lambda conn: load_process_state(conn, manager, key))
+        return await self._own("loading process state", lambda conn: load_process_state(conn, manager, key))
 
     async def settled_commands(self, manager: str, command_ids: list[str]) -> set[str]:
-        return await self.run(lambda conn: settled_commands(conn, manager, command_ids))
+        return await self._own("reading settled commands", lambda conn: settled_commands(conn, manager, command_ids))
 
     async def save_process(
         self,
         manager: str,
         states: dict[str, bytes],
         settled: dict[str, str],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
     ) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            for key, data in states.items():
-                save_process_state(conn, manager, key, data)
-            if settled:
-                record_settled(conn, manager, settled)
-            if unpark is not None:
-                delete_parked(conn, unpark)
+            with self._ours("saving process state"):
+                for key, data in states.items():
+                    save_process_state(conn, manager, key, data)
+                if settled:
+                    record_settled(conn, manager, settled)
 
-        await self.transaction(work, checkpoint=checkpoint)
+        await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, work, "saving", checkpoint, unpark),
+            label=f"saving process manager {manager!r}",
+        )
 
     async def reset(self, name: str, projection: Projection | None) -> None:
         """Forget a handler's progress, parked events and state; a projection's tables start over."""
@@ -223,14 +356,17 @@ class SQLiteReadModel:
             if projection is not None:
                 projection.reset(conn)
                 projection.setup(conn)
-            for table, column in (
-                ("actorsrc_checkpoints", "name"),
-                ("actorsrc_parked", "handler"),
-                ("actorsrc_process_state", "manager"),
-            ):
-                conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+            with self._ours("resetting a handler"):
+                for table, column in (
+                    ("actorsrc_checkpoints", "name"),
+                    ("actorsrc_parked", "handler"),
+                    ("actorsrc_process_state", "manager"),
+                ):
+                    conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
-        await self.transaction(job)
+        await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, job, f"{name!r}'s reset"), label=f"resetting {name!r}"
+        )
 
 
 def _configure(conn: sqlite3.Connection) -> None:

@@ -2,8 +2,13 @@
 
 A subscription reads the log in batches, hands each batch to its handler, and moves its checkpoint
 in the same read-model transaction as the handler's writes. It wakes as soon as this process appends
-(and polls slowly for appends by other processes), so an idle subscription costs nothing. Failures
-follow the handler's `FailurePolicy`: retry with backoff, then park the event or stop.
+(and polls slowly for appends by other processes), so an idle subscription costs nothing.
+
+Failures (see `handler_health`): the handler's own (its code raising, a batch overrunning its
+timeout, an event that does not decode) follow its `FailurePolicy`: retry with backoff, then park the
+event or stop. The read model's and the store's are retried until they clear and never skip an event.
+Each commit moves the checkpoint only from where the subscription believes it is, so an attempt that
+looked failed but did commit (a timeout or a cancel during COMMIT) is recognised, never applied twice.
 """
 
 from __future__ import annotations
@@ -11,27 +16,43 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actorsrc.errors import WaitTimeoutError
+from actorsrc.errors import EventDecodeError, StoreClosedError, WaitTimeoutError
 from actorsrc.messages import RecordedEvent
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
-from actorsrc.readmodel.base import ReadModel
+from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, HandlerStuckError, ReadModel
+from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
 from actorsrc.runtime.process import ProcessRunner
 
 if TYPE_CHECKING:
     from actorsrc.runtime.runtime import Runtime
 
-Status = Literal["starting", "running", "stopped", "rebuilding", "closed"]
+STOP_TIMEOUT = 10.0
+"""Seconds `stop` waits for a subscription's task; the read models bound their own waits well within it."""
+
 _tiebreak = itertools.count()
 
 
 class HandlerStopped(Exception):
-    """The handler's failure policy said stop."""
+    """The handler's failure policy said stop (or it cannot go on: stuck, or its store closed)."""
+
+
+class _Resync(Exception):
+    """The stored checkpoint is not where this subscription thought: carry on from `found`."""
+
+    def __init__(self, found: int) -> None:
+        self.found = found
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class Subscription:
@@ -42,8 +63,7 @@ class Subscription:
         self.read_model = read_model
         self.poll_interval = poll_interval
         self.position = 0
-        self.status: Status = "starting"
-        self.stop_reason: str | None = None
+        self.health = Health(handler.name)
         self.events_handled = 0
         self.parked = 0
         self._codec = handler.event_codec()
@@ -52,56 +72,169 @@ class Subscription:
         self._task: asyncio.Task[None] | None = None
         self._process = ProcessRunner(handler, runtime, read_model) if not isinstance(handler, Projection) else None
 
+    @property
+    def status(self) -> str:
+        return self.health.status
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.health.stop_reason
+
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait([self._task])
-            self._task = None
+        """Cancel the subscription and wait for it, at most `STOP_TIMEOUT` seconds."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with anyio.CancelScope(shield=True):
+            done, _ = await asyncio.wait([task], timeout=STOP_TIMEOUT)
+        if not done:
+            task.add_done_callback(_retrieve)
+            logger.error("handler.stop_timeout", handler=self.name, position=self.position, seconds=STOP_TIMEOUT)
 
     def wake(self, _position: int = 0) -> None:
         self._wake.set()
 
     async def _run(self) -> None:
         try:
-            self.position = await self.read_model.checkpoint(self.name)
+            self.position = await self._until_done(
+                "reading the checkpoint", lambda: self.read_model.checkpoint(self.name)
+            )
             if isinstance(self.handler, Projection):
-                await self.read_model.setup(self.handler)
-            self.status, self.stop_reason = "running", None
+                await self._setup(self.handler)
+            self.health.set("running")
             self._release_waiters()
             await self._follow()
         except HandlerStopped as stopped:
-            self.status, self.stop_reason = "stopped", str(stopped)
-            logger.error("handler.stopped", handler=self.name, position=self.position, reason=str(stopped))
-        except Exception as exc:  # a bug or a broken read model: stop, never take the runtime down
-            self.status, self.stop_reason = "stopped", repr(exc)
-            logger.error("handler.stopped", handler=self.name, position=self.position, reason=repr(exc))
+            self._stop(str(stopped))
+        except StoreClosedError as closed:
+            self._stop(f"the store or read model is closed: {closed}")
+        except Exception as exc:  # a bug: stop, never take the runtime down
+            self._stop(repr(exc))
+
+    def _stop(self, reason: str) -> None:
+        self.health.set("stopped", reason)
+        logger.error("handler.stopped", handler=self.name, position=self.position, reason=reason)
+
+    async def _until_done(
+        self, what: str, op: Callable[[], Awaitable[Any]], retry: Callable[[BaseException], bool] = is_infrastructure
+    ) -> Any:
+        return await self.health.until_done(what, op, self.position, retry)
+
+    async def _setup(self, projection: Projection) -> None:
+        policy = projection.failure
+        attempt = 0
+        while True:
+            try:
+                await self._until_done("setup", lambda: self.read_model.setup(projection, timeout=policy.timeout))
+                return
+            except HandlerStuckError as stuck:
+                raise HandlerStopped(f"setup: {stuck}") from stuck
+            except StoreClosedError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                if attempt > policy.retries:
+                    raise HandlerStopped(f"setup failed {attempt} times: {describe(exc)}") from exc
+                await self._failed_attempt(self.position, attempt, f"setup: {describe(exc)}")
+
+    async def _failed_attempt(self, position: int, attempt: int, error: str) -> None:
+        self.health.failing(error)
+        logger.warning("handler.retry", handler=self.name, position=position, attempt=attempt, error=error)
+        await anyio.sleep(self.handler.failure.delay(attempt))
+
+    # -- reading the log ------------------------------------------------------------------------
 
     async def _follow(self) -> None:
         store = self.runtime.store
         batch_size = self.handler.batch_size
-        pending: asyncio.Task[list[RecordedEvent]] | None = None
+        ahead: tuple[int, asyncio.Task[list[RecordedEvent]]] | None = None
         loop = asyncio.get_running_loop()
         try:
             while True:
-                records = await pending if pending is not None else await store.read_all(self.position, batch_size)
-                pending = None
-                if not records:
-                    with anyio.move_on_after(self.poll_interval):
-                        await self._wake.wait()
-                    self._wake.clear()
-                    continue
-                if len(records) == batch_size:  # more is waiting: read ahead while this batch is applied
-                    pending = loop.create_task(store.read_all(records[-1].position, batch_size))
-                await self._handle(records)
+                try:
+                    records: list[RecordedEvent] | None = None
+                    if ahead is not None:
+                        (after, task), ahead = ahead, None
+                        try:
+                            read = await task
+                        except Exception:  # read it again below, where read failures are dealt with
+                            read = None
+                        records = read if after == self.position else None
+                    if records is None:
+                        records = await self._read(batch_size)
+                    if not records:
+                        with anyio.move_on_after(self.poll_interval):
+                            await self._wake.wait()
+                        self._wake.clear()
+                        continue
+                    if len(records) == batch_size:  # more is waiting: read ahead while this batch is applied
+                        task = loop.create_task(store.read_all(records[-1].position, batch_size))
+                        task.add_done_callback(_retrieve)
+                        ahead = (records[-1].position, task)
+                    await self._handle(records)
+                except _Resync as resync:
+                    logger.warning("handler.resync", handler=self.name, expected=self.position, found=resync.found)
+                    if ahead is not None:
+                        ahead[1].cancel()
+                        ahead = None
+                    self.position = resync.found
+                    self._release_waiters()
         finally:
-            if pending is not None:
-                pending.cancel()
+            if ahead is not None:
+                ahead[1].cancel()
+
+    async def _read(self, limit: int) -> list[RecordedEvent]:
+        """The next rows after the checkpoint. An undecodable row ends a batch before it; on its own, the
+        handler's policy applies to it (re-read, then park or stop), and reading goes on past it."""
+        store = self.runtime.store
+        while True:
+            after = self.position
+            try:
+                return list(
+                    await self._until_done(
+                        "reading the event log", partial(store.read_all, after, limit), is_log_read_failure
+                    )
+                )
+            except EventDecodeError as bad:
+                position = bad.position
+                if position is None or position <= after:
+                    raise HandlerStopped(
+                        f"the store could not decode an event after position {after} and did not say which: {bad}"
+                    ) from bad
+                if position > after + 1:
+                    limit = position - after - 1  # the rows before it, as a batch of their own
+                    continue
+                records = await self._undecodable(bad, position)
+                if records:
+                    return records
+                limit = self.handler.batch_size  # it was parked: go on past it
+
+    async def _undecodable(self, bad: EventDecodeError, position: int) -> list[RecordedEvent]:
+        """Apply the policy to the row at `position`, which does not decode: re-read it (the failure may
+        have been transient), then park it or stop. Returns the row if a re-read decodes it."""
+        store = self.runtime.store
+        policy = self.handler.failure
+        attempt = 1
+        error = describe(bad)
+        while attempt <= policy.retries:
+            await self._failed_attempt(position, attempt, error)
+            try:
+                return list(
+                    await self._until_done(
+                        "reading the event log", lambda: store.read_all(position - 1, 1), is_log_read_failure
+                    )
+                )
+            except EventDecodeError as again:
+                attempt += 1
+                error = describe(again)
+        await self._give_up(position, bad.stream_id, bad.version, bad.type_name, error, attempt, bad)
+        return []
 
     # -- handling -------------------------------------------------------------------------------
 
@@ -111,27 +244,43 @@ class Subscription:
         return envelope_of(self._codec, record)
 
     async def apply(
-        self, envelopes: list[EventEnvelope[Any]], checkpoint: int | None, unpark: int | None = None
+        self, envelopes: list[EventEnvelope[Any]], checkpoint: Checkpoint | None, unpark: int | None = None
     ) -> None:
         """Run the handler over `envelopes` and, in the same transaction, move the checkpoint (when
-        given) and drop the parked event `unpark` (when given)."""
-        mark = (self.name, checkpoint) if checkpoint is not None else None
+        given) and drop the parked event `unpark` (when given). Raises as the read model does: the
+        handler's own errors as themselves, the infrastructure's as `StoreError`s."""
+        timeout = self.handler.failure.timeout
         if isinstance(self.handler, Projection):
-            await self.read_model.project(self.handler, envelopes, mark, unpark)
+            await self.read_model.project(self.handler, envelopes, checkpoint, unpark, timeout=timeout)
         else:
             assert self._process is not None
-            await self._process.apply(envelopes, mark, unpark)
+            await self._process.apply(envelopes, checkpoint, unpark, timeout=timeout)
+
+    async def _commit(self, envelopes: list[EventEnvelope[Any]], position: int) -> None:
+        """Apply `envelopes` and move the checkpoint to `position`, retrying infrastructure failures."""
+        checkpoint = Checkpoint(self.name, position, after=self.position)
+        try:
+            await self._until_done("applying events", lambda: self.apply(envelopes, checkpoint))
+        except CheckpointMovedError as moved:
+            raise _Resync(moved.found) from None
+        except HandlerStuckError as stuck:
+            raise HandlerStopped(str(stuck)) from stuck
+        except StoreClosedError as closed:
+            raise HandlerStopped(f"the store or read model is closed: {closed}") from closed
 
     async def _handle(self, records: list[RecordedEvent]) -> None:
         last = records[-1].position
         try:
             envelopes = [e for e in map(self._envelope, records) if e is not None]
-            await self.apply(envelopes, last)
+            await self._commit(envelopes, last)
             self.events_handled += len(envelopes)
+        except (HandlerStopped, _Resync):
+            raise
         except Exception:
             # Something in the batch fails: go event by event, so only the culprit is retried or parked.
             for record in records:
                 await self._handle_one(record)
+            return
         self._advance(last)
 
     async def _handle_one(self, record: RecordedEvent) -> None:
@@ -140,38 +289,62 @@ class Subscription:
         while True:
             try:
                 envelope = self._envelope(record)
-                await self.apply([envelope] if envelope is not None else [], record.position)
-                self.events_handled += envelope is not None
-                return
+                await self._commit([envelope] if envelope is not None else [], record.position)
+            except (HandlerStopped, _Resync):
+                raise
             except Exception as exc:
                 attempt += 1
-                error = f"{type(exc).__name__}: {exc}"
                 if attempt <= policy.retries:
-                    logger.warning(
-                        "handler.retry", handler=self.name, position=record.position, attempt=attempt, error=error
-                    )
-                    await anyio.sleep(policy.delay(attempt))
+                    await self._failed_attempt(record.position, attempt, describe(exc))
                     continue
-                if policy.then == "stop":
-                    raise HandlerStopped(
-                        f"event at position {record.position} ({record.type} on {record.stream_id!r} "
-                        f"v{record.version}) failed {attempt} times: {error}"
-                    ) from exc
-                await self.read_model.park(
-                    self.name, record.position, record.stream_id, record.version, record.type, error, attempt
-                )
-                self.parked += 1
-                self.position = record.position
-                logger.error(
-                    "handler.parked",
-                    handler=self.name,
-                    position=record.position,
-                    type=record.type,
-                    stream_id=record.stream_id,
-                    attempts=attempt,
-                    error=error,
+                await self._give_up(
+                    record.position, record.stream_id, record.version, record.type, describe(exc), attempt, exc
                 )
                 return
+            self.events_handled += envelope is not None
+            self.health.recovered()
+            self._advance(record.position)
+            return
+
+    async def _give_up(
+        self,
+        position: int,
+        stream_id: str,
+        version: int,
+        type_name: str,
+        error: str,
+        attempts: int,
+        cause: BaseException,
+    ) -> None:
+        """The policy's last word on the event at `position`: stop, or park it and go on."""
+        if self.handler.failure.then == "stop":
+            raise HandlerStopped(
+                f"event at position {position} ({type_name} on {stream_id!r} v{version}) failed {attempts} times: "
+                f"{error}"
+            ) from cause
+        after = self.position
+        try:
+            # A park that fails for the read model's reasons is retried: the event is never skipped unrecorded.
+            await self._until_done(
+                "parking an event",
+                lambda: self.read_model.park(
+                    self.name, position, stream_id, version, type_name, error, attempts, after=after
+                ),
+            )
+        except CheckpointMovedError as moved:
+            raise _Resync(moved.found) from None
+        self.parked += 1
+        self.health.recovered()
+        self._advance(position)
+        logger.error(
+            "handler.parked",
+            handler=self.name,
+            position=position,
+            type=type_name,
+            stream_id=stream_id,
+            attempts=attempts,
+            error=error,
+        )
 
     # -- read-your-writes -----------------------------------------------------------------------
 
@@ -185,9 +358,13 @@ class Subscription:
             _, _, waiter = heapq.heappop(waiters)
             if not waiter.done():
                 waiter.set_result(None)
+        self.health.changed.set()
+
+    def _serving(self) -> bool:
+        return self.status in ("running", "retrying")
 
     async def wait_for(self, position: int, timeout: float) -> None:
-        if self.position >= position and self.status == "running":
+        if self.position >= position and self._serving():
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (position, next(_tiebreak), waiter))
@@ -195,33 +372,37 @@ class Subscription:
             await waiter
             return
         waiter.cancel()
-        state = f"stopped: {self.stop_reason}" if self.status == "stopped" else self.status
+        if self.status == "stopped":
+            state = f"stopped: {self.stop_reason}"
+        elif self.status == "retrying":
+            state = f"retrying: {self.health.last_error}"
+        else:
+            state = self.status
         raise WaitTimeoutError(
             f"{self.name!r} did not reach position {position} within {timeout} s; it is at {self.position} ({state})"
         )
-
-    def _stopped(self) -> bool:
-        return self.status == "stopped"
-
-    def _caught_up(self, target: int) -> bool:
-        return self.status == "running" and self.position >= target
 
     # -- rebuild --------------------------------------------------------------------------------
 
     async def rebuild(self, on_progress: Callable[[int, int], None] | None) -> int:
         """Reset the handler's state and replay the whole log into it; returns the target position."""
         await self.stop()
-        self.status = "rebuilding"
+        self.health.set("rebuilding")
         handler = self.handler
         await self.read_model.reset(self.name, handler if isinstance(handler, Projection) else None)
+        self.position = 0
         target = await self.runtime.store.last_position()
         self.start()
-        while not self._caught_up(target):
-            if self._stopped():
+        changed = self.health.changed
+        while True:
+            changed.clear()
+            if self._serving() and self.position >= target:
+                break
+            if self.status == "stopped":
                 raise HandlerStopped(f"{self.name!r} stopped during the rebuild: {self.stop_reason}")
             if on_progress is not None:
                 on_progress(self.position, target)
-            await anyio.sleep(0.05)
+            await changed.wait()
         if on_progress is not None:
             on_progress(target, target)
         return target

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from actorsrc.errors import DomainError
+from actorsrc.errors import DomainError, HandlerTimeoutError
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, ProcessManager, Send
-from actorsrc.readmodel.base import ReadModel
+from actorsrc.readmodel.base import Checkpoint, ReadModel
 
 if TYPE_CHECKING:
     from actorsrc.runtime.runtime import Runtime
@@ -72,18 +72,25 @@ class ProcessRunner:
     async def apply(
         self,
         envelopes: list[EventEnvelope[Any]],
-        checkpoint: tuple[str, int] | None,
+        checkpoint: Checkpoint | None,
         unpark: int | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
+        """React to `envelopes`, send the commands, then save states and the checkpoint in one commit.
+
+        The manager's own failures (`key`, `react`, a command that fails other than by the store)
+        raise as themselves; sending that takes longer than `timeout` seconds raises
+        `HandlerTimeoutError`; the read model's and the store's failures raise as `StoreError`s."""
         manager = self.manager
+        keyed = [(key, envelope) for envelope in envelopes if (key := manager.key(envelope)) is not None]
         states: dict[str, Any] = {}
+        for key, _ in keyed:
+            if key not in states:
+                states[key] = await self._load(key)
         planned: dict[str, list[tuple[Send, EventEnvelope[Any], str]]] = {}  # per instance, in event order
-        for envelope in envelopes:
-            key = manager.key(envelope)
-            if key is None:
-                continue
-            state = states[key] if key in states else await self._load(key)
-            state, sends = manager.react(state, envelope)
+        for key, envelope in keyed:
+            state, sends = manager.react(states[key], envelope)
             states[key] = state
             planned.setdefault(key, []).extend(
                 (send, envelope, command_id_for(manager.name, envelope, i)) for i, send in enumerate(sends)
@@ -105,9 +112,16 @@ class ProcessRunner:
 
         # Commands that share an instance or a target go out in event order; independent ones go out
         # together, so a batch costs a few group commits rather than one per command.
-        async with anyio.create_task_group() as tg:
-            for group in _independent_groups(planned):
-                tg.start_soon(send_in_order, group)
+        with anyio.move_on_after(timeout) as deadline:
+            async with anyio.create_task_group() as tg:
+                for group in _independent_groups(planned):
+                    tg.start_soon(send_in_order, group)
+        if deadline.cancelled_caught:
+            raise HandlerTimeoutError(
+                f"process manager {manager.name!r} took longer than its timeout of {timeout} s sending {len(ids)} "
+                f"commands for positions {envelopes[0].position}-{envelopes[-1].position}; the batch is retried "
+                "(commands that went through are recognised by their ids)"
+            )
         if failures:
             raise failures[0]
         encoded = {key: _encode(state) for key, state in states.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from actorsrc.errors import ConfigurationError
@@ -18,6 +19,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class HandlerStatus:
+    """Where a handler is and how it is doing.
+
+    `status` is "starting", "running", "retrying" (an attempt failed and is being retried: `last_error`
+    says what, `retrying_since` since when; the read model's or store's failures are retried until they
+    clear), "stopped" (`stop_reason` says why: its policy said stop, or it overran its timeout and could
+    not be interrupted), "rebuilding" or "closed".
+    """
+
     name: str
     kind: str
     status: str
@@ -25,6 +34,8 @@ class HandlerStatus:
     events_handled: int
     parked: int
     stop_reason: str | None
+    last_error: str | None = None
+    retrying_since: datetime | None = None
 
 
 class ReadSide:
@@ -71,7 +82,7 @@ class ReadSide:
         for subscription in self.subscriptions.values():
             await subscription.stop()
             if subscription.status != "stopped":
-                subscription.status = "closed"
+                subscription.health.set("closed")
 
     def subscription(self, handler: Handler | str) -> Subscription:
         name = handler if isinstance(handler, str) else handler.name
@@ -93,6 +104,8 @@ class ReadSide:
                 s.events_handled,
                 s.parked,
                 s.stop_reason,
+                s.health.last_error,
+                s.health.retrying_since,
             )
             for s in self.subscriptions.values()
         ]
