@@ -105,18 +105,37 @@ def _plain(text: object) -> bool:
     return type(text) is str and 0 < len(text) <= 512 and text.isascii() and text.isprintable()
 
 
+_known_types: set[str] = set()  # type names already found plain: an app has a few dozen, checked once each
+
+
 def _well_formed(event: object) -> TypeGuard[NewEvent]:
+    """The common case in one pass: plain ids and type name. The runtime passes the same str object as
+    command, causation and correlation id (or event and correlation id), so each is scanned once."""
     if type(event) is not NewEvent or type(event.data) is not bytes or type(event.schema_version) is not int:
         return False
     metadata = event.metadata
+    type_name = event.type
+    if type(metadata) is not Metadata or type(type_name) is not str or not 1 <= event.schema_version < 2**31:
+        return False
+    if type_name not in _known_types:
+        if not _plain(type_name):
+            return False
+        if len(_known_types) < 10_000:
+            _known_types.add(type_name)
+    event_id = metadata.event_id
+    command_id = metadata.command_id
+    causation_id = metadata.causation_id
+    correlation_id = metadata.correlation_id
     return (
-        1 <= event.schema_version < 2**31
-        and _plain(event.type)
-        and type(metadata) is Metadata
-        and _plain(metadata.event_id)
-        and (metadata.command_id is None or _plain(metadata.command_id))
-        and (metadata.causation_id is None or _plain(metadata.causation_id))
-        and (metadata.correlation_id is None or _plain(metadata.correlation_id))
+        _plain(event_id)
+        and (command_id is None or _plain(command_id))
+        and (causation_id is None or causation_id is command_id or _plain(causation_id))
+        and (
+            correlation_id is None
+            or correlation_id is command_id
+            or correlation_id is event_id
+            or _plain(correlation_id)
+        )
         and (metadata.command_digest is None or _plain(metadata.command_digest))
     )
 

@@ -52,7 +52,9 @@ class GroupCommitFrontend(abc.ABC):
     ) -> AppendResult:
         committer = self._committer
         if committer.full:  # backpressure: wait for room, after refusing bad input at once
-            self._validate(stream_id, events, expected_version)
+            validate_stream_id(stream_id)
+            validate_expected_version(expected_version)
+            validate_new_events(stream_id, events, committer.limits)
             await committer.wait_for_room()
         return await self.submit_append(stream_id, events, expected_version)
 
@@ -64,16 +66,12 @@ class GroupCommitFrontend(abc.ABC):
         It never waits for room in the queue (`append` does): it cannot, being synchronous, and it need not,
         since the runtime, its caller, has at most one append in flight per actor and caps its live actors.
         """
-        checked = self._validate(stream_id, events, expected_version)
-        self._check_open()
-        return self._committer.submit(stream_id, checked, expected_version)
-
-    def _validate(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> list[NewEvent]:
         validate_stream_id(stream_id)
         validate_expected_version(expected_version)
-        return validate_new_events(stream_id, events, self._committer.limits)
+        committer = self._committer
+        checked = validate_new_events(stream_id, events, committer.limits)
+        self._check_open()
+        return committer.submit(stream_id, checked, expected_version)
 
     async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
         """Queue a snapshot; it is written with the next group commit.
