@@ -21,7 +21,7 @@ from typing import Any, Self
 import aiosqlite
 import anyio
 
-from actorsrc.errors import ForeignDatabaseError, StoreClosedError, StoreError
+from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
@@ -51,8 +51,23 @@ _ONE_APPEND_ERRORS = (
     ValueError,
 )
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
-# The same with text as bytes: the slow path that finds a row whose text is not UTF-8 (see _fetch_events).
-_RAW_EVENT_COLUMNS = _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")
+_READ_STREAM = (
+    "SELECT {} FROM events e"
+    " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
+    " ORDER BY e.version"
+)
+_READ_ALL = (
+    "SELECT {} FROM events e JOIN streams s ON s.key = e.stream_key WHERE e.position > ? ORDER BY e.position LIMIT ?"
+)
+# Each read as (usual SQL, the same with its text columns as bytes): see _fetch_events.
+_READ_STREAM_SQL = (
+    _READ_STREAM.format(_EVENT_COLUMNS),
+    _READ_STREAM.format(_EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
+)
+_READ_ALL_SQL = (
+    _READ_ALL.format("s.name, " + _EVENT_COLUMNS),
+    _READ_ALL.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
+)
 
 
 class SQLiteEventStore(GroupCommitFrontend):
@@ -140,7 +155,7 @@ class SQLiteEventStore(GroupCommitFrontend):
         except BaseException as exc:
             with anyio.CancelScope(shield=True):  # even when cancelled: never leak a connection thread
                 await self._disconnect()
-            if isinstance(exc, sqlite3.Error | OSError) and not isinstance(exc, ForeignDatabaseError):
+            if isinstance(exc, sqlite3.Error | OSError):  # ForeignDatabaseError is neither: it comes out as is
                 raise StoreError(f"cannot open SQLite store {self.path!r}: {exc}") from exc
             raise
         self._open = True
@@ -186,13 +201,7 @@ class SQLiteEventStore(GroupCommitFrontend):
         self, stream_id: str, from_version: int = 1, to_version: int | None = None
     ) -> list[RecordedEvent]:
         upper = version_range(stream_id, from_version, to_version)
-        rows = await self._fetch_events(
-            "SELECT {} FROM events e"
-            " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
-            " ORDER BY e.version",
-            (stream_id, from_version, upper),
-            stream_id,
-        )
+        rows = await self._fetch_events(_READ_STREAM_SQL, (stream_id, from_version, upper), stream_id)
         return [recorded_event(stream_id, row) for row in rows]
 
     async def read_stream_payloads(
@@ -210,11 +219,7 @@ class SQLiteEventStore(GroupCommitFrontend):
     async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)
         check_int("limit", limit, 1)
-        rows = await self._fetch_events(
-            "SELECT s.name, {} FROM events e JOIN streams s ON s.key = e.stream_key"
-            " WHERE e.position > ? ORDER BY e.position LIMIT ?",
-            (after_position, limit),
-        )
+        rows = await self._fetch_events(_READ_ALL_SQL, (after_position, limit))
         return [recorded_event(row[0], row[1:]) for row in rows]
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -241,17 +246,18 @@ class SQLiteEventStore(GroupCommitFrontend):
         rows = await self._fetch("SELECT coalesce(max(position), 0) FROM events", ())
         return int(rows[0][0])
 
-    async def _fetch_events(self, sql: str, params: tuple[Any, ...], stream_id: str | None = None) -> list[Any]:
-        """Event rows of `sql` (with ``{}`` for the columns, after the stream name when `stream_id` is None).
+    async def _fetch_events(
+        self, sql: tuple[str, str], params: tuple[Any, ...], stream_id: str | None = None
+    ) -> list[Any]:
+        """Event rows (after the stream name when `stream_id` is None) of the first SQL of `sql`.
 
-        SQLite cannot hand back text that is not UTF-8 (written by another program), and says only which
-        column; the rows are then read again with that text as bytes, to name the first bad row.
+        SQLite cannot hand back text that is not UTF-8 (written by another program) and names only the
+        column; the rows are then read again with the second SQL, text as bytes, to name the first bad row.
         """
         try:
-            return await self._fetch(sql.format(_EVENT_COLUMNS), params)
+            return await self._fetch(sql[0], params)
         except UndecodableText:
-            raw = sql.format(_RAW_EVENT_COLUMNS).replace("s.name,", "CAST(s.name AS BLOB),")
-            return with_text_checked(await self._fetch(raw, params), stream_id)
+            return with_text_checked(await self._fetch(sql[1], params), stream_id)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         self._check_open()
