@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
-import anyio.lowlevel
 import pytest
 
 from actorsrc import (
@@ -216,19 +215,24 @@ async def test_a_hung_append_times_out_writes_nothing_and_the_actor_recovers(tmp
 
 async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Path) -> None:
     results: list[int] = []
+    sent = 0
     async with SQLiteEventStore.open(tmp_path / "b.db") as store:
         runtime = Runtime(store, [account])
-        async with runtime:
-            ref = runtime.ref(account, "closing")
-            await ref.ask(OpenAccount("ann"))
+        ref = runtime.ref(account, "closing")
 
-            async def credit() -> None:
-                results.append((await ref.ask(Credit(1))).version)
+        async def credit() -> None:
+            nonlocal sent
+            sent += 1  # the command is in the mailbox before this task next yields
+            results.append((await ref.ask(Credit(1))).version)
 
-            async with anyio.create_task_group() as tg:
+        async with anyio.create_task_group() as callers:  # outlive the runtime: closing must answer them
+            async with runtime:
+                await ref.ask(OpenAccount("ann"))
                 for _ in range(300):
-                    tg.start_soon(credit)
-                await anyio.lowlevel.checkpoint()  # queued, not yet handled, when the runtime starts closing
+                    callers.start_soon(credit)
+                await wait_until(lambda: sent == 300, what="every command sent")
+                assert runtime.mailbox_length(account, "closing") > 0  # queued when the runtime starts closing
+            assert await store.last_position() == 301  # closing finished every queued command
         assert sorted(results) == list(range(2, 302))
         with pytest.raises(RuntimeClosedError):
             await ref.ask(Credit(1))
