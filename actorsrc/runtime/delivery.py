@@ -14,7 +14,7 @@ from actorsrc.store.base import MAX_STREAM_ID_LENGTH
 MAX_METADATA_ID_LENGTH = MAX_STREAM_ID_LENGTH
 """Command, causation and correlation ids: the length the stores accept for ids in event metadata."""
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what the stores refuse in metadata ids: C0 and C1 controls
 
 Waiter = tuple["asyncio.Future[None]", Callable[[], None]]
 """A future that resolves when a retry may succeed, and how to hand its wake-up to the next waiter."""
@@ -32,8 +32,10 @@ def abandon(waiter: Waiter) -> None:
 def check_ids(**ids: str | None) -> None:
     """Refuse ids the store would refuse in event metadata, before the command is sent."""
     for name, value in ids.items():
-        if value is None:
-            continue
+        if value is None or (
+            type(value) is str and 0 < len(value) <= MAX_METADATA_ID_LENGTH and value.isascii() and value.isprintable()
+        ):
+            continue  # the usual id, checked in one pass (printable ASCII has no control characters)
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"{name} must be a non-empty str or None, got {value!r}")
         if len(value) > MAX_METADATA_ID_LENGTH:
@@ -46,7 +48,9 @@ def check_ids(**ids: str | None) -> None:
         if not value.isascii() and not _encodable(value):
             raise ConfigurationError(f"{name} must be valid UTF-8 text (no lone surrogates), got {value!r}")
         if _CONTROL.search(value):
-            raise ConfigurationError(f"{name} must not contain NUL or control characters, got {value!r}")
+            raise ConfigurationError(
+                f"{name} must not contain control characters (NUL, tab, newline, ...), got {value!r}"
+            )
 
 
 def _encodable(text: str) -> bool:
