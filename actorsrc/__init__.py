@@ -43,6 +43,7 @@ from actorsrc.store import (
     ExpectedVersion,
     SnapshotStore,
     SQLiteEventStore,
+    StoreLimits,
     StreamState,
 )
 from actorsrc.tuning import tune_gc
@@ -97,6 +98,7 @@ __all__ = [
     "SnapshotStore",
     "StoreClosedError",
     "StoreError",
+    "StoreLimits",
     "StoreUnavailableError",
     "StreamState",
     "SupervisorPolicy",
