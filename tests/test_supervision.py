@@ -91,11 +91,12 @@ async def test_intermittent_append_failures_lose_nothing_acknowledged(tmp_path: 
             assert versions == list(range(1, len(versions) + 1))
 
 
+@pytest.mark.parametrize("inline", [False, True], ids=["task path", "task-free path"])
 async def test_a_hanging_store_times_out_and_the_actor_recovers(
-    tmp_path: Path, captured_logs: list[MutableMapping[str, Any]]
+    tmp_path: Path, inline: bool, captured_logs: list[MutableMapping[str, Any]]
 ) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(
             store, [account], persist_timeout=0.1, supervisor=FAST, store_breaker=QUICK_PROBES
         ) as runtime:
@@ -151,10 +152,13 @@ async def test_restart_limit_trips_then_recovers_after_cooldown(
     assert [e["event"] for e in captured_logs if e["event"].startswith("actor.")].count("actor.gave_up") == 1
 
 
-async def test_store_failures_spend_no_restarts(tmp_path: Path, captured_logs: list[MutableMapping[str, Any]]) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["task path", "task-free path"])
+async def test_store_failures_spend_no_restarts(
+    tmp_path: Path, inline: bool, captured_logs: list[MutableMapping[str, Any]]
+) -> None:
     policy = SupervisorPolicy(min_backoff=0.01, max_backoff=0.02, max_restarts=2, window=10.0, cooldown=30.0)
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
-        store = FaultyStore(inner)
+        store = FaultyStore(inner, inline=inline)
         async with Runtime(store, [account], supervisor=policy, store_breaker=QUICK_PROBES) as runtime:
             ref = runtime.ref(account, "f")
             await ref.ask(OpenAccount("x"))

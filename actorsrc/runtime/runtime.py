@@ -60,7 +60,8 @@ class Runtime:
     - ``max_batch``: commands one actor decides and persists in one append.
     - ``max_conflict_retries``: reloads and re-decisions after another writer touched the stream.
     - ``default_timeout``: the `ask` timeout when the caller gives none (None: wait forever).
-    - ``persist_timeout``: an append taking longer crashes the actor (its state is then unknown).
+    - ``persist_timeout``: an append taking longer fails with `PersistTimeoutError` (its outcome is
+      unknown, so the actor reloads its state) and counts as a store failure.
     - ``passivate_after``: seconds an actor may stay idle in memory (None: until evicted by the cap).
     - ``max_live_actors``: a cap on actors in memory; the least recently used idle ones are evicted,
       and when every live actor is busy a new instance waits for room.

@@ -18,6 +18,10 @@ class SupervisorPolicy:
     seconds, stretched by up to `jitter` (0.2 = up to 20 % longer) so that many actors failing
     together do not retry in lockstep. After `max_restarts` restarts within `window`, the instance
     is marked failed: its commands fail at once with `AggregateFailedError` for `cooldown` seconds.
+
+    Only the aggregate's own failures count (a bug in `evolve`, a stored event that does not decode, an
+    error about one append's data). A failing store (I/O, a full disk, a lost connection, a hung write)
+    costs no restart: the runtime's store breaker (`StoreBreakerPolicy`) handles it for all actors at once.
     """
 
     min_backoff: float = 0.05
