@@ -35,7 +35,15 @@ from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, S
 from actorsrc.naming import NamingWarning, check_event_names
 from actorsrc.projection import EventEnvelope, FailurePolicy, ProcessManager, Projection, Send
 from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
-from actorsrc.runtime import AggregateRef, CommandOutcome, Runtime, RuntimeStats, SupervisorPolicy
+from actorsrc.runtime import (
+    AggregateRef,
+    CommandOutcome,
+    Runtime,
+    RuntimeStats,
+    StoreBreakerPolicy,
+    StoreStatus,
+    SupervisorPolicy,
+)
 from actorsrc.store import (
     ANY,
     NO_STREAM,
@@ -97,8 +105,10 @@ __all__ = [
     "Snapshot",
     "SnapshotStore",
     "StoreClosedError",
+    "StoreBreakerPolicy",
     "StoreError",
     "StoreLimits",
+    "StoreStatus",
     "StoreUnavailableError",
     "StreamState",
     "SupervisorPolicy",

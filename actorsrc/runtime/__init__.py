@@ -3,6 +3,15 @@
 from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.runtime import Runtime, RuntimeStats
+from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreStatus
 from actorsrc.runtime.supervision import SupervisorPolicy
 
-__all__ = ["AggregateRef", "CommandOutcome", "Runtime", "RuntimeStats", "SupervisorPolicy"]
+__all__ = [
+    "AggregateRef",
+    "CommandOutcome",
+    "Runtime",
+    "RuntimeStats",
+    "StoreBreakerPolicy",
+    "StoreStatus",
+    "SupervisorPolicy",
+]

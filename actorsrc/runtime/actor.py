@@ -25,9 +25,11 @@ import anyio
 from actorsrc.errors import (
     AggregateFailedError,
     ConcurrencyError,
+    LimitExceededError,
     PersistTimeoutError,
     RecoveryError,
     RuntimeClosedError,
+    StoreError,
 )
 from actorsrc.loading import load_state
 from actorsrc.messages import AppendResult, NewEvent, Snapshot
@@ -50,6 +52,12 @@ RECOVERY_FAILED = "recovery failed"
 LOOKUP_FAILED = "looking up command ids failed"
 PERSIST_FAILED = "persist failed"
 _STORE_OPERATIONS = frozenset((RECOVERY_FAILED, LOOKUP_FAILED, PERSIST_FAILED))
+
+
+def refused_before_writing(error: BaseException) -> bool:
+    """Whether the store refused an append while validating it (too large, a bad id): nothing was
+    written and the actor's state was never advanced, so there is nothing to rebuild."""
+    return isinstance(error, LimitExceededError | ValueError | TypeError) and not isinstance(error, StoreError)
 
 
 class AggregateActor:
@@ -313,6 +321,10 @@ class AggregateActor:
                 raise
             except Exception as exc:
                 decision.fail(exc)
+                if refused_before_writing(exc):  # nothing was sent: the actor's state is still right
+                    health.release(self)
+                    self.requeue_front(decision.rest)
+                    return
                 raise Crash(PERSIST_FAILED, exc, decision.rest) from exc
             if health.failing:
                 health.succeeded()
@@ -388,7 +400,10 @@ class AggregateActor:
             except Exception as exc:
                 decision.fail(exc)
                 self.requeue_front(decision.rest)  # never decided: they wait for the restart
-                self._crashed(PERSIST_FAILED, exc)
+                if refused_before_writing(exc):  # nothing was sent: the actor's state is still right
+                    health.release(self)
+                else:
+                    self._crashed(PERSIST_FAILED, exc)
                 continue
             host.inline_busy += 1
             host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, future)

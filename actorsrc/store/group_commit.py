@@ -163,7 +163,9 @@ class GroupCommitter:
             try:
                 outcomes.extend(await self._write_batch([pending], []))
             except Exception as exc:
-                outcomes.append(StoreError(f"append to {pending.stream_id!r} failed: {exc!r}"))
+                error = StoreError(f"append to {pending.stream_id!r} failed: {exc!r}")
+                error.__cause__ = exc  # the breaker tells one bad append from a failing store by it
+                outcomes.append(error)
         for pending_snapshot in snapshots:
             try:
                 await self._write_batch([], [pending_snapshot])
