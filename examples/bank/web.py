@@ -20,11 +20,15 @@ from starlette.routing import Route
 from actorsrc import (
     AggregateRef,
     AskTimeoutError,
+    CodecError,
     CommandOutcome,
     InvalidStreamIdError,
+    LimitExceededError,
+    OutcomeUnknownError,
     Runtime,
     RuntimeClosedError,
     SQLiteEventStore,
+    StoreUnavailableError,
 )
 from actorsrc.loading import load_state
 from examples.bank.domain import (
@@ -72,14 +76,22 @@ _STATUS: dict[type[Exception], int] = {
     AlreadyOpen: 409,
     NotOpen: 404,
     InvalidStreamIdError: 400,
+    CodecError: 422,
+    LimitExceededError: 413,
     RuntimeClosedError: 503,
+    StoreUnavailableError: 503,  # nothing was written: retry after a moment
+    OutcomeUnknownError: 503,  # may have been written: retry with the same command id
     AskTimeoutError: 504,
 }
+# A client may retry these after a moment (the store's breaker probes again within about 2 s).
+_RETRY_AFTER: dict[type[Exception], str] = {StoreUnavailableError: "1", OutcomeUnknownError: "1"}
 
 
-def _responder(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
+def _responder(status: int, retry_after: str | None) -> Callable[[Request, Exception], Awaitable[Response]]:
+    headers = {"Retry-After": retry_after} if retry_after is not None else None
+
     async def respond(request: Request, exc: Exception) -> Response:
-        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+        return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status, headers=headers)
 
     return respond
 
@@ -183,7 +195,7 @@ def create_app(db_path: str | os.PathLike[str], *, ask_timeout: float = 5.0) -> 
     return Starlette(
         routes=routes,
         lifespan=bank.lifespan,
-        exception_handlers={cls: _responder(status) for cls, status in _STATUS.items()},
+        exception_handlers={cls: _responder(status, _RETRY_AFTER.get(cls)) for cls, status in _STATUS.items()},
         max_body_size=64 * 1024,  # bodies are a few fields; refuse anything large before parsing
     )
 
