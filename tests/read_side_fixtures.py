@@ -1,11 +1,14 @@
-"""Projections used by the read-side tests and the projection crash worker."""
+"""Projections used by the read-side tests and the projection crash worker, and a read side to run them on."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from actorsrc import EventEnvelope, Projection
+from actorsrc import EventEnvelope, Projection, Runtime, SQLiteEventStore, SQLiteReadModel
 from examples.bank import AccountCredited, AccountDebited, AccountOpened, account
 
 
@@ -38,3 +41,16 @@ balances = Projection(
 async def read_balances(read_model: Any) -> dict[str, int]:
     rows = await read_model.query("SELECT account, balance FROM balances")
     return {name: balance for name, balance in rows}
+
+
+@asynccontextmanager
+async def read_side(
+    tmp_path: Path, *handlers: Any, read_model_type: type[SQLiteReadModel] = SQLiteReadModel, **options: Any
+) -> AsyncIterator[tuple[SQLiteEventStore, SQLiteReadModel, Runtime]]:
+    """A file store, a file read model (of `read_model_type`) and a runtime with `handlers`."""
+    async with (
+        SQLiteEventStore.open(tmp_path / "events.db") as store,
+        read_model_type.open(tmp_path / "read.db") as read_model,
+        Runtime(store, [account], handlers=handlers, read_model=read_model, **options) as runtime,
+    ):
+        yield store, read_model, runtime

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +25,7 @@ from actorsrc import (
 )
 from actorsrc.messages import Metadata, next_event_id
 from examples.bank import AccountOpened, Credit, Debit, OpenAccount, account
-from tests.read_side_fixtures import balances, read_balances
-
-
-@asynccontextmanager
-async def read_side(
-    tmp_path: Path, *handlers: Any, **options: Any
-) -> AsyncIterator[tuple[SQLiteEventStore, SQLiteReadModel, Runtime]]:
-    async with (
-        SQLiteEventStore.open(tmp_path / "events.db") as store,
-        SQLiteReadModel.open(tmp_path / "read.db") as read_model,
-        Runtime(store, [account], handlers=handlers, read_model=read_model, **options) as runtime,
-    ):
-        yield store, read_model, runtime
+from tests.read_side_fixtures import balances, read_balances, read_side
 
 
 async def test_projection_follows_writes_and_wait_for_gives_read_your_writes(tmp_path: Path) -> None:
@@ -120,7 +106,7 @@ async def test_discarding_a_parked_event(tmp_path: Path) -> None:
         assert await runtime.parked() == []
 
 
-async def test_wait_for_times_out_clearly_when_the_handler_is_stopped(tmp_path: Path) -> None:
+async def test_wait_for_fails_at_once_and_clearly_when_the_handler_is_stopped(tmp_path: Path) -> None:
     stopping = _fragile(
         "stopping", {"fixed": False, "attempts": 0}, FailurePolicy(retries=1, backoff=0.001, then="stop")
     )
@@ -130,15 +116,17 @@ async def test_wait_for_times_out_clearly_when_the_handler_is_stopped(tmp_path: 
         await runtime.wait_for(stopping, opened.position, timeout=5)
         poison = await ref.ask(Credit(13))
         later = await ref.ask(Credit(1))
-        with anyio.fail_after(5):
-            while runtime.handler_statuses()[0].status != "stopped":  # noqa: ASYNC110 - polling a gauge
-                await anyio.sleep(0.01)
-        with pytest.raises(
-            WaitTimeoutError,
-            match=r"'stopping' did not reach position 3 within 0.2 s; it is at 1 "
-            r"\(stopped: event at position 2 \(AccountCredited",
-        ):
-            await runtime.wait_for(stopping, later.position, timeout=0.2)
+        stopped = (
+            r"'stopping' will not reach position 3: it is stopped at 1 "
+            r"\(event at position 2 \(AccountCredited on 'account-a' v2\) failed 2 times: ValueError: 13 is unlucky\)"
+        )
+        with anyio.fail_after(5), pytest.raises(WaitTimeoutError, match=stopped):
+            await runtime.wait_for(stopping, later.position, timeout=30)  # the stop ends the wait, not the 30 s
+        with pytest.raises(WaitTimeoutError, match=stopped):
+            await runtime.wait_for(stopping, later.position, timeout=30)  # already stopped: at once
+        (status,) = runtime.handler_statuses()
+        assert (status.status, status.position) == ("stopped", opened.position)
+        assert "13 is unlucky" in (status.stop_reason or "")
         assert await read_model.checkpoint("stopping") == opened.position
         assert await runtime.parked() == []
         assert poison.position == 2

@@ -70,6 +70,29 @@ def _ddl(s: str) -> list[str]:
     ]
 
 
+LET_GO = 2.0
+"""Seconds a transaction's clean-up (asyncpg cancelling a statement, then ROLLBACK) may take before its
+connection is terminated instead."""
+
+
+async def _roll_back(conn: PgConnection) -> None:
+    """Roll back, even while cancelled. A statement the body left running (cancelled by a timeout or a
+    stop) is still being cancelled by asyncpg, which refuses other statements until the server confirms:
+    wait for that (briefly) rather than terminate the connection under asyncpg's own cancel request."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(LET_GO):
+        while not conn.is_closed():
+            try:
+                await conn.execute("ROLLBACK", timeout=LET_GO)
+                return
+            except asyncpg.InterfaceError as exc:
+                if "cancelling" not in str(exc):
+                    break
+            except Exception:
+                break
+            await anyio.sleep(0.005)
+    conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
+
+
 async def _maybe_await(result: Any) -> None:
     if inspect.isawaitable(result):
         await result
@@ -145,23 +168,17 @@ class PostgresReadModel:
         from_body: BaseException | None = None
         try:
             async with pool.acquire(timeout=timeout) as conn:
+                await conn.execute("BEGIN", timeout=timeout)
                 try:
-                    await conn.execute("BEGIN", timeout=timeout)
-                    try:
-                        yield conn
-                    except BaseException as exc:
-                        from_body = exc
-                        raise
-                    await conn.execute("COMMIT", timeout=timeout)
-                except Exception:
-                    if not conn.is_closed():
-                        try:
-                            await conn.execute("ROLLBACK", timeout=timeout)
-                        except Exception:
-                            conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
+                    yield conn
+                except BaseException as exc:
+                    from_body = exc
+                    await _roll_back(conn)
                     raise
+                try:
+                    await conn.execute("COMMIT", timeout=timeout)
                 except BaseException:
-                    conn.terminate()  # cancelled: the server rolls back; waiting for a ROLLBACK could take long
+                    await _roll_back(conn)
                     raise
         except Exception as exc:
             if exc is from_body:

@@ -179,11 +179,24 @@ class ConnectionThread:
             self._stuck = None
             logger.warning("read_model.released", read_model=self.description, job=stuck.label)
             return
-        raise ReadModelError(
+        raise self._held_by(stuck)
+
+    def _held_by(self, stuck: _Job[Any]) -> ReadModelError:
+        return ReadModelError(
             f"{self.description} is held by {stuck.label}, running for {time.monotonic() - stuck.started_at:.0f} s "
             "past its caller's deadline; Python code between SQL statements cannot be interrupted, so the read "
             "model takes new work once it returns"
         )
+
+    def _fail_queued(self, error: BaseException) -> None:
+        """Jobs still waiting for the thread will not run: their callers hear `error` now."""
+        for job in list(self._waiting):
+            with self._lock:
+                if job.state != _QUEUED:
+                    continue
+                job.state = _ABANDONED
+            if not job.done.done():
+                job.done.set_exception(error)
 
     async def call(
         self, fn: Callable[[sqlite3.Connection], T], *, label: str = "a job", timeout: float | None = None
@@ -232,6 +245,7 @@ class ConnectionThread:
                 )
             return
         self._stuck = job
+        self._fail_queued(self._held_by(job))  # rather than leave them queued behind it
         logger.error(
             "read_model.stuck",
             read_model=self.description,
@@ -264,10 +278,5 @@ class ConnectionThread:
                 job=running.label if running is not None else None,
                 detail="the connection closes when this job returns, or when the process exits",
             )
-            closed = StoreClosedError(f"{self.description} was closed while this job waited for its thread")
-            for job in list(self._waiting):
-                with self._lock:
-                    if job.state == _QUEUED:
-                        job.state = _ABANDONED
-                        job.done.set_exception(closed)
+            self._fail_queued(StoreClosedError(f"{self.description} was closed while this job waited for its thread"))
         return finished

@@ -83,6 +83,8 @@ class Subscription:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.status == "stopped":
+            self.health.set("starting")
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -120,6 +122,17 @@ class Subscription:
     def _stop(self, reason: str) -> None:
         self.health.set("stopped", reason)
         logger.error("handler.stopped", handler=self.name, position=self.position, reason=reason)
+        # Nothing moves until someone restarts it: whoever waits for it hears so now, not at their timeout.
+        while self._waiters:
+            target, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():
+                waiter.set_exception(self._stopped_error(target))
+
+    def _stopped_error(self, target: int) -> WaitTimeoutError:
+        return WaitTimeoutError(
+            f"{self.name!r} will not reach position {target}: it is stopped at {self.position} ({self.stop_reason}); "
+            "fix the cause, then runtime.restart_handler"
+        )
 
     async def _until_done(
         self, what: str, op: Callable[[], Awaitable[Any]], retry: Callable[[BaseException], bool] = is_infrastructure
@@ -281,6 +294,7 @@ class Subscription:
             for record in records:
                 await self._handle_one(record)
             return
+        self.health.recovered()
         self._advance(last)
 
     async def _handle_one(self, record: RecordedEvent) -> None:
@@ -366,18 +380,15 @@ class Subscription:
     async def wait_for(self, position: int, timeout: float) -> None:
         if self.position >= position and self._serving():
             return
+        if self.status == "stopped":
+            raise self._stopped_error(position)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiters, (position, next(_tiebreak), waiter))
         with anyio.move_on_after(timeout):
             await waiter
             return
         waiter.cancel()
-        if self.status == "stopped":
-            state = f"stopped: {self.stop_reason}"
-        elif self.status == "retrying":
-            state = f"retrying: {self.health.last_error}"
-        else:
-            state = self.status
+        state = f"retrying: {self.health.last_error}" if self.status == "retrying" else self.status
         raise WaitTimeoutError(
             f"{self.name!r} did not reach position {position} within {timeout} s; it is at {self.position} ({state})"
         )
