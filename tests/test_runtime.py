@@ -198,9 +198,11 @@ async def test_failed_append_reaches_the_caller_and_the_actor_recovers(tmp_path:
 async def test_a_hung_append_times_out_writes_nothing_and_the_actor_recovers(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner, inline=inline)
-        async with Runtime(store, [account], persist_timeout=0.2) as runtime:
+        async with Runtime(store, [account]) as runtime:
             ref = runtime.ref(account, "hung")
             await ref.ask(OpenAccount("ann"))
+            # Short only for the hung append: a real one may take longer than 0.2 s on a loaded machine.
+            runtime.persist_timeout = 0.2
             store.hold_appends()
             with pytest.raises(PersistTimeoutError, match=r"did not complete within 0\.2 s"):
                 await ref.ask(Credit(50))
@@ -208,6 +210,7 @@ async def test_a_hung_append_times_out_writes_nothing_and_the_actor_recovers(tmp
             assert await inner.stream_version("account-hung") == 1
             assert used_persist_path(store, inline)
             store.release_appends()
+            runtime.persist_timeout = 10.0
             assert (await ref.ask(Credit(30))).version == 2
         state, versions = await replayed_account(inner, "hung")
         assert (state.balance, versions) == (30, [1, 2])
