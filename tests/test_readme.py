@@ -11,12 +11,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _quick_start() -> str:
+def _first_block_under(heading: str) -> str:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Quick start", 1)[1]
+    section = readme.split(heading, 1)[1]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, "the README has no python block under 'Quick start'"
+    assert match, f"the README has no python block under {heading!r}"
     return match.group(1)
+
+
+def _quick_start() -> str:
+    return _first_block_under("## Quick start")
 
 
 def test_quick_start_runs(tmp_path: Path) -> None:
@@ -38,3 +42,13 @@ def test_readme_commands_are_the_ci_commands() -> None:
     assert test_command in readme
     assert test_command in ci
     assert "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/actorsrc demo" in readme
+
+
+def test_in_memory_testing_example_runs(tmp_path: Path) -> None:
+    code = _first_block_under("### Testing your domain")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []  # in memory: not a file was written
