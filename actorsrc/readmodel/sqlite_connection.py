@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from queue import SimpleQueue
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 
@@ -40,45 +40,62 @@ LET_GO = 1.0
 """Seconds an interrupted (or cancelled) job gets to return before the connection counts it as stuck."""
 
 _QUEUED, _RUNNING, _COMMITTING, _ABANDONED, _DONE = range(5)
+_TIMED_OUT: Any = object()  # the outcome of a call whose handler overran its timeout
 
 
-class _Job(Generic[T]):
-    __slots__ = ("done", "fn", "label", "started", "started_at", "state")
+class _Job:
+    __slots__ = (
+        "finished",
+        "fn",
+        "handler_started_at",
+        "label",
+        "ok",
+        "outcome",
+        "settled",
+        "started_at",
+        "state",
+        "timer",
+        "value",
+    )
 
-    def __init__(
-        self,
-        fn: Callable[[sqlite3.Connection], T],
-        label: str,
-        done: asyncio.Future[T],
-        started: asyncio.Future[None] | None,
-    ) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], label: str, outcome: asyncio.Future[Any]) -> None:
         self.fn = fn
         self.label = label
-        self.done = done
-        self.started = started  # set when the handler's own code begins (timed jobs only)
+        self.outcome = outcome  # what the caller awaits: the job's result, or _TIMED_OUT
         self.state = _QUEUED
-        self.started_at = 0.0
+        self.started_at = 0.0  # monotonic, set on the thread
+        self.handler_started_at = 0.0  # when its user code began (0: not yet), set on the thread
+        self.timer: asyncio.TimerHandle | None = None
+        self.settled = False  # the thread is done with it; `ok` and `value` say how it ended
+        self.ok = False
+        self.value: Any = None
+        self.finished: asyncio.Future[None] | None = None  # made when someone waits for it after giving up
 
 
-def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.done():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _settle(job: _Job, ok: bool, value: Any) -> None:
+    """On the loop: the thread finished `job`."""
+    job.settled, job.ok, job.value = True, ok, value
+    if not job.outcome.done():
+        if ok:
+            job.outcome.set_result(value)
+        else:
+            job.outcome.set_exception(value)
+    if job.finished is not None and not job.finished.done():
+        job.finished.set_result(None)
 
 
-def _deliver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     # The loop may be gone when an abandoned thread finally finishes: nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, future, ok, value)
+        loop.call_soon_threadsafe(callback, *args)
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A job whose caller gave up may still fail (interrupted): its error is expected, not "never retrieved".
-    if not future.cancelled():
-        future.exception()
+def _set(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if not future.done():
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 async def _finished(future: asyncio.Future[Any], timeout: float | None) -> bool:
@@ -91,12 +108,12 @@ class ConnectionThread:
 
     def __init__(self, description: str) -> None:
         self.description = description
-        self._jobs: SimpleQueue[_Job[Any] | None] = SimpleQueue()
+        self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._lock = threading.Lock()  # job state changes, on either side
         self._conn: sqlite3.Connection | None = None
-        self._current: _Job[Any] | None = None
-        self._stuck: _Job[Any] | None = None
-        self._waiting: set[_Job[Any]] = set()
+        self._current: _Job | None = None
+        self._stuck: _Job | None = None
+        self._waiting: set[_Job] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._exited: asyncio.Future[None] | None = None
         self._open = False
@@ -123,10 +140,10 @@ class ConnectionThread:
         try:
             conn = self._conn = connect()
         except BaseException as exc:
-            _deliver(loop, opened, False, exc)
-            _deliver(loop, self._exited, True, None)
+            _call_soon(loop, _set, opened, False, exc)
+            _call_soon(loop, _set, self._exited, True, None)
             return
-        _deliver(loop, opened, True, None)
+        _call_soon(loop, _set, opened, True, None)
         try:
             while (job := self._jobs.get()) is not None:
                 self._run(loop, conn, job)
@@ -134,9 +151,9 @@ class ConnectionThread:
             self._conn = None
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-            _deliver(loop, self._exited, True, None)
+            _call_soon(loop, _set, self._exited, True, None)
 
-    def _run(self, loop: asyncio.AbstractEventLoop, conn: sqlite3.Connection, job: _Job[Any]) -> None:
+    def _run(self, loop: asyncio.AbstractEventLoop, conn: sqlite3.Connection, job: _Job) -> None:
         with self._lock:
             if job.state == _ABANDONED:  # its caller gave up before it began
                 return
@@ -147,16 +164,15 @@ class ConnectionThread:
             ok, value = False, exc
         with self._lock:
             job.state, self._current = _DONE, None
-        _deliver(loop, job.done, ok, value)
+        _call_soon(loop, _settle, job, ok, value)
 
     # -- called on the thread by a job ----------------------------------------------------------
 
     def handler_started(self) -> None:
-        """The job's user code begins now: its caller's timeout starts counting."""
+        """The job's user code begins now: its caller's timeout counts from here."""
         job = self._current
-        if job is not None and job.started is not None and self._loop is not None:
-            job.started_at = time.monotonic()
-            _deliver(self._loop, job.started, True, None)
+        if job is not None:
+            job.handler_started_at = time.monotonic()
 
     def may_commit(self) -> bool:
         """Whether the running job may COMMIT (False: its caller gave up, so it must roll back)."""
@@ -181,11 +197,11 @@ class ConnectionThread:
             return
         raise self._held_by(stuck)
 
-    def _held_by(self, stuck: _Job[Any]) -> ReadModelError:
+    def _held_by(self, stuck: _Job) -> ReadModelError:
         return ReadModelError(
-            f"{self.description} is held by {stuck.label}, running for {time.monotonic() - stuck.started_at:.0f} s "
-            "past its caller's deadline; Python code between SQL statements cannot be interrupted, so the read "
-            "model takes new work once it returns"
+            f"{self.description} is held by {stuck.label}, running for "
+            f"{time.monotonic() - stuck.handler_started_at:.0f} s past its caller's deadline; Python code between SQL "
+            "statements cannot be interrupted, so the read model takes new work once it returns"
         )
 
     def _fail_queued(self, error: BaseException) -> None:
@@ -195,38 +211,65 @@ class ConnectionThread:
                 if job.state != _QUEUED:
                     continue
                 job.state = _ABANDONED
-            if not job.done.done():
-                job.done.set_exception(error)
+            if not job.outcome.done():
+                job.outcome.set_exception(error)
 
     async def call(
         self, fn: Callable[[sqlite3.Connection], T], *, label: str = "a job", timeout: float | None = None
     ) -> T:
         """Run `fn(connection)` on the thread. With `timeout`, a job whose user code (from its call of
         `handler_started`) runs longer is interrupted and rolled back: `HandlerTimeoutError`, or
-        `HandlerStuckError` if it does not let go."""
+        `HandlerStuckError` if it does not let go. One future and one thread hop per call: this is the
+        path of every projection batch."""
         self._check_usable()
         loop = asyncio.get_running_loop()
-        job: _Job[T] = _Job(fn, label, loop.create_future(), loop.create_future() if timeout is not None else None)
-        job.done.add_done_callback(_retrieve)
+        job = _Job(fn, label, loop.create_future())
         self._waiting.add(job)
         self._jobs.put(job)
+        if timeout is not None:
+            job.timer = loop.call_later(timeout, self._deadline, job, timeout)
         try:
-            if job.started is not None:
-                either: list[asyncio.Future[Any]] = [job.started, job.done]
-                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                if not job.done.done() and not await _finished(job.done, timeout):
-                    await self._give_up(job, timeout)
-            return await asyncio.shield(job.done)
+            result = await job.outcome
         except asyncio.CancelledError:
-            with anyio.CancelScope(shield=True):
-                await self._give_up(job, None)
+            if job.outcome.cancelled():
+                with anyio.CancelScope(shield=True):
+                    await self._give_up(job, None)
             raise
         finally:
             self._waiting.discard(job)
+            if job.timer is not None:
+                job.timer.cancel()
+        if result is _TIMED_OUT:
+            assert timeout is not None
+            with anyio.CancelScope(shield=True):  # bounded: LET_GO, or a COMMIT already under way
+                result = await self._give_up(job, timeout)
+        return cast(T, result)
 
-    async def _give_up(self, job: _Job[Any], timeout: float | None) -> None:
-        """Abandon `job` (timed out after `timeout` s, or cancelled when None); returns if it finished
-        anyway (it reached its commit first), raises the timeout errors otherwise."""
+    def _deadline(self, job: _Job, timeout: float) -> None:
+        """The timer of a timed call: it counts from the start of the handler's code, not from the call."""
+        job.timer = None
+        if job.outcome.done():
+            return
+        started = job.handler_started_at
+        left = timeout if not started else started + timeout - time.monotonic()
+        if left > 0:  # still waiting for the thread or in BEGIN, or it started later than the call
+            job.timer = asyncio.get_running_loop().call_later(left, self._deadline, job, timeout)
+        else:
+            job.outcome.set_result(_TIMED_OUT)
+
+    async def _let_go(self, job: _Job, timeout: float | None) -> bool:
+        """Whether the thread is done with `job` within `timeout` seconds."""
+        if job.settled:
+            return True
+        if job.finished is None:
+            job.finished = asyncio.get_running_loop().create_future()
+        return await _finished(job.finished, timeout)
+
+    async def _give_up(self, job: _Job, timeout: float | None) -> Any:
+        """Abandon `job`: its handler overran `timeout` seconds, or (None) its caller was cancelled.
+        If it had reached its commit, that decides, and its result is returned; otherwise it is
+        interrupted and rolled back, and a timeout raises `HandlerTimeoutError` (`HandlerStuckError`
+        if the thread does not let go of it)."""
         with self._lock:
             state = job.state
             if state in (_QUEUED, _RUNNING):
@@ -234,16 +277,19 @@ class ConnectionThread:
             if state == _RUNNING and self._current is job and self._conn is not None:
                 self._conn.interrupt()  # aborts the statement it may be in; nothing for pure Python
         if state == _QUEUED:
-            return  # it will not run
+            return None  # it will not run
         if state in (_COMMITTING, _DONE) and timeout is not None:
-            return  # the handler's part was over in time: its commit decides, as any commit does
-        if await _finished(job.done, LET_GO):
-            if state == _RUNNING and timeout is not None:
+            await self._let_go(job, None)  # the handler's part was over in time: its commit decides
+            if job.ok:
+                return job.value
+            raise job.value
+        if await self._let_go(job, LET_GO):
+            if timeout is not None:
                 raise HandlerTimeoutError(
                     f"{job.label} ran longer than its timeout of {timeout} s; it was interrupted and rolled back "
                     "(raise FailurePolicy.timeout if it needs longer)"
                 )
-            return
+            return None
         self._stuck = job
         self._fail_queued(self._held_by(job))  # rather than leave them queued behind it
         logger.error(
@@ -258,6 +304,7 @@ class ConnectionThread:
                 "SQL statements cannot be interrupted, so it keeps the read model's connection until it returns "
                 "(fix the hang, then restart the handler)"
             )
+        return None
 
     async def close(self, timeout: float) -> bool:
         """Let queued work finish and close the connection; past `timeout` seconds (or `LET_GO` when a job
