@@ -126,6 +126,10 @@ class Projection:
     `PostgresReadModel` it is an async function over an asyncpg connection. `setup(db)` creates the
     tables (idempotently); `reset(db)` drops them before a rebuild. Events of types outside `events`
     (and the `aggregates`' event types) are skipped.
+
+    A batch that runs longer than `failure.timeout` is rolled back and counts as a failure: on SQLite the
+    statement it is in is interrupted; Python code between statements cannot be stopped, so a handler
+    stuck there stops the projection and holds the read model's connection until it returns.
     """
 
     name: str

@@ -29,6 +29,7 @@ from actorsrc import (
 from actorsrc.errors import ConfigurationError, EventDecodeError, ReadModelError
 from actorsrc.messages import Metadata, RecordedEvent, next_event_id
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError
+from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountOpened, Credit, OpenAccount, account
 from tests.read_side_fixtures import balances, read_balances, read_side
 
@@ -396,6 +397,45 @@ async def test_a_handler_stuck_in_python_is_stopped_and_closing_stays_bounded(tm
     async with SQLiteReadModel.open(tmp_path / "read.db") as reopened:
         assert await reopened.checkpoint("stuck") == opened.position  # the stuck batch was rolled back
         assert await recorded(reopened, "stuck") == [1]
+
+
+async def test_a_process_manager_over_its_timeout_is_parked_and_its_command_happens_once(tmp_path: Path) -> None:
+    def welcome(state: int, envelope: EventEnvelope[Any]) -> tuple[int, list[Send]]:
+        return state + 1, [Send(account, "b", Credit(5))]
+
+    greeter = ProcessManager(
+        name="greeter",
+        key=lambda e: e.stream_id if e.event.owner == "ann" else None,
+        initial=0,
+        react=welcome,
+        events={"AccountOpened": AccountOpened},
+        failure=FailurePolicy(retries=0, timeout=0.3),
+    )
+    async with (
+        SQLiteEventStore.open(tmp_path / "events.db") as inner,
+        SQLiteReadModel.open(tmp_path / "read.db") as read_model,
+    ):
+        store = FaultyStore(inner)
+        async with Runtime(
+            store, [account], handlers=[greeter], read_model=read_model, poll_interval=0.05, persist_timeout=60
+        ) as runtime:
+            await runtime.ref(account, "b").ask(OpenAccount("bob"), consistency=[greeter], timeout=10)
+            store.hold_appends()  # the greeter's command will wait longer than its timeout
+            try:
+                opened = NewEvent("AccountOpened", b'{"owner": "ann", "overdraft_limit": 0}', Metadata(next_event_id()))
+                written = await inner.append("account-a", [opened], ANY)
+                await runtime.wait_for(greeter, written.first_position, timeout=10)
+                (parked,) = await runtime.parked(greeter)
+                assert parked.position == written.first_position
+                assert "HandlerTimeoutError" in parked.error
+                assert "timeout of 0.3 s sending 1 commands" in parked.error
+                assert store.held_appends == 1
+            finally:
+                store.release_appends()
+            await runtime.retry_parked(parked.id)  # the same command id: carried out once
+            assert await runtime.parked() == []
+            assert (await runtime.ref(account, "b").state()).balance == 5
+            assert await inner.last_position() == written.first_position + 1
 
 
 # -- files and the in-memory read model -----------------------------------------------------------------
