@@ -6,33 +6,35 @@ It passes the same contract suite as the SQLite store. Appends from all actors o
 group-committed; positions are gapless and in commit order across processes (see postgres_schema);
 subscribers are woken through LISTEN/NOTIFY, with polling as the fallback (behind a transaction-pooling
 proxy, pass ``listen=False``). A batch whose connection drops mid-commit is settled before it is
-retried: appends that did commit are recognised by their event ids and never written twice.
+retried: a batch that did commit is recognised by its first event and never written twice, and an
+append whose outcome cannot be settled fails with `OutcomeUnknownError`, never as "not written".
+
+Every statement has a deadline (`command_timeout`, 30 s by default), so a dead link cannot block the
+committer forever; by default the server is asked for the same deadline (`statement_timeout`, and
+`idle_in_transaction_session_timeout`, so a session whose client vanished mid-commit releases the
+log-head lock that every writer waits for).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any, Self
 
 import anyio
 import asyncpg
 
-from actorsrc.errors import StoreClosedError, StoreError
+from actorsrc.errors import ConfigurationError, OutcomeUnknownError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
-from actorsrc.store.base import (
-    NO_STREAM,
-    StoredPayload,
-    check_int,
-    validate_stream_id,
-)
+from actorsrc.store.base import StoredPayload, check_int, validate_stream_id
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
+from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 from actorsrc.store.postgres_schema import check_schema_name, migrate
-from actorsrc.store.postgres_writer import notify_channel, write_batch
-from actorsrc.store.rows import decode_metadata, micros_to_datetime, recorded_event
+from actorsrc.store.postgres_writer import Attempt, notify_channel, write_batch
+from actorsrc.store.rows import micros_to_datetime, recorded_event
 
 # Errors after which the connection, not the data, is to blame: the batch is settled and retried.
 _TRANSIENT = (
@@ -42,7 +44,8 @@ _TRANSIENT = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
-    asyncio.TimeoutError,
+    asyncio.TimeoutError,  # command_timeout: the link may be dead
+    asyncpg.QueryCanceledError,  # statement_timeout
 )
 # Errors one bad append can cause: the batch is split so the others still commit.
 _ONE_APPEND_ERRORS = (
@@ -67,17 +70,33 @@ class PostgresEventStore(GroupCommitFrontend):
         max_batch_events: int = 5000,
         listen: bool = True,
         retries: int = 5,
+        retry_delay: float = 0.05,
+        command_timeout: float | None = 30.0,
+        server_timeouts: bool = True,
+        limits: StoreLimits = DEFAULT_LIMITS,
     ) -> None:
+        """`limits` bounds event and append sizes and the queues (`StoreLimits`).
+
+        `retries` attempts follow a failed write or read, after `retry_delay` seconds, doubling up to 2 s.
+        `command_timeout` bounds every statement, in seconds (None: wait forever); with `server_timeouts`
+        the server applies it too, as `statement_timeout` and `idle_in_transaction_session_timeout` (turn
+        it off behind a proxy that refuses these startup parameters, such as PgBouncer by default)."""
+        if not isinstance(limits, StoreLimits):
+            raise TypeError(f"limits must be a StoreLimits, got {limits!r}")
         self.dsn = dsn
         self.schema = check_schema_name(schema)
         self.listen = listen
         self.retries = retries
+        self.retry_delay = retry_delay
+        self.command_timeout = _check_timeout(command_timeout)
+        self.server_timeouts = server_timeouts
         self._pool_size = (min_connections, max_connections)
         self._committer = GroupCommitter(
             self._write_with_retries,
             max_batch_events=max_batch_events,
             store_name=f"PostgreSQL store (schema {schema!r})",
             split_on=_ONE_APPEND_ERRORS,
+            limits=limits,
         )
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -85,6 +104,7 @@ class PostgresEventStore(GroupCommitFrontend):
         self._local_listeners: list[Callable[[int], None]] = []
         self._payload_reads: list[tuple[str, int, int, asyncio.Future[list[StoredPayload]]]] = []
         self._payload_reader: asyncio.Task[None] | None = None
+        self._read_room = asyncio.Event()  # set when reads were taken off the queue
 
     @classmethod
     @asynccontextmanager
@@ -104,7 +124,13 @@ class PostgresEventStore(GroupCommitFrontend):
     async def _connect(self) -> None:
         try:
             low, high = self._pool_size
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=low, max_size=high)
+            self._pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=low,
+                max_size=high,
+                command_timeout=self.command_timeout,
+                server_settings=self._server_settings(),
+            )
             async with self._pool.acquire() as conn:
                 await migrate(conn, self.schema)
             if self.listen:
@@ -116,8 +142,14 @@ class PostgresEventStore(GroupCommitFrontend):
                 raise StoreError(f"cannot open the PostgreSQL store (schema {self.schema!r}): {exc}") from exc
             raise
 
+    def _server_settings(self) -> dict[str, str] | None:
+        if not self.server_timeouts or self.command_timeout is None:
+            return None
+        millis = str(max(1, round(self.command_timeout * 1000)))
+        return {"statement_timeout": millis, "idle_in_transaction_session_timeout": millis}
+
     async def _listen(self) -> None:
-        listener = await asyncpg.connect(self.dsn)
+        listener = await asyncpg.connect(self.dsn, command_timeout=self.command_timeout)
         try:
             await listener.add_listener(notify_channel(self.schema), self._on_notify)
         except BaseException:
@@ -160,6 +192,7 @@ class PostgresEventStore(GroupCommitFrontend):
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+        self._read_room.set()  # reads waiting for room learn that the store is closed
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -185,62 +218,77 @@ class PostgresEventStore(GroupCommitFrontend):
     async def _write_with_retries(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
     ) -> list[AppendResult | BaseException]:
-        settled: dict[int, AppendResult] = {}
-        pending = list(enumerate(batch))
-        for attempt in range(self.retries + 1):
+        """Write the batch, retrying over transient errors. Raises only while nothing in the batch can have
+        been written (the committer then reports or splits it); once an attempt's COMMIT was in flight
+        when its link failed, it returns each append's outcome instead: its `AppendResult` if the next
+        attempts settle that the batch committed, else `OutcomeUnknownError` (see postgres_writer)."""
+        doubt: Attempt | None = None  # the attempt whose COMMIT reply was lost, until one settles it
+        for number in range(self.retries + 1):
+            attempt = Attempt()
             try:
-                pool = self._require_pool()
-                async with pool.acquire() as conn:
-                    try:
-                        written = await write_batch(conn, self.schema, [p for _, p in pending], snapshots)
-                    except _TRANSIENT:
-                        conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
-                        raise
-                results: dict[int, AppendResult | BaseException] = dict(settled)
-                results.update((index, outcome) for (index, _), outcome in zip(pending, written, strict=True))
-                return [results[index] for index in range(len(batch))]
-            except _TRANSIENT as exc:
-                if attempt == self.retries:
-                    raise
-                logger.warning("store.retry", store="postgres", attempt=attempt + 1, error=repr(exc))
-                await anyio.sleep(min(2.0, 0.05 * 2**attempt))
-                # The commit may have happened before the connection died: appends found in the log
-                # by their event ids are done; only the others are written again.
-                found = await self._find_committed([p for _, p in pending])
-                settled.update((index, found[i]) for i, (index, _) in enumerate(pending) if i in found)
-                pending = [(index, p) for i, (index, p) in enumerate(pending) if i not in found]
-                snapshots = [s for s in snapshots if not s.reply.done()]
+                return await self._attempt(batch, snapshots, attempt, doubt)
+            except Exception as exc:
+                if doubt is not None and doubt.committed is not None:  # settled, then this attempt failed
+                    if doubt.committed:
+                        return doubt.outcomes
+                    doubt = None
+                transient = isinstance(exc, _TRANSIENT)
+                if transient and attempt.committing and attempt.probe is not None:
+                    doubt = attempt
+                if not transient or number == self.retries:
+                    if doubt is None:
+                        raise  # nothing was written
+                    return self._unsettled(batch, snapshots, doubt, exc)
+                logger.warning(
+                    "store.retry", store="postgres", attempt=number + 1, in_doubt=doubt is not None, error=repr(exc)
+                )
+            await anyio.sleep(min(2.0, self.retry_delay * 2**number))
         raise AssertionError("unreachable")
 
-    async def _find_committed(self, batch: list[PendingAppend]) -> dict[int, AppendResult]:
-        found: dict[int, AppendResult] = {}
-        for i, pending in enumerate(batch):
-            first_id = pending.events[0].metadata.event_id
-            expected = pending.expected_version
-            if isinstance(expected, int) or expected is NO_STREAM:  # where it would be is known exactly
-                where, bound = "AND e.version = $2", expected + 1 if isinstance(expected, int) else 1
-            else:  # ANY: look through the stream's newest events
-                where, bound = "ORDER BY e.version DESC LIMIT $2", 1000 + len(pending.events)
-            rows = await self._fetch(
-                f'SELECT {_COLUMNS} FROM "{self.schema}".events e WHERE e.stream_key ='
-                f' (SELECT key FROM "{self.schema}".streams WHERE name = $1) {where}',
-                pending.stream_id,
-                bound,
+    async def _attempt(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], attempt: Attempt, doubt: Attempt | None
+    ) -> list[AppendResult | BaseException]:
+        pool = self._require_pool()
+        outcomes: list[AppendResult | BaseException] | None = None
+        try:
+            async with pool.acquire(timeout=self.command_timeout) as conn:
+                try:
+                    outcomes = await write_batch(conn, self.schema, batch, snapshots, attempt, doubt)
+                except _TRANSIENT:
+                    with suppress(asyncpg.InterfaceError):  # already released if the server closed it
+                        conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
+                    raise
+        except Exception:
+            if outcomes is None:
+                raise
+            # Committed; only handing the connection back failed (the pool replaces it).
+        return outcomes
+
+    def _unsettled(
+        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], doubt: Attempt, cause: Exception
+    ) -> list[AppendResult | BaseException]:
+        """Outcomes of a batch whose COMMIT was in flight when the link failed, and that no later attempt
+        could settle: each append it would have written may or may not be in the store."""
+        logger.error("store.outcome_unknown", store="postgres", appends=len(batch), error=repr(cause))
+        outcomes: list[AppendResult | BaseException] = []
+        for pending, planned in zip(batch, doubt.outcomes, strict=True):
+            if not isinstance(planned, AppendResult):
+                outcomes.append(planned)  # refused inside that transaction: not written either way
+                continue
+            error = OutcomeUnknownError(
+                f"append of {len(pending.events)} events to {pending.stream_id!r}: outcome unknown: the link to"
+                f" PostgreSQL failed while its commit was in flight, and no retry could settle whether it was"
+                f" written (last error: {cause!r}); retry with the same command id"
             )
-            for row in rows:
-                if decode_metadata(row[5]).event_id == first_id:
-                    version, position, recorded_at = row[0], row[1], row[6]
-                    count = len(pending.events)
-                    found[i] = AppendResult(
-                        pending.stream_id,
-                        version,
-                        version + count - 1,
-                        position,
-                        position + count - 1,
-                        micros_to_datetime(recorded_at),
-                    )
-                    break
-        return found
+            error.__cause__ = cause
+            outcomes.append(error)
+        for pending_snapshot in snapshots:
+            if not pending_snapshot.reply.done():
+                snapshot_error = StoreError(
+                    f"snapshot of {pending_snapshot.snapshot.stream_id!r}: outcome unknown ({cause!r})"
+                )
+                pending_snapshot.reply.set_exception(snapshot_error)
+        return outcomes
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -263,10 +311,15 @@ class PostgresEventStore(GroupCommitFrontend):
     ) -> list[StoredPayload]:
         """The lean replay read: (version, position, type, schema version, data) only, no metadata.
 
-        Reads that arrive together (thousands of actors recovering at once) share one query.
+        Reads that arrive together (thousands of actors recovering at once) share one query; beyond
+        `StoreLimits.max_queued_reads` waiting reads, a new one waits for the next query to take some.
         """
         upper = version_range(stream_id, from_version, to_version)
         self._check_open()
+        while len(self._payload_reads) >= self._committer.limits.max_queued_reads:
+            self._read_room.clear()
+            await self._read_room.wait()
+            self._check_open()
         reply: asyncio.Future[list[StoredPayload]] = asyncio.get_running_loop().create_future()
         self._payload_reads.append((stream_id, from_version, upper, reply))
         if self._payload_reader is None:
@@ -277,6 +330,7 @@ class PostgresEventStore(GroupCommitFrontend):
         try:
             while self._payload_reads:
                 batch, self._payload_reads = self._payload_reads[:1000], self._payload_reads[1000:]
+                self._read_room.set()
                 try:
                     rows = await self._fetch(
                         "SELECT r.i, e.version, e.position, e.type, e.schema_version, e.data"
@@ -353,7 +407,7 @@ class PostgresEventStore(GroupCommitFrontend):
             except _TRANSIENT as exc:  # reads are safe to repeat
                 if attempt == self.retries:
                     raise StoreError(f"PostgreSQL read failed after {attempt + 1} attempts: {exc!r}") from exc
-                await anyio.sleep(min(2.0, 0.05 * 2**attempt))
+                await anyio.sleep(min(2.0, self.retry_delay * 2**attempt))
             except (asyncpg.PostgresError, OverflowError, UnicodeError, ValueError) as exc:
                 raise StoreError(f"PostgreSQL read failed: {exc!r}") from exc
         raise AssertionError("unreachable")
@@ -365,3 +419,11 @@ class PostgresEventStore(GroupCommitFrontend):
 
     def _check_open(self) -> None:
         self._require_pool()
+
+
+def _check_timeout(seconds: float | None) -> float | None:
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < float("inf")
+    ):
+        raise ConfigurationError(f"command_timeout must be a number of seconds > 0 or None, got {seconds!r}")
+    return seconds

@@ -3,10 +3,18 @@
 One transaction per batch: lock the log head (this orders all writers, see postgres_schema), read the
 versions of the batch's streams, check each append's expectation on its own, then write streams,
 events (one INSERT over arrays), command ids and snapshots, move the head, and NOTIFY subscribers at commit.
+
+A link can fail while COMMIT is in flight; the transaction then may or may not have committed. Each
+attempt records, before it commits, what it planned (`Attempt`): the next attempt settles that doubt
+inside its own transaction, after taking the log-head lock, which the doubtful transaction held to its
+end: if the row at the first planned position holds the first planned event, the whole batch committed
+as planned (a transaction is atomic), otherwise none of it did. One primary-key read, whatever the
+appends' expected versions and however far their streams have moved on since.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actorsrc.errors import ConcurrencyError
@@ -25,19 +33,44 @@ def notify_channel(schema: str) -> str:
     return f"actorsrc_{schema}"
 
 
+@dataclass(slots=True)
+class Attempt:
+    """One transaction's plan, known before its COMMIT is sent, so that a lost reply can be settled."""
+
+    outcomes: list[AppendResult | BaseException] = field(default_factory=list)
+    """Each append's outcome if the transaction commits."""
+    probe: tuple[int, int, bytes] | None = None
+    """(position, version, encoded metadata) of the first event it writes; None if it writes none."""
+    committing: bool = False
+    """Everything is written and COMMIT is next: a link failure from here on leaves the outcome in doubt."""
+    committed: bool | None = None
+    """Whether it committed, once a later attempt has settled it."""
+
+
 async def write_batch(
-    conn: PgConnection, schema: str, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    conn: PgConnection,
+    schema: str,
+    batch: list[PendingAppend],
+    snapshots: list[PendingSnapshot],
+    attempt: Attempt,
+    doubt: Attempt | None = None,
 ) -> list[AppendResult | BaseException]:
+    """Write the batch as `attempt`; first settle `doubt`, an earlier attempt of this batch whose COMMIT
+    reply was lost (its outcomes are returned, and nothing written, if it did commit)."""
     s = schema
     async with conn.transaction():
         head = await conn.fetchval(f'SELECT position FROM "{s}".log_head WHERE id = 1 FOR UPDATE')
+        if doubt is not None and doubt.probe is not None:
+            doubt.committed = await _committed(conn, s, doubt.probe)
+            if doubt.committed:
+                return doubt.outcomes
         names = list(dict.fromkeys(p.stream_id for p in batch))
         rows = await conn.fetch(f'SELECT name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])', names)
         streams: dict[str, list[int]] = {name: [key, version] for name, key, version in rows}
         micros = now_micros()
         recorded_at = micros_to_datetime(micros)
         position = head
-        outcomes: list[AppendResult | BaseException] = []
+        outcomes = attempt.outcomes
         planned: list[tuple[PendingAppend, int, int]] = []  # (append, first version, first position)
         for pending in batch:
             key, version = streams.get(pending.stream_id, (0, 0))
@@ -60,7 +93,7 @@ async def write_batch(
             )
         if planned:
             await _write_streams(conn, s, streams, {p.stream_id for p, _, _ in planned})
-            await _write_events(conn, s, planned, streams, micros)
+            attempt.probe = await _write_events(conn, s, planned, streams, micros)
         if snapshots:
             await _write_snapshots(conn, s, snapshots, micros)
         if position != head:  # move the head and tell subscribers, in one round trip
@@ -70,7 +103,16 @@ async def write_batch(
                 notify_channel(s),
                 str(position),
             )
+        attempt.committing = True
     return outcomes
+
+
+async def _committed(conn: PgConnection, s: str, probe: tuple[int, int, bytes]) -> bool:
+    """Whether the transaction that planned `probe` committed. Metadata holds the event's unique id, so
+    equal bytes at that position and version mean that very event was written there."""
+    position, version, metadata = probe
+    row = await conn.fetchrow(f'SELECT version, metadata FROM "{s}".events WHERE position = $1', position)
+    return row is not None and row[0] == version and bytes(row[1]) == metadata
 
 
 async def _write_streams(conn: PgConnection, s: str, streams: dict[str, list[int]], touched: set[str]) -> None:
@@ -100,7 +142,8 @@ async def _write_events(
     planned: list[tuple[PendingAppend, int, int]],
     streams: dict[str, list[int]],
     micros: int,
-) -> None:
+) -> tuple[int, int, bytes]:
+    """Insert the planned events and their command ids; returns the probe of the first event."""
     records: list[tuple[Any, ...]] = []
     commands: dict[tuple[int, str], list[int]] = {}
     for pending, first_version, first_position in planned:
@@ -124,6 +167,8 @@ async def _write_events(
             " SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[])",
             *zip(*spans, strict=True),
         )
+    first = records[0]
+    return first[0], first[2], first[6]
 
 
 async def _write_snapshots(conn: PgConnection, s: str, snapshots: list[PendingSnapshot], micros: int) -> None:
