@@ -387,7 +387,7 @@ async def test_a_handler_stuck_in_python_is_stopped_and_closing_stays_bounded(tm
                 await ref.ask(Credit(1))
                 with anyio.fail_after(10):
                     await read_model.failed.wait()
-                assert "is held by projection 'stuck'" in str(read_model.failures[0])
+                assert "is held by the handle of projection 'stuck' over 1 event" in str(read_model.failures[0])
                 assert {s.name: s.status for s in runtime.handler_statuses()}["bystander"] == "retrying"
                 assert not returned.is_set()
     finally:

@@ -49,6 +49,15 @@ class Checkpoint:
     after: int | None = None
 
 
+def handler_code(projection: str, part: str, envelopes: Sequence[EventEnvelope[Any]] = ()) -> str:
+    """Names a run of a projection's code in errors: "the handle of projection 'x' over 2 events (positions 5-6)"."""
+    described = f"the {part} of projection {projection!r}"
+    if envelopes:
+        count = f"{len(envelopes)} event" + ("s" if len(envelopes) > 1 else "")
+        described += f" over {count} (positions {envelopes[0].position}-{envelopes[-1].position})"
+    return described
+
+
 class CheckpointMovedError(ActorsrcError):
     """The handler's stored checkpoint is not where the dispatcher expected: an earlier attempt whose
     outcome looked failed (timed out, cancelled mid-commit) did commit, or someone reset the handler.

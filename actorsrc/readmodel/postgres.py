@@ -28,7 +28,7 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent
+from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
 from actorsrc.store.postgres_schema import check_schema_name
 from actorsrc.store.rows import micros_to_datetime, now_micros
 
@@ -262,7 +262,7 @@ class PostgresReadModel:
         return int(rows[0][0]) if rows else 0
 
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
-        whose = f"projection {projection.name!r}'s setup"
+        whose = handler_code(projection.name, "setup")
         async with self._transaction() as conn:
             await self._timed(conn, whose, lambda: _maybe_await(projection.setup(conn)), timeout)
 
@@ -276,9 +276,7 @@ class PostgresReadModel:
         timeout: float | None = None,
     ) -> None:
         handle = projection.handle
-        whose = f"projection {projection.name!r}'s handle"
-        if envelopes:
-            whose += f" over {len(envelopes)} events (positions {envelopes[0].position}-{envelopes[-1].position})"
+        whose = handler_code(projection.name, "handle", envelopes)
 
         async with self._transaction() as conn:
 
@@ -350,7 +348,7 @@ class PostgresReadModel:
     async def reset(self, name: str, projection: Projection | None) -> None:
         async with self._transaction() as conn:
             if projection is not None:
-                whose = f"projection {projection.name!r}'s reset"
+                whose = handler_code(projection.name, "reset")
                 await self._theirs(conn, whose, lambda: _maybe_await(projection.reset(conn)))
                 await self._theirs(conn, whose, lambda: _maybe_await(projection.setup(conn)))
             for table, column in (("checkpoints", "name"), ("parked", "handler"), ("process_state", "manager")):

@@ -17,7 +17,7 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from actorsrc.errors import ReadModelError, StoreClosedError, StoreError
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent
+from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
 from actorsrc.readmodel.sqlite_connection import ConnectionThread
 from actorsrc.store.private_files import ensure_private_file
 from actorsrc.store.rows import micros_to_datetime, now_micros
@@ -292,7 +292,7 @@ class SQLiteReadModel:
 
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         thread = self._require_thread()
-        whose = f"projection {projection.name!r}'s setup"
+        whose = handler_code(projection.name, "setup")
 
         def job(conn: sqlite3.Connection) -> None:
             thread.handler_started()
@@ -316,9 +316,7 @@ class SQLiteReadModel:
             for envelope in envelopes:
                 handle(conn, envelope)
 
-        whose = f"projection {projection.name!r}'s handle"
-        if envelopes:
-            whose += f" over {len(envelopes)} events (positions {envelopes[0].position}-{envelopes[-1].position})"
+        whose = handler_code(projection.name, "handle", envelopes)
         await self._require_thread().call(
             lambda conn: self._in_transaction(conn, work, whose, checkpoint, unpark), label=whose, timeout=timeout
         )
@@ -365,7 +363,7 @@ class SQLiteReadModel:
                     conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
 
         await self._require_thread().call(
-            lambda conn: self._in_transaction(conn, job, f"{name!r}'s reset"), label=f"resetting {name!r}"
+            lambda conn: self._in_transaction(conn, job, f"the reset of {name!r}"), label=f"resetting {name!r}"
         )
 
 

@@ -199,8 +199,8 @@ class ConnectionThread:
 
     def _held_by(self, stuck: _Job) -> ReadModelError:
         return ReadModelError(
-            f"{self.description} is held by {stuck.label}, running for "
-            f"{time.monotonic() - stuck.handler_started_at:.0f} s past its caller's deadline; Python code between SQL "
+            f"{self.description} is held by {stuck.label}, which has run for "
+            f"{time.monotonic() - stuck.handler_started_at:.0f} s, past its caller's deadline; Python code between SQL "
             "statements cannot be interrupted, so the read model takes new work once it returns"
         )
 
