@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -390,6 +391,9 @@ async def test_a_handler_stuck_in_python_is_stopped_and_closing_stays_bounded(tm
                 assert "is held by the handle of projection 'stuck' over 1 event" in str(read_model.failures[0])
                 assert {s.name: s.status for s in runtime.handler_statuses()}["bystander"] == "retrying"
                 assert not returned.is_set()
+                closing = time.monotonic()
+        assert time.monotonic() - closing < 5  # stopping the handlers and closing: about LET_GO (1 s)
+        assert not returned.is_set()  # the handler is still stuck: its thread was abandoned, not waited for
     finally:
         release.set()
     with anyio.fail_after(10):
