@@ -105,11 +105,14 @@ async def _write_account(tmp_path: Path, credits: list[int]) -> None:
             await ref.ask(Credit(credit))
 
 
-async def test_an_undecodable_row_gets_each_handlers_policy_and_later_events_flow(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("column", "value"), [("metadata", b"\x00"), ("recorded_at", 2**62)])
+async def test_an_undecodable_row_gets_each_handlers_policy_and_later_events_flow(
+    tmp_path: Path, column: str, value: bytes | int
+) -> None:
     await _write_account(tmp_path, [1, 2, 3, 4])  # positions 1-5
     conn = sqlite3.connect(tmp_path / "events.db")  # a buggy program or a damaged disk
     with conn:
-        conn.execute("UPDATE events SET metadata = x'00' WHERE position = 3")
+        conn.execute(f"UPDATE events SET {column} = ? WHERE position = 3", (value,))
     conn.close()
     keeps_going = recorder("keeps_going", FailurePolicy(retries=1, backoff=0.001))
     halts = recorder("halts", FailurePolicy(retries=1, backoff=0.001, then="stop"))
