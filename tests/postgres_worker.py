@@ -2,7 +2,7 @@
 
 python -m tests.postgres_worker append DSN SCHEMA WORKER COUNT ACK_FILE
     COUNT appends of two events each, to random streams, from 20 concurrent tasks;
-    each acknowledged append is logged to ACK_FILE as "command_id".
+    each acknowledged append is logged to ACK_FILE as "command_id"; prints "ready", then "acked 20".
 python -m tests.postgres_worker credit DSN SCHEMA WORKER COUNT ACK_FILE
     COUNT credits through a Runtime to five shared accounts; logs "account amount" per reply.
 """
@@ -25,6 +25,7 @@ async def append(dsn: str, schema: str, worker: str, count: int, ack_file: str) 
     fd = os.open(ack_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     rng = random.Random(worker)
     counter = iter(range(count))
+    acked = [0]
     async with PostgresEventStore.open(dsn, schema=schema) as store:
 
         async def task() -> None:
@@ -33,6 +34,9 @@ async def append(dsn: str, schema: str, worker: str, count: int, ack_file: str) 
                 events = [NewEvent(kind, b"{}", Metadata(next_event_id(), command_id)) for kind in ("First", "Second")]
                 await store.append(f"s-{rng.randrange(50)}", events, ANY)
                 os.write(fd, f"{command_id}\n".encode())
+                acked[0] += 1
+                if acked[0] == 20:
+                    print("acked 20", flush=True)
 
         print("ready", flush=True)
         async with anyio.create_task_group() as tg:

@@ -18,8 +18,8 @@ import anyio
 import pytest
 
 from actorsrc import ANY, NO_STREAM, NewEvent, RecordedEvent, Runtime
-from actorsrc.errors import ConcurrencyError, ConfigurationError, OutcomeUnknownError
-from actorsrc.messages import AppendResult, Metadata, next_event_id
+from actorsrc.errors import ConcurrencyError, ConfigurationError, OutcomeUnknownError, StoreError
+from actorsrc.messages import AppendResult, Metadata, Snapshot, next_event_id
 from actorsrc.store.postgres import PostgresEventStore
 from examples.bank import AccountCredited, Credit, OpenAccount, account
 from tests.postgres_proxy import Cut, PgProxy, pg_proxy
@@ -137,6 +137,33 @@ async def test_settling_finds_an_any_append_however_far_its_stream_moved_on(prox
         stored = _stored(await other.read_stream("busy"), mine)
     assert [(r.version, r.position) for r in stored] == [(2, 2)]  # once, where the lost commit put it
     assert (result.first_version, result.first_position) == (2, 2)
+
+
+@pytest.mark.parametrize("restored", [True, False], ids=["settled", "unsettled"])
+async def test_a_snapshot_sharing_a_lost_commit_is_saved_or_reported_unsaved(
+    proxy: PgProxy, schema: str, restored: bool
+) -> None:
+    async with _proxied(proxy, schema, retries=30 if restored else 2) as store:
+        first = await store.append("s", [_event()], NO_STREAM)
+        proxy.cut_at_commit(Cut.REPLY_LOST, outage=True)
+        snapshot = Snapshot("s", 1, first.last_position, 1, b"{}")
+        saving = asyncio.ensure_future(store.save_snapshot(snapshot))  # queued first: it joins the next batch
+        appending = store.submit_append("s", [_event()], 1)
+        with anyio.fail_after(30):
+            if restored:
+                await proxy.until(lambda: proxy.refused >= 1)
+                proxy.restore()
+            saved, appended = await asyncio.gather(saving, appending, return_exceptions=True)
+        if restored:
+            assert saved is None
+            assert isinstance(appended, AppendResult)
+            loaded = await store.load_snapshot("s")
+            assert loaded is not None
+            assert (loaded.version, loaded.position, loaded.data) == (1, first.last_position, b"{}")
+        else:
+            assert isinstance(appended, OutcomeUnknownError)
+            assert isinstance(saved, StoreError)
+            assert "outcome unknown" in str(saved)
 
 
 @pytest.mark.parametrize(
