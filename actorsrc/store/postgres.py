@@ -19,34 +19,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
-from typing import Any, Self
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import asyncpg
 
-from actorsrc.errors import ConfigurationError, OutcomeUnknownError, StoreClosedError, StoreError
+from actorsrc.errors import ConfigurationError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.store.base import StoredPayload, check_int, validate_stream_id
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
+from actorsrc.store.postgres_retry import TRANSIENT_ERRORS, backoff, write_with_retries
 from actorsrc.store.postgres_schema import check_schema_name, migrate
-from actorsrc.store.postgres_writer import Attempt, notify_channel, write_batch
+from actorsrc.store.postgres_writer import notify_channel
 from actorsrc.store.rows import micros_to_datetime, recorded_event
 
-# Errors after which the connection, not the data, is to blame: the batch is settled and retried.
-_TRANSIENT = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
-    asyncio.TimeoutError,  # command_timeout: the link may be dead
-    asyncpg.QueryCanceledError,  # statement_timeout
-)
+if TYPE_CHECKING:
+    from actorsrc.store.postgres_schema import PgConnection
+
 # Errors one bad append can cause: the batch is split so the others still commit.
 _ONE_APPEND_ERRORS = (
     asyncpg.DataError,
@@ -218,77 +211,12 @@ class PostgresEventStore(GroupCommitFrontend):
     async def _write_with_retries(
         self, batch: list[PendingAppend], snapshots: list[PendingSnapshot]
     ) -> list[AppendResult | BaseException]:
-        """Write the batch, retrying over transient errors. Raises only while nothing in the batch can have
-        been written (the committer then reports or splits it); once an attempt's COMMIT was in flight
-        when its link failed, it returns each append's outcome instead: its `AppendResult` if the next
-        attempts settle that the batch committed, else `OutcomeUnknownError` (see postgres_writer)."""
-        doubt: Attempt | None = None  # the attempt whose COMMIT reply was lost, until one settles it
-        for number in range(self.retries + 1):
-            attempt = Attempt()
-            try:
-                return await self._attempt(batch, snapshots, attempt, doubt)
-            except Exception as exc:
-                if doubt is not None and doubt.committed is not None:  # settled, then this attempt failed
-                    if doubt.committed:
-                        return doubt.outcomes
-                    doubt = None
-                transient = isinstance(exc, _TRANSIENT)
-                if transient and attempt.committing and attempt.probe is not None:
-                    doubt = attempt
-                if not transient or number == self.retries:
-                    if doubt is None:
-                        raise  # nothing was written
-                    return self._unsettled(batch, snapshots, doubt, exc)
-                logger.warning(
-                    "store.retry", store="postgres", attempt=number + 1, in_doubt=doubt is not None, error=repr(exc)
-                )
-            await anyio.sleep(min(2.0, self.retry_delay * 2**number))
-        raise AssertionError("unreachable")
+        return await write_with_retries(
+            self._acquire, self.schema, batch, snapshots, retries=self.retries, retry_delay=self.retry_delay
+        )
 
-    async def _attempt(
-        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], attempt: Attempt, doubt: Attempt | None
-    ) -> list[AppendResult | BaseException]:
-        pool = self._require_pool()
-        outcomes: list[AppendResult | BaseException] | None = None
-        try:
-            async with pool.acquire(timeout=self.command_timeout) as conn:
-                try:
-                    outcomes = await write_batch(conn, self.schema, batch, snapshots, attempt, doubt)
-                except _TRANSIENT:
-                    with suppress(asyncpg.InterfaceError):  # already released if the server closed it
-                        conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
-                    raise
-        except Exception:
-            if outcomes is None:
-                raise
-            # Committed; only handing the connection back failed (the pool replaces it).
-        return outcomes
-
-    def _unsettled(
-        self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], doubt: Attempt, cause: Exception
-    ) -> list[AppendResult | BaseException]:
-        """Outcomes of a batch whose COMMIT was in flight when the link failed, and that no later attempt
-        could settle: each append it would have written may or may not be in the store."""
-        logger.error("store.outcome_unknown", store="postgres", appends=len(batch), error=repr(cause))
-        outcomes: list[AppendResult | BaseException] = []
-        for pending, planned in zip(batch, doubt.outcomes, strict=True):
-            if not isinstance(planned, AppendResult):
-                outcomes.append(planned)  # refused inside that transaction: not written either way
-                continue
-            error = OutcomeUnknownError(
-                f"append of {len(pending.events)} events to {pending.stream_id!r}: outcome unknown: the link to"
-                f" PostgreSQL failed while its commit was in flight, and no retry could settle whether it was"
-                f" written (last error: {cause!r}); retry with the same command id"
-            )
-            error.__cause__ = cause
-            outcomes.append(error)
-        for pending_snapshot in snapshots:
-            if not pending_snapshot.reply.done():
-                snapshot_error = StoreError(
-                    f"snapshot of {pending_snapshot.snapshot.stream_id!r}: outcome unknown ({cause!r})"
-                )
-                pending_snapshot.reply.set_exception(snapshot_error)
-        return outcomes
+    def _acquire(self) -> AbstractAsyncContextManager[PgConnection]:
+        return self._require_pool().acquire(timeout=self.command_timeout)
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -404,10 +332,10 @@ class PostgresEventStore(GroupCommitFrontend):
         for attempt in range(self.retries + 1):
             try:
                 return list(await pool.fetch(sql, *params))
-            except _TRANSIENT as exc:  # reads are safe to repeat
+            except TRANSIENT_ERRORS as exc:  # reads are safe to repeat
                 if attempt == self.retries:
                     raise StoreError(f"PostgreSQL read failed after {attempt + 1} attempts: {exc!r}") from exc
-                await anyio.sleep(min(2.0, self.retry_delay * 2**attempt))
+                await anyio.sleep(backoff(self.retry_delay, attempt))
             except (asyncpg.PostgresError, OverflowError, UnicodeError, ValueError) as exc:
                 raise StoreError(f"PostgreSQL read failed: {exc!r}") from exc
         raise AssertionError("unreachable")
