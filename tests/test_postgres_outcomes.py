@@ -110,7 +110,7 @@ async def test_an_outage_that_outlasts_the_retries_gives_outcome_unknown_never_n
                 store.submit_append("existing", [_event()], 0),
                 return_exceptions=True,
             )
-        assert proxy.refused >= 3  # every retry found the server down
+        assert proxy.refused >= 1  # settling was tried, and found the server down
         unknown, refused = outcomes
         assert isinstance(unknown, OutcomeUnknownError), outcomes
         assert "outcome unknown" in str(unknown)
