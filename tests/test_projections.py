@@ -157,6 +157,7 @@ async def test_rebuild_replays_into_an_identical_read_model_while_writes_go_on(t
         assert (await read_model.query("SELECT count(*) FROM applied"))[0][0] == final.position
 
 
+@pytest.mark.slow
 async def test_many_handlers_see_every_event_once_in_per_stream_order(tmp_path: Path) -> None:
     def recorder(name: str) -> Projection:
         def setup(db: sqlite3.Connection) -> None:
