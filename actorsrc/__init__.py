@@ -38,6 +38,7 @@ from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
 from actorsrc.runtime import (
     AggregateRef,
     CommandOutcome,
+    HandlerStatus,
     Runtime,
     RuntimeStats,
     StoreBreakerPolicy,
@@ -78,6 +79,7 @@ __all__ = [
     "ExpectedVersion",
     "FailurePolicy",
     "ForeignDatabaseError",
+    "HandlerStatus",
     "HandlerTimeoutError",
     "InvalidDecisionError",
     "InvalidStreamIdError",

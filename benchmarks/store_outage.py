@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import MutableMapping, Sequence
+from collections.abc import MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,61 +28,10 @@ from typing import Any
 import anyio
 import structlog
 
-from actorsrc import Runtime, SQLiteEventStore, StoreError
+from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.errors import ActorsrcError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
-from actorsrc.store.base import ExpectedVersion
+from actorsrc.testing.faults import FaultyStore
 from examples.bank import Credit, OpenAccount, account
-
-
-class DiskFullStore:
-    """A durable SQLite store whose appends fail, while `full` is set, as they do on a full disk."""
-
-    def __init__(self, inner: SQLiteEventStore) -> None:
-        self.inner = inner
-        self.full = False
-
-    def _disk_full(self, stream_id: str) -> StoreError:
-        return StoreError(f"SQLite store could not write {stream_id!r}: database or disk is full (injected)")
-
-    def submit_append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> asyncio.Future[AppendResult]:
-        if not self.full:
-            return self.inner.submit_append(stream_id, events, expected_version)
-        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        future.get_loop().call_soon(future.set_exception, self._disk_full(stream_id))  # fails as a commit would
-        return future
-
-    async def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
-    ) -> AppendResult:
-        return await self.submit_append(stream_id, events, expected_version)
-
-    async def read_stream(
-        self, stream_id: str, from_version: int = 1, to_version: int | None = None
-    ) -> list[RecordedEvent]:
-        return await self.inner.read_stream(stream_id, from_version, to_version)
-
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return await self.inner.read_all(after_position, limit)
-
-    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
-        return await self.inner.find_commands(stream_id, command_ids)
-
-    async def stream_version(self, stream_id: str) -> int:
-        return await self.inner.stream_version(stream_id)
-
-    async def last_position(self) -> int:
-        return await self.inner.last_position()
-
-    async def save_snapshot(self, snapshot: Snapshot, *, keep: int = 2) -> None:
-        if self.full:
-            raise self._disk_full(snapshot.stream_id)
-        await self.inner.save_snapshot(snapshot, keep=keep)
-
-    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
-        return await self.inner.load_snapshot(stream_id)
 
 
 @dataclass
@@ -110,7 +59,7 @@ async def one_round(directory: Path, actors: int, outage: float, retry: float, l
     recovered_at = float("inf")
     loop = asyncio.get_running_loop()
     async with SQLiteEventStore.open(directory / "outage.db") as inner:
-        store = DiskFullStore(inner)
+        store = FaultyStore(inner, inline=True)  # the runtime's task-free path, as with the bare store
         async with Runtime(store, [account]) as runtime:  # every setting at its default
             refs = [runtime.ref(account, f"a{n}") for n in range(actors)]
             async with anyio.create_task_group() as tg:
@@ -139,9 +88,9 @@ async def one_round(directory: Path, actors: int, outage: float, retry: float, l
                 for n in range(actors):
                     tg.start_soon(caller, n)
                 await anyio.sleep(0.2)
-                store.full = True
+                store.fail_at_random(1.0)  # every append fails, reads work: a full disk
                 await anyio.sleep(outage)
-                store.full = False
+                store.fail_at_random(0.0)
                 recovered_at = loop.time()
                 status = runtime.store_status() if hasattr(runtime, "store_status") else None  # None: before the fix
                 policy = getattr(getattr(runtime, "store_health", None), "policy", None)

@@ -1,6 +1,7 @@
 """The actor runtime."""
 
 from actorsrc.runtime.outcome import CommandOutcome
+from actorsrc.runtime.readside import HandlerStatus
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.runtime import Runtime, RuntimeStats
 from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreStatus
@@ -9,6 +10,7 @@ from actorsrc.runtime.supervision import SupervisorPolicy
 __all__ = [
     "AggregateRef",
     "CommandOutcome",
+    "HandlerStatus",
     "Runtime",
     "RuntimeStats",
     "StoreBreakerPolicy",

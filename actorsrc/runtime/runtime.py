@@ -258,7 +258,7 @@ class Runtime:
         """Return once `handler` has processed the global log up to `position` (read-your-writes).
 
         Raises `WaitTimeoutError` after `timeout` seconds (default: the runtime's `default_timeout`),
-        saying where the handler is and whether it is stopped.
+        saying where the handler is, and at once if the handler is stopped (it would never get there).
         """
         limit = timeout if timeout is not None else self.default_timeout or 30.0
         await self._read_side.subscription(handler).wait_for(position, limit)
