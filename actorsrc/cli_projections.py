@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import anyio
 
 from actorsrc.app import load_app
+from actorsrc.errors import WaitTimeoutError
 from actorsrc.progress import Progress
 from actorsrc.runtime.runtime import Runtime
 
@@ -56,7 +58,9 @@ def run_projections(args: argparse.Namespace) -> int:
 
 async def _list(runtime: Runtime, args: argparse.Namespace) -> int:
     last = await runtime.store.last_position()
-    await anyio.sleep(0.2)  # let the subscriptions read their checkpoints
+    for status in runtime.handler_statuses():  # let each subscription read its checkpoint
+        with contextlib.suppress(WaitTimeoutError):  # stopped or failing: listed as it is
+            await runtime.wait_for(status.name, 0, timeout=5)
     print(f"{'handler':28} {'kind':16} {'status':10} {'position':>10} {'behind':>8} {'parked':>7}")
     parked = {p.handler for p in await runtime.parked()}
     for status in runtime.handler_statuses():
@@ -67,6 +71,8 @@ async def _list(runtime: Runtime, args: argparse.Namespace) -> int:
         )
         if status.stop_reason:
             print(f"  stopped: {status.stop_reason}")
+        elif status.last_error and status.status == "retrying":
+            print(f"  retrying since {status.retrying_since}: {status.last_error}")
     return 0
 
 
