@@ -267,6 +267,9 @@ class AggregateActor:
                 error=repr(cause),
             )
             return
+        # Its own failure says nothing about the store: if it was the breaker's probe, another may probe now
+        # (rather than wait out this actor's restart backoff).
+        self.host.store_health.release(self)
         tracker = self.supervision
         if tracker is None:
             tracker = self.supervision = RestartTracker()
@@ -328,6 +331,8 @@ class AggregateActor:
                 raise Crash(PERSIST_FAILED, exc, decision.rest) from exc
             if health.failing:
                 health.succeeded()
+        elif self.host.store_health.probe is self:  # nothing to write: no verdict on the store, let another probe
+            self.host.store_health.release(self)
         self._complete(decision, result)
 
     def _refuse(self, decision: BatchDecision) -> None:

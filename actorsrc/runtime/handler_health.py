@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 
 import anyio
 
-from actorsrc.errors import EventDecodeError, StoreClosedError, StoreError
+from actorsrc.errors import EventDecodeError, RecoveryError, StoreClosedError, StoreError
 from actorsrc.observability import logger
 
 T = TypeVar("T")
@@ -30,7 +30,14 @@ MAX_DELAY = 5.0
 
 
 def is_infrastructure(exc: BaseException) -> bool:
-    """A read-model or event-store failure under a handler's work (not the handler's own doing)."""
+    """A read-model or event-store failure under a handler's work (not the handler's own doing).
+
+    A process manager's target that cannot rebuild its state because the store fails to read reaches
+    it as a `RecoveryError` caused by a `StoreError`: that is the store too. A target whose stored
+    events do not decode is not: its `RecoveryError` follows the manager's policy.
+    """
+    while isinstance(exc, RecoveryError) and exc.__cause__ is not None:
+        exc = exc.__cause__
     return isinstance(exc, StoreError)
 
 
