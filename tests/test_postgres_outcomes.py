@@ -234,6 +234,10 @@ async def test_timeouts_reach_the_server_unless_turned_off(schema: str) -> None:
         assert await store._fetch("SHOW idle_in_transaction_session_timeout") == [("1500ms",)]
     async with PostgresEventStore.open(dsn, schema=schema, listen=False, server_timeouts=False) as store:
         assert await store._fetch("SHOW statement_timeout") == [("0",)]
+    # Without a statement limit, a session left mid-transaction by a vanished client still ends.
+    async with PostgresEventStore.open(dsn, schema=schema, listen=False, command_timeout=None) as store:
+        assert await store._fetch("SHOW statement_timeout") == [("0",)]
+        assert await store._fetch("SHOW idle_in_transaction_session_timeout") == [("1min",)]
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), True, "30"])

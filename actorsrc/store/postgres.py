@@ -52,6 +52,9 @@ _ONE_APPEND_ERRORS = (
 _COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
 
+_IDLE_IN_TRANSACTION_MS = 60_000  # with command_timeout=None: our transactions never sit idle this long
+
+
 class PostgresEventStore(GroupCommitFrontend):
     def __init__(
         self,
@@ -72,8 +75,9 @@ class PostgresEventStore(GroupCommitFrontend):
 
         `retries` attempts follow a failed write or read, after `retry_delay` seconds, doubling up to 2 s.
         `command_timeout` bounds every statement, in seconds (None: wait forever); with `server_timeouts`
-        the server applies it too, as `statement_timeout` and `idle_in_transaction_session_timeout` (turn
-        it off behind a proxy that refuses these startup parameters, such as PgBouncer by default)."""
+        the server applies it too, as `statement_timeout` and `idle_in_transaction_session_timeout` (the
+        latter 60 s when `command_timeout` is None; turn `server_timeouts` off behind a proxy that refuses
+        these startup parameters, such as PgBouncer by default)."""
         if not isinstance(limits, StoreLimits):
             raise TypeError(f"limits must be a StoreLimits, got {limits!r}")
         self.dsn = dsn
@@ -136,8 +140,12 @@ class PostgresEventStore(GroupCommitFrontend):
             raise
 
     def _server_settings(self) -> dict[str, str] | None:
-        if not self.server_timeouts or self.command_timeout is None:
+        if not self.server_timeouts:
             return None
+        if self.command_timeout is None:
+            # Statements may run as long as they like, but a session whose client vanished mid-commit must
+            # still end, or it holds the log-head lock every writer needs until TCP keepalive notices.
+            return {"idle_in_transaction_session_timeout": str(_IDLE_IN_TRANSACTION_MS)}
         millis = str(max(1, round(self.command_timeout * 1000)))
         return {"statement_timeout": millis, "idle_in_transaction_session_timeout": millis}
 
