@@ -344,3 +344,28 @@ async def test_a_store_in_a_missing_directory_is_a_store_error(tmp_path: Path) -
     with pytest.raises(StoreError, match="cannot open SQLite store"):
         async with SQLiteEventStore.open(tmp_path / "missing" / "events.db"):
             pass
+
+
+async def test_a_stray_cancellation_from_the_writer_does_not_end_the_loop() -> None:
+    calls = 0
+
+    async def writer(
+        batch: list[PendingAppend], snapshots: list[PendingSnapshot]
+    ) -> list[AppendResult | BaseException]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a driver that lets a CancelledError of its own escape
+            raise asyncio.CancelledError
+        return _results(batch)
+
+    committer = GroupCommitter(writer, max_batch_events=100, store_name="test store")
+    loop = asyncio.get_running_loop().create_task(committer.run())
+    try:
+        with anyio.fail_after(10):
+            with pytest.raises(OutcomeUnknownError):
+                await committer.submit("s", [new_event()], NO_STREAM)
+            later = await committer.submit("t", [new_event()], NO_STREAM)
+        assert later.stream_id == "t"
+    finally:
+        committer.close()
+        await loop

@@ -134,6 +134,11 @@ class GroupCommitter:
                         await self._write(batch, snapshots)
                     except Exception as exc:  # a bug must not end the loop: every later append would hang
                         self._settle_unknown(batch, snapshots, exc)
+                    except asyncio.CancelledError as exc:  # a driver's stray cancellation, not ours: go on
+                        self._settle_unknown(batch, snapshots, exc)
+                        task = asyncio.current_task()
+                        if task is not None and task.cancelling():
+                            raise
             if self._closing:
                 return
 
@@ -219,7 +224,7 @@ class GroupCommitter:
                     error=repr(exc),
                 )
 
-    def _settle_unknown(self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], exc: Exception) -> None:
+    def _settle_unknown(self, batch: list[PendingAppend], snapshots: list[PendingSnapshot], exc: BaseException) -> None:
         """After an unexpected error while writing or settling a batch: tell every caller not yet answered
         that the outcome is unknown (the batch may have committed), and keep serving."""
         for pending in batch:
