@@ -284,6 +284,25 @@ async def test_the_handlers_own_sql_error_is_its_failure_and_is_parked(tmp_path:
         assert await recorded(read_model, "careless") == [1, later.position]
 
 
+async def test_a_handler_raising_stop_iteration_is_its_failure_and_is_parked_not_hung(tmp_path: Path) -> None:
+    def exhausted(db: sqlite3.Connection, envelope: EventEnvelope[Any]) -> None:
+        if amount(envelope) == 13:
+            next(iter(()))  # asyncio cannot raise StopIteration into a future: this used to hang the handler
+
+    careless = recorder("careless", FailurePolicy(retries=1, backoff=0.001), exhausted)
+    async with read_side(tmp_path, careless) as (_, read_model, runtime):
+        ref = runtime.ref(account, "a")
+        await ref.ask(OpenAccount("ann"))
+        poison = await ref.ask(Credit(13))
+        later = await ref.ask(Credit(1), consistency=[careless], timeout=10)
+        (parked,) = await runtime.parked(careless)
+        assert parked.position == poison.position
+        assert "RuntimeError" in parked.error
+        assert "raised StopIteration" in parked.error
+        assert await recorded(read_model, "careless") == [1, later.position]
+        assert runtime.handler_statuses()[0].status == "running"
+
+
 async def test_a_process_manager_whose_read_model_fails_is_retried_and_sends_each_command_once(
     tmp_path: Path,
 ) -> None:

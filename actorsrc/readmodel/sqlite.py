@@ -120,7 +120,8 @@ class SQLiteReadModel:
     """Open with ``async with SQLiteReadModel.open(path)`` (a file, or ":memory:"); query it with `query`.
 
     Closing waits up to `close_timeout` seconds for work in flight; a handler stuck in Python code on the
-    connection's thread is abandoned after that (see `sqlite_connection`), so closing never hangs.
+    connection's thread is abandoned after that (see `sqlite_connection`), so closing never hangs. A handler
+    past its timeout waits as long for a COMMIT it reached in time, then gets `ReadModelError`.
     """
 
     def __init__(self, path: str | PathLike[str], *, close_timeout: float = 10.0) -> None:
@@ -132,7 +133,7 @@ class SQLiteReadModel:
     @asynccontextmanager
     async def open(cls, path: str | PathLike[str], *, close_timeout: float = 10.0) -> AsyncIterator[Self]:
         model = cls(path, close_timeout=close_timeout)
-        thread = ConnectionThread(f"SQLite read model {model.path!r}")
+        thread = ConnectionThread(f"SQLite read model {model.path!r}", commit_wait=close_timeout)
         try:
             ensure_private_file(model.path)
             await thread.open(model._connect)

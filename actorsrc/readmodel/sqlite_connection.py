@@ -4,12 +4,15 @@ Projections' `handle` is user code running on this thread, and it can hang. A ru
 can be aborted (`sqlite3.Connection.interrupt`, the one call that is safe from another thread), but
 Python code between statements cannot: no thread can be stopped from outside. So this connection
 knows which job runs and since when, and:
-- a job whose caller gave up (timed out, cancelled) is interrupted and rolled back, never committed;
+- a job whose caller gave up (timed out, cancelled) before its COMMIT is interrupted and rolled back;
 - the clock of a timed job starts when the handler's code starts, not while the job waits for the
   thread or for BEGIN (that is the database's time, not the handler's);
 - while a job runs on past its caller's patience, the connection refuses new work with
   `ReadModelError` (rather than queueing it behind a thread that may never come back), and takes
   work again once that job returns;
+- a job whose handler finished in time but whose COMMIT overruns (a stalling disk) is not stuck: its
+  commit decides, and a timed caller waits for it a bounded time (`commit_wait`), then hears
+  `ReadModelError` (the outcome is unknown; a retry finds the stored checkpoint);
 - `close` waits a bounded time, then abandons the thread. The trade-off: an abandoned thread keeps
   its connection (and the write lock of its open transaction) until the handler returns, when it
   rolls back and closes; if the handler never returns, they last until the process exits. The
@@ -72,30 +75,48 @@ class _Job:
         self.finished: asyncio.Future[None] | None = None  # made when someone waits for it after giving up
 
 
+def _crossable(exc: BaseException, label: str) -> BaseException:
+    """`exc`, or a RuntimeError in its place if it cannot cross into a future: asyncio refuses StopIteration,
+    and StopIteration or StopAsyncIteration raised out of the awaiting coroutine would end an iteration."""
+    if not isinstance(exc, StopIteration | StopAsyncIteration):
+        return exc
+    error = RuntimeError(
+        f"{label} raised {type(exc).__name__}{exc.args!r}, which cannot be returned to its caller as itself "
+        "(it would end the caller's iteration): a next() or __anext__() outside a loop ran out"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _set(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    """Resolve `future` unless done; one that refuses `value` gets a RuntimeError, so it never stays pending."""
+    if future.done():
+        return
+    try:
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+    except Exception as refused:
+        error = RuntimeError(f"the outcome {value!r} could not be delivered: {refused}")
+        error.__cause__ = refused
+        future.set_exception(error)
+
+
 def _settle(job: _Job, ok: bool, value: Any) -> None:
     """On the loop: the thread finished `job`."""
     job.settled, job.ok, job.value = True, ok, value
-    if not job.outcome.done():
-        if ok:
-            job.outcome.set_result(value)
-        else:
-            job.outcome.set_exception(value)
-    if job.finished is not None and not job.finished.done():
-        job.finished.set_result(None)
+    try:
+        _set(job.outcome, ok, value)
+    finally:
+        if job.finished is not None and not job.finished.done():
+            job.finished.set_result(None)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
     # The loop may be gone when an abandoned thread finally finishes: nobody is waiting any more.
     with contextlib.suppress(RuntimeError):
         loop.call_soon_threadsafe(callback, *args)
-
-
-def _set(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if not future.done():
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
 
 
 async def _finished(future: asyncio.Future[Any], timeout: float | None) -> bool:
@@ -106,8 +127,9 @@ async def _finished(future: asyncio.Future[Any], timeout: float | None) -> bool:
 class ConnectionThread:
     """One sqlite3 connection and the daemon thread that owns it."""
 
-    def __init__(self, description: str) -> None:
+    def __init__(self, description: str, *, commit_wait: float = 10.0) -> None:
         self.description = description
+        self.commit_wait = commit_wait  # how long a timed caller waits for a COMMIT its handler reached in time
         self._jobs: SimpleQueue[_Job | None] = SimpleQueue()
         self._lock = threading.Lock()  # job state changes, on either side
         self._conn: sqlite3.Connection | None = None
@@ -161,7 +183,7 @@ class ConnectionThread:
         try:
             ok, value = True, job.fn(conn)
         except BaseException as exc:
-            ok, value = False, exc
+            ok, value = False, _crossable(exc, job.label)
         with self._lock:
             job.state, self._current = _DONE, None
         _call_soon(loop, _settle, job, ok, value)
@@ -219,8 +241,10 @@ class ConnectionThread:
     ) -> T:
         """Run `fn(connection)` on the thread. With `timeout`, a job whose user code (from its call of
         `handler_started`) runs longer is interrupted and rolled back: `HandlerTimeoutError`, or
-        `HandlerStuckError` if it does not let go. One future and one thread hop per call: this is the
-        path of every projection batch."""
+        `HandlerStuckError` if it does not let go (one that reached its COMMIT in time gets its commit's
+        outcome, or `ReadModelError` past `commit_wait`). An exception that cannot cross into a future
+        (StopIteration, StopAsyncIteration) arrives as a RuntimeError caused by it. One future and one
+        thread hop per call: this is the path of every projection batch."""
         self._check_usable()
         loop = asyncio.get_running_loop()
         job = _Job(fn, label, loop.create_future())
@@ -231,9 +255,12 @@ class ConnectionThread:
         try:
             result = await job.outcome
         except asyncio.CancelledError:
-            if job.outcome.cancelled():
+            # Unless the thread is done with it (the outcome may be _TIMED_OUT already: a cancel can land
+            # between the deadline and this task resuming), a running job is interrupted and rolled back;
+            # one in its COMMIT is not waited for (nor counted stuck): its commit decides.
+            if not job.settled and self._abandon(job) == _RUNNING:
                 with anyio.CancelScope(shield=True):
-                    await self._give_up(job, None)
+                    await self._let_go_or_hold(job)
             raise
         finally:
             self._waiting.discard(job)
@@ -241,8 +268,7 @@ class ConnectionThread:
                 job.timer.cancel()
         if result is _TIMED_OUT:
             assert timeout is not None
-            with anyio.CancelScope(shield=True):  # bounded: LET_GO, or a COMMIT already under way
-                result = await self._give_up(job, timeout)
+            result = await self._overran(job, timeout)
         return cast(T, result)
 
     def _deadline(self, job: _Job, timeout: float) -> None:
@@ -265,31 +291,22 @@ class ConnectionThread:
             job.finished = asyncio.get_running_loop().create_future()
         return await _finished(job.finished, timeout)
 
-    async def _give_up(self, job: _Job, timeout: float | None) -> Any:
-        """Abandon `job`: its handler overran `timeout` seconds, or (None) its caller was cancelled.
-        If it had reached its commit, that decides, and its result is returned; otherwise it is
-        interrupted and rolled back, and a timeout raises `HandlerTimeoutError` (`HandlerStuckError`
-        if the thread does not let go of it)."""
+    def _abandon(self, job: _Job) -> int:
+        """Give up on `job` unless it reached its commit (which then decides); a running job is interrupted.
+        Returns the state it was in: only a job that was _RUNNING is still to be waited for."""
         with self._lock:
             state = job.state
             if state in (_QUEUED, _RUNNING):
                 job.state = _ABANDONED
             if state == _RUNNING and self._current is job and self._conn is not None:
                 self._conn.interrupt()  # aborts the statement it may be in; nothing for pure Python
-        if state == _QUEUED:
-            return None  # it will not run
-        if state in (_COMMITTING, _DONE) and timeout is not None:
-            await self._let_go(job, None)  # the handler's part was over in time: its commit decides
-            if job.ok:
-                return job.value
-            raise job.value
+        return state
+
+    async def _let_go_or_hold(self, job: _Job) -> bool:
+        """Whether the abandoned `job` returns within LET_GO; if not, it is still in its handler's code, and
+        the connection refuses new work (and fails the queued) until it returns."""
         if await self._let_go(job, LET_GO):
-            if timeout is not None:
-                raise HandlerTimeoutError(
-                    f"{job.label} ran longer than its timeout of {timeout} s; it was interrupted and rolled back "
-                    "(raise FailurePolicy.timeout if it needs longer)"
-                )
-            return None
+            return True
         self._stuck = job
         self._fail_queued(self._held_by(job))  # rather than leave them queued behind it
         logger.error(
@@ -298,13 +315,34 @@ class ConnectionThread:
             job=job.label,
             seconds=round(time.monotonic() - job.started_at, 1),
         )
-        if timeout is not None:
-            raise HandlerStuckError(
-                f"{job.label} ran longer than its timeout of {timeout} s and is still running: Python code between "
-                "SQL statements cannot be interrupted, so it keeps the read model's connection until it returns "
-                "(fix the hang, then restart the handler)"
-            )
-        return None
+        return False
+
+    async def _overran(self, job: _Job, timeout: float) -> Any:
+        """`job`'s handler overran `timeout` seconds. If it had reached its commit, that decides (waited for
+        up to `commit_wait` seconds) and its result is returned; otherwise it is interrupted and rolled back:
+        `HandlerTimeoutError`, or `HandlerStuckError` if the thread does not let go of it."""
+        state = self._abandon(job)
+        if state in (_COMMITTING, _DONE):
+            if not await self._let_go(job, self.commit_wait):  # not shielded: nothing to clean up if cancelled
+                raise ReadModelError(
+                    f"{self.description}: the COMMIT of {job.label} has not finished {self.commit_wait} s after "
+                    "its handler's deadline (is the disk stalling?); whether it lands is unknown: a retry finds out "
+                    "from the stored checkpoint"
+                )
+            if job.ok:
+                return job.value
+            raise job.value
+        with anyio.CancelScope(shield=True):  # bounded: LET_GO
+            if await self._let_go_or_hold(job):
+                raise HandlerTimeoutError(
+                    f"{job.label} ran longer than its timeout of {timeout} s; it was interrupted and rolled back "
+                    "(raise FailurePolicy.timeout if it needs longer)"
+                )
+        raise HandlerStuckError(
+            f"{job.label} ran longer than its timeout of {timeout} s and is still running: Python code between "
+            "SQL statements cannot be interrupted, so it keeps the read model's connection until it returns "
+            "(fix the hang, then restart the handler)"
+        )
 
     async def close(self, timeout: float) -> bool:
         """Let queued work finish and close the connection; past `timeout` seconds (or `LET_GO` when a job
