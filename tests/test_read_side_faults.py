@@ -414,7 +414,8 @@ async def test_a_handler_stuck_in_python_is_stopped_and_closing_stays_bounded(tm
                 assert {s.name: s.status for s in runtime.handler_statuses()}["bystander"] == "retrying"
                 assert not returned.is_set()
                 closing = time.monotonic()
-        assert time.monotonic() - closing < 5  # stopping the handlers and closing: about LET_GO (1 s)
+        # About LET_GO (1 s) here; waiting for the handler would take its 60 s: the margin is for a loaded machine.
+        assert time.monotonic() - closing < 30
         assert not returned.is_set()  # the handler is still stuck: its thread was abandoned, not waited for
     finally:
         release.set()
