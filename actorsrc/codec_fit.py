@@ -33,6 +33,8 @@ _MODULE_PREFIX = re.compile(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])")
 
 def same(original: object, decoded: object) -> bool:
     """Whether `decoded` is what `original` legitimately reads back as (see the module's rule)."""
+    if isinstance(decoded, Decimal) and not isinstance(original, Decimal):  # equal, but other arithmetic
+        return False
     try:
         if original == decoded:
             return True
@@ -67,7 +69,27 @@ def coercible_fields(cls: type[Any]) -> Callable[[Any], object] | None:
     except Exception:  # not a dataclass or Struct, or unresolvable annotations: compare the whole
         return _itself
     compared = [name for name in names if not _uncoercible(hints.get(name, Any))]
-    return operator.attrgetter(*compared) if compared else None
+    if not compared:
+        return None
+    values = operator.attrgetter(*compared)
+    decimals = [name for name in compared if _declares_decimal(hints.get(name, Any))]
+    if not decimals:
+        return values
+    # Decimal("1.5") == 1.5, yet a float (or an int) in a Decimal field reads back as another type, with
+    # other arithmetic: compare the types of those fields too.
+    decimal_types = operator.attrgetter(*decimals)
+
+    def values_and_decimal_types(event: Any) -> object:
+        found = decimal_types(event)
+        types_ = tuple(map(type, found)) if len(decimals) > 1 else type(found)
+        return values(event), types_
+
+    return values_and_decimal_types
+
+
+def _declares_decimal(declared: Any) -> bool:
+    accepted = set(typing.get_args(declared)) if typing.get_origin(declared) in _UNIONS else {declared}
+    return Decimal in accepted
 
 
 def _uncoercible(declared: Any) -> bool:

@@ -142,7 +142,15 @@ class AskTimeoutError(ActorsrcError, TimeoutError):
 
 
 class WaitTimeoutError(ActorsrcError, TimeoutError):
-    """A handler did not reach the awaited position in time (it may be behind, stopped or rebuilding)."""
+    """A handler did not reach the awaited position in time (it may be behind, stopped or rebuilding).
+
+    From `ask(..., consistency=[...])`, the command itself was carried out: `outcome` holds its
+    `CommandOutcome` (None when the wait was not for a command).
+    """
+
+    def __init__(self, message: str, *, outcome: object = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 class MailboxFullError(ActorsrcError):

@@ -120,6 +120,9 @@ def test_a_value_of_another_type_in_a_str_field_is_refused_not_coerced(value: ob
         ("rate", 2**53 + 1, r"Recorded\.rate is declared float but got int: 9007199254740993 would be read back"),
         ("rate", Decimal("0.1"), r"Recorded\.rate is declared float but got Decimal: .* cannot be stored"),
         ("amount", 0.1, r"Recorded\.amount is declared Decimal but got float: 0\.1 would be read back as Decimal"),
+        # 1.5 and 2 equal their Decimals, but the live actor would compute with a float or an int
+        ("amount", 1.5, r"Recorded\.amount is declared Decimal but got float: 1\.5 would be read back as Decimal"),
+        ("amount", 2, r"Recorded\.amount is declared Decimal but got int: 2 would be read back as Decimal"),
         ("names_by_id", {"1": "a"}, r"Recorded\.names_by_id is declared dict\[int, str\] but got dict"),
         ("kinds", ["k"], r"Recorded\.kinds is declared frozenset\[str\] but got list"),
         ("note", 3, r"Recorded\.note is declared str \| None but got int"),

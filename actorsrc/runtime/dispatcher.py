@@ -107,6 +107,9 @@ class Subscription:
             self.position = await self._until_done(
                 "reading the checkpoint", lambda: self.read_model.checkpoint(self.name)
             )
+            # `parked` counts what waits in the dead-letter table now, including from earlier runs.
+            parked = await self._until_done("counting parked events", lambda: self.read_model.parked(self.name))
+            self.parked = len(parked)
             if isinstance(self.handler, Projection):
                 await self._setup(self.handler)
             self.health.set("running")
@@ -289,8 +292,15 @@ class Subscription:
             self.events_handled += len(envelopes)
         except (HandlerStopped, _Resync):
             raise
-        except Exception:
+        except Exception as exc:
             # Something in the batch fails: go event by event, so only the culprit is retried or parked.
+            # Logged, so a handler that fails (or overruns) now and then is not invisible when the retry works.
+            logger.warning(
+                "handler.batch_failed",
+                handler=self.name,
+                positions=f"{records[0].position}-{last}",
+                error=describe(exc),
+            )
             for record in records:
                 await self._handle_one(record)
             return

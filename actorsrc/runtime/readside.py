@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -136,8 +137,12 @@ class ReadSide:
             raise LookupError(f"the event at position {parked.position} is no longer in the store")
         envelope = subscription._envelope(records[0])
         await subscription.apply([envelope] if envelope is not None else [], None, unpark=parked_id)
+        subscription.parked = max(0, subscription.parked - 1)
 
     async def discard_parked(self, parked_id: int) -> ParkedEvent:
         parked = await self._parked_or_fail(parked_id)
         await self._model().discard_parked(parked_id)
+        with contextlib.suppress(ConfigurationError):  # a handler no longer registered keeps no count
+            subscription = self.subscription(parked.handler)
+            subscription.parked = max(0, subscription.parked - 1)
         return parked

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from actorsrc.errors import ConfigurationError
+from actorsrc.errors import ConfigurationError, WaitTimeoutError
 from actorsrc.projection import Handler, ProcessManager, Projection
 from actorsrc.runtime.delivery import check_flag, check_timeout
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome
@@ -82,14 +82,23 @@ class AggregateRef(Generic[S, C, E]):
             limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
             remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
             for handler in handlers:
-                await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
+                try:
+                    await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
+                except WaitTimeoutError as exc:  # say that the write happened, so nobody sends it again
+                    raise WaitTimeoutError(
+                        f"{exc}; the command itself was carried out ({outcome.stream_id!r} version "
+                        f"{outcome.version}, position {outcome.position}): do not send it again",
+                        outcome=outcome,
+                    ) from exc
         return outcome
 
     def _registered_handlers(self, consistency: Iterable[Handler | str]) -> tuple[Handler | str, ...]:
         """The handlers to wait for, each registered with the runtime, or `ConfigurationError`."""
         if isinstance(consistency, str | Projection | ProcessManager):
             raise ConfigurationError(
-                f"consistency takes a list of handlers or handler names, e.g. consistency=[{consistency!r}]"
+                "consistency takes a list of handlers or handler names, e.g. "
+                f"consistency=[{consistency if isinstance(consistency, str) else consistency.name}]; "
+                "the command was not sent"
             )
         handlers = tuple(consistency)
         for handler in handlers:
