@@ -12,13 +12,13 @@ import pytest
 from actorsrc import (
     Aggregate,
     ConfigurationError,
-    DomainError,
     EventDecodeError,
     UnknownEventTypeError,
     UnregisteredEventError,
     fold,
 )
 from actorsrc.codec import EventCodec
+from actorsrc.testing import given
 from examples.bank import (
     AccountCredited,
     AccountDebited,
@@ -35,24 +35,26 @@ from examples.bank import (
     OpenAccount,
     account,
 )
-from examples.bank.domain import Command, Event
+from examples.bank.domain import Event
 
 OPEN = AccountState(opened=True, owner="ann", balance=100, overdraft_limit=50)
 
 
+HISTORY: tuple[Event, ...] = (AccountOpened("ann", 50), AccountCredited(100))  # folds to OPEN
+
+
 def test_decide_is_pure_and_rejects_with_domain_errors() -> None:
-    assert account.decide(AccountState(), OpenAccount("ann", 50)) == [AccountOpened("ann", 50)]
-    assert account.decide(OPEN, Debit(150)) == [AccountDebited(150)]
-    assert account.decide(OPEN, ApplyInterest(250)) == [InterestApplied(250, 2)]
-    cases: list[tuple[AccountState, Command, type[DomainError]]] = [
-        (OPEN, OpenAccount("bob"), AlreadyOpen),
-        (AccountState(), Credit(1), NotOpen),
-        (OPEN, Credit(0), InvalidAmount),
-        (OPEN, Debit(151), InsufficientFunds),
-    ]
-    for state, command, error in cases:
-        with pytest.raises(error):
-            account.decide(state, command)
+    assert account.replay(HISTORY) == OPEN
+    given(account).when(OpenAccount("ann", 50)).then(AccountOpened("ann", 50)).then_state(opened=True, owner="ann")
+    given(account, *HISTORY).when(Debit(150)).then(AccountDebited(150)).then_state(balance=-50)
+    given(account, *HISTORY).when(ApplyInterest(250)).then(InterestApplied(250, 2)).then_state(balance=102)
+    given(account, AccountOpened("ann", 0)).when(ApplyInterest(250)).then()  # no interest on nothing
+    given(account, *HISTORY).when(OpenAccount("bob")).then_rejected(AlreadyOpen, match="already open")
+    given(account).when(Credit(1)).then_rejected(NotOpen, match="Credit needs an open account")
+    given(account, *HISTORY).when(Credit(0)).then_rejected(InvalidAmount, match="got 0")
+    given(account, *HISTORY).when(Debit(151)).then_rejected(InsufficientFunds, match="limit of 50")
+    # Pure: the same state and command decide the same events.
+    assert account.decide(OPEN, Debit(150)) == account.decide(OPEN, Debit(150)) == [AccountDebited(150)]
 
 
 def test_replay_folds_events_in_order() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,8 @@ import anyio
 import msgspec
 import pytest
 
-from actorsrc import EventEnvelope, RecordedEvent, Runtime, SQLiteEventStore, SQLiteReadModel
-from actorsrc.messages import Metadata
+from actorsrc import RecordedEvent, Runtime, Send, SQLiteEventStore, SQLiteReadModel
+from actorsrc.testing import given, given_process, on, project
 from examples.shop import (
     CAPTURE_LIMIT_CENTS,
     AlreadyDispatched,
@@ -29,11 +29,15 @@ from examples.shop import (
     OrderLine,
     OrderNotCancellable,
     OrderNotPayable,
+    OrderPaid,
     OrderPlaced,
+    OrderRefundRequested,
+    OrderShipped,
     OrderState,
     OrderSummary,
     PaymentCaptured,
     PaymentDeclined,
+    PaymentNotRefundable,
     PaymentRefunded,
     PlaceOrder,
     RefundNotAllowed,
@@ -50,7 +54,7 @@ from examples.shop import (
     shipment,
 )
 from examples.shop.app import main, open_shop, settle
-from examples.shop.saga import FulfilmentState, react
+from examples.shop.saga import FulfilmentState
 
 Shop = tuple[SQLiteEventStore, SQLiteReadModel, Runtime]
 
@@ -254,61 +258,80 @@ async def test_demo_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_order_rules() -> None:
-    with pytest.raises(InvalidOrder):
-        order.decide(order.initial, PlaceOrder("ann", ()))
-    with pytest.raises(InvalidOrder):
-        order.decide(order.initial, PlaceOrder("ann", (OrderLine("mug", 0, 100),)))
-    (placed,) = order.decide(order.initial, PlaceOrder("ann", (MUG, TEAPOT)))
-    assert placed == OrderPlaced("ann", 6_400, (MUG, TEAPOT))
-    state = order.replay([placed])
-    with pytest.raises(OrderNotPayable):
-        order.decide(state, MarkPaid(1))  # not the order's amount
-    with pytest.raises(RefundNotAllowed):
-        order.decide(state, RequestRefund("unpaid"))
-    paid = order.replay([placed, *order.decide(state, MarkPaid(6_400))])
-    with pytest.raises(OrderNotCancellable):
-        order.decide(paid, CancelOrder("too late"))
-    with pytest.raises(RefundNotAllowed):
-        order.decide(paid, MarkRefunded(6_400))
+    given(order).when(PlaceOrder("ann", ())).then_rejected(InvalidOrder, match="at least one line")
+    given(order).when(PlaceOrder("ann", (OrderLine("mug", 0, 100),))).then_rejected(InvalidOrder, match="positive")
+    placed = OrderPlaced("ann", 6_400, (MUG, TEAPOT))
+    given(order).when(PlaceOrder("ann", (MUG, TEAPOT))).then(placed)
+    given(order, placed).when(MarkPaid(1)).then_rejected(OrderNotPayable, match="paid 1 cents for an order of 6400")
+    given(order, placed).when(RequestRefund("unpaid")).then_rejected(RefundNotAllowed)
+    paid = given(order, placed).when(MarkPaid(6_400)).then(OrderPaid(6_400))
+    paid.when(CancelOrder("too late")).then_rejected(OrderNotCancellable)
+    paid.when(MarkRefunded(6_400)).then_rejected(RefundNotAllowed, match="no refund was requested")
     # A refund asked for while the parcel travels: it still ships, and the refund stays the status.
-    refunding = order.evolve(paid, order.decide(paid, RequestRefund("late"))[0])
-    shipped = order.evolve(refunding, order.decide(refunding, MarkShipped())[0])
-    assert shipped == OrderState("refund_requested", "ann", 6_400, shipped=True)
+    refunding = paid.when(RequestRefund("late")).then(OrderRefundRequested(6_400, "late"))
+    refunding.when(MarkShipped()).then(OrderShipped()).then_state(
+        OrderState("refund_requested", "ann", 6_400, shipped=True)
+    )
 
 
 def test_payment_and_shipment_rules() -> None:
-    assert payment.decide(payment.initial, CapturePayment("o-1", 500)) == [PaymentCaptured("o-1", 500)]
-    (declined,) = payment.decide(payment.initial, CapturePayment("o-1", CAPTURE_LIMIT_CENTS + 1))
-    assert isinstance(declined, PaymentDeclined)
-    assert payment.decide(payment.replay([PaymentCaptured("o-1", 500)]), RefundPayment("o-1")) == [
-        PaymentRefunded("o-1", 500)
-    ]
-    dispatched = shipment.replay(shipment.decide(shipment.initial, DispatchShipment("o-1")))
-    with pytest.raises(AlreadyDispatched):
-        shipment.decide(dispatched, DispatchShipment("o-1"))
+    given(payment).when(CapturePayment("o-1", 500)).then(PaymentCaptured("o-1", 500))
+    over = CAPTURE_LIMIT_CENTS + 1
+    given(payment).when(CapturePayment("o-1", over)).then(
+        PaymentDeclined("o-1", over, f"{over} cents is over the capture limit of {CAPTURE_LIMIT_CENTS}")
+    )
+    given(payment, PaymentCaptured("o-1", 500)).when(RefundPayment("o-1")).then(PaymentRefunded("o-1", 500))
+    given(payment, PaymentCaptured("o-1", 500)).when(RefundPayment("o-2")).then_rejected(PaymentNotRefundable)
+    given(shipment).when(DispatchShipment("o-1")).then(ShipmentDispatched("o-1")).when(
+        DispatchShipment("o-1")
+    ).then_rejected(AlreadyDispatched)
 
 
-def _envelope(stream_id: str, event: object) -> EventEnvelope[Any]:
-    return EventEnvelope(event, type(event).__name__, stream_id, 1, 1, datetime.now(UTC), Metadata("e"))
+async def test_orders_by_customer_keeps_a_pending_refund_as_the_status_when_the_parcel_ships() -> None:
+    tables = await project(
+        orders_by_customer,
+        on(order, "o-1", OrderPlaced("ann", 3_900, (TEAPOT,)), OrderPaid(3_900)),
+        on(order, "o-2", OrderPlaced("ann", 2_500, (MUG,)), OrderPaid(2_500), OrderRefundRequested(2_500, "late")),
+        on(order, "o-1", OrderShipped()),
+        on(order, "o-2", OrderShipped()),
+    )
+    tables.then_rows("orders_by_customer", ("ann", "o-1", 3_900, "shipped"), ("ann", "o-2", 2_500, "refund_requested"))
+
+
+PLACED = on(order, "o-1", OrderPlaced("ann", 500, (OrderLine("mug", 1, 500),)))
+CAPTURE = Send(payment, "pay-o-1", CapturePayment("o-1", 500))
+REFUND = Send(payment, "pay-o-1", RefundPayment("o-1"))
 
 
 def test_saga_refunds_money_captured_for_an_order_cancelled_meanwhile() -> None:
-    placed = FulfilmentState("awaiting_payment", 500)
-    # The customer cancelled before the capture landed: the capture is given back, nothing ships.
-    state, sends = react(placed, _envelope("order-o-1", OrderCancelled("changed my mind")))
-    assert (state.stage, sends) == ("cancelled", ())
-    state, sends = react(state, _envelope("payment-pay-o-1", PaymentCaptured("o-1", 500)))
-    assert [(s.aggregate, s.aggregate_id, s.command) for s in sends] == [(payment, "pay-o-1", RefundPayment("o-1"))]
-    state, sends = react(state, _envelope("payment-pay-o-1", PaymentRefunded("o-1", 500)))
-    assert (state.stage, sends) == ("cancelled", ())  # the order is closed already: nothing to mark
+    # The customer cancelled before the capture landed: the capture is given back, nothing ships, and the
+    # refund of a closed order marks nothing on it.
+    given_process(
+        fulfilment,
+        PLACED,
+        on(order, "o-1", OrderCancelled("changed my mind")),
+        on(payment, "pay-o-1", PaymentCaptured("o-1", 500), PaymentRefunded("o-1", 500)),
+    ).then_sends(CAPTURE, REFUND).then_state("o-1", stage="cancelled", captured=True)
     # The other way round: captured first, then cancelled.
-    state, _ = react(placed, _envelope("payment-pay-o-1", PaymentCaptured("o-1", 500)))
-    state, sends = react(state, _envelope("order-o-1", OrderCancelled("changed my mind")))
-    assert [s.command for s in sends] == [RefundPayment("o-1")]
+    given_process(
+        fulfilment,
+        PLACED,
+        on(payment, "pay-o-1", PaymentCaptured("o-1", 500)),
+        on(order, "o-1", OrderCancelled("changed my mind")),
+    ).then_sends(CAPTURE, Send(order, "o-1", MarkPaid(500)), REFUND).then_state("o-1", stage="cancelled")
 
 
 def test_saga_marks_a_shipment_that_left_during_a_refund_without_losing_the_refund_stage() -> None:
-    state = FulfilmentState("refunding", 500, captured=True)
-    state, sends = react(state, _envelope("shipment-ship-o-1", ShipmentDispatched("o-1")))
-    assert state.stage == "refunding"
-    assert [(s.aggregate, s.aggregate_id, s.command) for s in sends] == [(order, "o-1", MarkShipped())]
+    given_process(
+        fulfilment,
+        PLACED,
+        on(payment, "pay-o-1", PaymentCaptured("o-1", 500)),
+        on(order, "o-1", OrderPaid(500), OrderRefundRequested(500, "late")),
+        on(shipment, "ship-o-1", ShipmentDispatched("o-1")),
+    ).then_sends(
+        CAPTURE,
+        Send(order, "o-1", MarkPaid(500)),
+        Send(shipment, "ship-o-1", DispatchShipment("o-1")),
+        REFUND,
+        Send(order, "o-1", MarkShipped()),
+    ).then_state("o-1", FulfilmentState("refunding", 500, captured=True))
