@@ -25,60 +25,24 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
-from uuid import UUID
+from typing import Any
 
 import anyio
 import structlog
 
 from actorsrc import Runtime, SQLiteEventStore
+from actorsrc.bench.replay_rows import ACCOUNT_ID, PAIRS, PEER_FULL, PEER_SNAPSHOT, SNAPSHOT_EVERY
 from actorsrc.loading import load_state
 from examples.bank import AccountState, Credit, OpenAccount, account
 
 try:
-    from eventsourcing.application import Application
-    from eventsourcing.domain import Aggregate, event
+    from actorsrc.bench.peer_bank import PeerBank
 except ImportError as exc:  # an optional extra: actorsrc's own figures are still worth printing
     PEER_MISSING: str | None = str(exc)
 else:
     PEER_MISSING = None
 
-SNAPSHOT_EVERY = 1000
 SNAPSHOTTING = dataclasses.replace(account, snapshot_every=SNAPSHOT_EVERY)
-ACCOUNT_ID = "replayed"
-
-if PEER_MISSING is None:
-
-    class PeerAccount(Aggregate):
-        @event("Opened")
-        def __init__(self, owner: str) -> None:
-            self.owner = owner
-            self.balance = 0
-
-        @event("Credited")
-        def credit(self, amount: int) -> None:
-            self.balance += amount
-
-    class PeerBank(Application[UUID]):
-        # Snapshots are only taken (and read) when the env says IS_SNAPSHOTTING_ENABLED=y.
-        snapshotting_intervals: ClassVar[dict[type[Any], int]] = {PeerAccount: SNAPSHOT_EVERY}
-
-        def open_account(self, owner: str) -> UUID:
-            opened = PeerAccount(owner)
-            self.save(opened)
-            account_id: UUID = opened.id
-            return account_id
-
-        def credit(self, account_id: UUID, amount: int, times: int = 1) -> None:
-            credited: PeerAccount = self.repository.get(account_id)
-            for _ in range(times):
-                credited.credit(amount)
-            self.save(credited)
-
-        def balance(self, account_id: UUID) -> tuple[int, int]:
-            """(balance, version), rebuilt from the store: the aggregate cache is off."""
-            loaded: PeerAccount = self.repository.get(account_id)
-            return loaded.balance, loaded.version
 
 
 @dataclass
@@ -170,17 +134,6 @@ def actorsrc_cases(store: SQLiteEventStore, events: int) -> dict[str, Case]:
 async def _replayed_after_snapshot(store: SQLiteEventStore, events: int) -> int:
     snapshot = await store.load_snapshot(SNAPSHOTTING.stream_id(ACCOUNT_ID))
     return events - (snapshot.version if snapshot is not None else 0)
-
-
-PEER_FULL = "eventsourcing repository.get, cache off, full replay"
-PEER_SNAPSHOT = f"eventsourcing repository.get, cache off, snapshot every {SNAPSHOT_EVERY}"
-# Which actorsrc row does the same job as which peer row.
-PAIRS = {
-    "actorsrc load_state, full replay": PEER_FULL,
-    f"actorsrc load_state, snapshot every {SNAPSHOT_EVERY}": PEER_SNAPSHOT,
-    "actorsrc fresh Runtime, first state(), full replay": PEER_FULL,
-    f"actorsrc fresh Runtime, first state(), snapshot every {SNAPSHOT_EVERY}": PEER_SNAPSHOT,
-}
 
 
 def peer_env(db: Path, *, snapshots: bool) -> dict[str, str]:

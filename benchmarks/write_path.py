@@ -12,30 +12,15 @@ import argparse
 import json
 import tempfile
 import time
-import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import aiosqlite
 import anyio
-import msgspec
 
 from actorsrc import Runtime, SQLiteEventStore
-from actorsrc.messages import Metadata
-from actorsrc.store import sqlite_schema
-from actorsrc.store.sqlite_thread import run_on_connection_thread
+from actorsrc.bench.ceiling import SQLITE_BATCHES, WriteResult, raw_insert_ceiling
 from actorsrc.tuning import tune_gc
 from examples.bank import Credit, OpenAccount, account
-
-
-@dataclass
-class WriteResult:
-    name: str
-    commands: int
-    seconds: float
-    per_second: float
-    p50_ms: float | None = None
-    p99_ms: float | None = None
 
 
 async def actorsrc_write(path: Path, aggregates: int, commands_each: int, callers: int) -> WriteResult:
@@ -71,45 +56,10 @@ async def actorsrc_write(path: Path, aggregates: int, commands_each: int, caller
     )
 
 
-async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, batch: int) -> WriteResult:
-    """The same rows into the same schema with plain aiosqlite executemany, `batch` rows a commit."""
-    total = aggregates * commands_each
-    encode = msgspec.json.Encoder().encode
-    payload = encode(Credit(1))
-    async with aiosqlite.connect(path, isolation_level=None) as conn:
-        await run_on_connection_thread(conn, sqlite_schema.configure, durable=True)
-        await run_on_connection_thread(conn, sqlite_schema.migrate)
-        start = time.perf_counter()
-        position = 0
-        versions = [0] * aggregates
-        stream = 0
-        while position < total:
-            rows = []
-            touched: dict[int, int] = {}
-            now = time.time_ns() // 1000
-            for _ in range(min(batch, total - position)):
-                position += 1
-                versions[stream] += 1
-                touched[stream] = versions[stream]
-                meta = encode(Metadata(uuid.uuid4().hex))
-                rows.append((position, stream + 1, versions[stream], "AccountCredited", 1, payload, meta, now))
-                stream = (stream + 1) % aggregates
-            await conn.execute("BEGIN IMMEDIATE")
-            await conn.executemany(
-                "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET version = excluded.version",
-                [(key + 1, f"account-acc-{key}", v) for key, v in touched.items()],
-            )
-            await conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            await conn.execute("COMMIT")
-        elapsed = time.perf_counter() - start
-    return WriteResult(f"raw aiosqlite executemany ({batch} rows/commit)", total, elapsed, total / elapsed)
-
-
 async def compare(aggregates: int, commands_each: int, callers: int, directory: Path) -> list[WriteResult]:
     results = [await actorsrc_write(directory / "actorsrc.db", aggregates, commands_each, callers)]
     best: WriteResult | None = None
-    for batch in (1000, 5000):
+    for batch in SQLITE_BATCHES:
         raw = await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, commands_each, batch)
         results.append(raw)
         best = raw if best is None or raw.per_second > best.per_second else best

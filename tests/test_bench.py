@@ -92,7 +92,7 @@ def test_write_plot_draws_throughput_against_callers(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     pytest.importorskip("matplotlib", reason="--plot needs the optional `bench` extra")
-    from benchmarks import bench_plot
+    from actorsrc.bench import plot as bench_plot
 
     monkeypatch.setattr(bench_plot, "CALLERS", (1, 4))
     monkeypatch.setattr(bench_plot, "PER_CALLER", 10)
@@ -131,9 +131,44 @@ def test_a_missing_matplotlib_is_reported_before_any_run(
     assert "pip install -e '.[bench]'" in capsys.readouterr().err
 
 
-def test_without_the_benchmarks_package_the_command_says_why(
+@pytest.mark.parametrize("workload", ["write", "replay"])
+def test_compare_without_the_bench_extra_names_it_before_any_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, workload: str
+) -> None:
+    monkeypatch.setitem(sys.modules, "eventsourcing", None)  # as without the `bench` extra
+    assert main(["bench", workload, "--compare"]) == 2
+    err = capsys.readouterr().err
+    assert "--compare needs eventsourcing" in err
+    assert "pip install 'actorsrc[bench]'" in err
+
+
+def test_compare_on_postgresql_also_needs_psycopg(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "benchmarks.harness", None)  # as in an installed wheel
-    assert main(["bench", "write", "--compare"]) == 2
-    assert "needs a source checkout" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    assert main(["bench", "hot", "--compare", "--store", "postgresql://u@127.0.0.1:1/db"]) == 2
+    assert "psycopg, from the `bench` extra" in capsys.readouterr().err
+
+
+def test_quick_runs_without_the_bench_extra(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for optional in ("eventsourcing", "psycopg", "matplotlib"):
+        monkeypatch.setitem(sys.modules, optional, None)  # importing any of them now fails
+    report = _bench(capsys, "write", "--quick", "--latency-seconds", "0.2")
+    assert report["parameters"]["quick"] is True
+    assert report["parameters"]["aggregates"] == 200
+    assert report["parameters"]["callers"] == 50
+    assert report["results"][0]["operations"] == 200 * 5
+
+
+def test_quick_keeps_sizes_given_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _bench(capsys, "hot", "--quick", "--total", "300")
+    assert report["parameters"]["total"] == 300
+    assert report["parameters"]["callers"] == 50
+
+
+def test_saga_outside_a_checkout_says_why(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "examples.shop", None)  # as in an installed wheel
+    assert main(["bench", "saga", "--quick"]) == 2
+    assert "run it from a source checkout" in capsys.readouterr().err

@@ -4,12 +4,13 @@
     actorsrc bench hot --compare             # one aggregate under 200 concurrent callers
     actorsrc bench replay --compare          # rehydrating 10,000 events, with and without snapshots
     actorsrc bench project                   # projection catch-up and end-to-end lag
-    actorsrc bench saga                      # the shop's process manager, end to end
+    actorsrc bench saga                      # the shop's process manager, end to end (needs a checkout)
     actorsrc bench write --plot docs/throughput.png
+    actorsrc bench write --quick             # small sizes, a few seconds: a smoke test
     ... --store postgresql://user@127.0.0.1/db   # on PostgreSQL (fresh schemas, dropped afterwards)
 
-Figures drift with the machine; ratios measured in the same run do not. The report goes to stdout,
-progress to stderr.
+--compare and --plot need the `bench` extra (pip install 'actorsrc[bench]'). Figures drift with the
+machine; ratios measured in the same run do not. The report goes to stdout, progress to stderr.
 """
 
 from __future__ import annotations
@@ -24,31 +25,36 @@ from typing import Any
 
 import anyio
 
-from benchmarks import bench_report as report
-from benchmarks.bench_plot import MatplotlibMissing
-from benchmarks.bench_store import BadStoreUrl, check_store_url
-from benchmarks.bench_workloads import LATENCY_TARGET_MS, Result
-from benchmarks.peers import peer_available
+from actorsrc.bench import report
+from actorsrc.bench.extra import MissingExtra
+from actorsrc.bench.peers import missing_peer
+from actorsrc.bench.stores import BadStoreUrl, check_store_url
+from actorsrc.bench.workloads import LATENCY_TARGET_MS, Result
+from actorsrc.cli_args import positive_float, positive_int
 
 WORKLOADS = ("write", "hot", "replay", "project", "saga")
+COMPARED = ("write", "hot", "replay")  # the workloads --compare runs the peer for
 DEFAULT_CALLERS = {"write": 1000, "hot": 200, "saga": 200}
+QUICK_CALLERS = {"write": 50, "hot": 50, "saga": 10}
+# Each size: (default, --quick). --quick sizes finish in a few seconds: a smoke test, not a measurement.
+SIZES: dict[str, tuple[int | float, int | float]] = {
+    "aggregates": (10_000, 200),
+    "commands": (10, 5),
+    "events_per_command": (1, 1),
+    "total": (50_000, 2_000),
+    "peer_commands": (5_000, 200),
+    "latency_seconds": (5.0, 0.5),
+    "length": (10_000, 1_000),
+    "events": (1_000_000, 5_000),
+    "lag_seconds": (10.0, 0.5),
+    "rate": (2000.0, 200.0),
+    "orders": (2000, 50),
+}
 CPYTHON_GC_THRESHOLDS = (700, 10, 10)
 EXIT_USAGE = 2
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from actorsrc.cli_args import positive_int
-
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("workload", choices=WORKLOADS)
@@ -56,36 +62,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare", action="store_true", help="write/hot/replay: also the peer and the raw ceiling")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--plot", type=Path, default=None, help="write: plot throughput against callers (PNG)")
-    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install -e '.[fast]')")
+    parser.add_argument("--quick", action="store_true", help="small sizes that finish in seconds (smoke tests, CI)")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'actorsrc[fast]')")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
-    group = parser.add_argument_group("workload sizes")
-    group.add_argument("--aggregates", type=positive_int, default=10_000, help="write (default: %(default)s)")
-    group.add_argument("--commands", type=positive_int, default=10, help="write: per aggregate (default: %(default)s)")
-    group.add_argument("--callers", type=positive_int, default=None, help="write 1000, hot 200, saga 200")
-    group.add_argument("--events-per-command", type=positive_int, default=1, help="write (default: %(default)s)")
-    group.add_argument("--total", type=positive_int, default=50_000, help="hot: commands (default: %(default)s)")
-    group.add_argument("--peer-commands", type=positive_int, default=5_000, help="write/hot: the peer's commands")
+    group = parser.add_argument_group("workload sizes (default, then --quick's)")
+
+    def size(name: str, kind: Any, what: str) -> None:
+        default, quick = SIZES[name]
+        flag = "--" + name.replace("_", "-")
+        group.add_argument(flag, type=kind, default=None, help=f"{what} ({default:,}; --quick {quick:,})")
+
+    size("aggregates", positive_int, "write: aggregates")
+    size("commands", positive_int, "write: commands per aggregate")
     group.add_argument(
-        "--latency-seconds", type=positive_float, default=5.0, help="write, saga: open loop at half peak"
+        "--callers", type=positive_int, default=None, help="write 1000, hot 200, saga 200 (--quick 50, 50, 10)"
     )
-    group.add_argument("--length", type=positive_int, default=10_000, help="replay: events (default: %(default)s)")
-    group.add_argument("--events", type=positive_int, default=1_000_000, help="project: events to catch up on")
-    group.add_argument("--lag-seconds", type=positive_float, default=10.0, help="project: steady-load duration")
-    group.add_argument("--rate", type=positive_float, default=2000.0, help="project: commands/s under lag")
-    group.add_argument("--orders", type=positive_int, default=2000, help="saga: orders (default: %(default)s)")
+    size("events_per_command", positive_int, "write: events per command")
+    size("total", positive_int, "hot: commands")
+    size("peer_commands", positive_int, "write/hot: the peer's commands")
+    size("latency_seconds", positive_float, "write, saga: seconds of open loop at half peak")
+    size("length", positive_int, "replay: events")
+    size("events", positive_int, "project: events to catch up on")
+    size("lag_seconds", positive_float, "project: steady-load seconds")
+    size("rate", positive_float, "project: commands/s under lag")
+    size("orders", positive_int, "saga: orders")
+
+
+def resolve_sizes(args: argparse.Namespace) -> None:
+    """Fill every size left out with its default, or its --quick value."""
+    for name, (default, quick) in SIZES.items():
+        if getattr(args, name) is None:
+            setattr(args, name, quick if args.quick else default)
+    if args.callers is None:
+        args.callers = (QUICK_CALLERS if args.quick else DEFAULT_CALLERS).get(args.workload, 1)
 
 
 def run(args: argparse.Namespace) -> int:
+    resolve_sizes(args)
     try:
         check_store_url(args.store)
         _check_usage(args)
-    except (BadStoreUrl, MatplotlibMissing, ValueError) as exc:
+    except (BadStoreUrl, MissingExtra, ValueError) as exc:
         print(f"actorsrc bench: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if args.default_gc:  # the command line tuned the GC before calling us (see actorsrc.tuning)
         gc.set_threshold(*CPYTHON_GC_THRESHOLDS)
-    if args.compare and args.workload in ("write", "hot", "replay") and (missing := peer_available()) is not None:
-        print(f"actorsrc bench: no peer ({missing}); pip install -e '.[bench]'. Measuring actorsrc.", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="actorsrc-bench-") as tmp:
         found = anyio.run(_measure, args, Path(tmp), backend="asyncio", backend_options={"use_uvloop": args.uvloop})
     found["peak_rss_mb"] = report.peak_rss_mb()
@@ -96,16 +117,24 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check_usage(args: argparse.Namespace) -> None:
+    """Everything that can be refused is refused before any run: a missing package should not cost a
+    whole benchmark."""
     if args.plot is not None:
         if args.workload != "write":
             raise ValueError("--plot is for the write workload")
-        from benchmarks.bench_plot import pyplot
+        from actorsrc.bench.plot import pyplot
 
-        pyplot()  # before any run: a missing matplotlib should not cost a whole benchmark
+        pyplot()
+    if args.compare and args.workload in COMPARED and (missing := missing_peer(args.store)) is not None:
+        raise MissingExtra(missing)
     if args.workload == "replay" and args.length < 2:
         raise ValueError("--length must be at least 2 (the account's opening and one credit)")
     if args.workload == "project" and args.events < 1000:
         raise ValueError("--events must be at least 1000 (the log is spread over 1000 accounts)")
+    if args.workload == "saga":
+        from actorsrc.bench.saga import check_shop_available
+
+        check_shop_available()
 
 
 class _Report:
@@ -139,14 +168,7 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
         "saga": ("orders", "callers", "latency_seconds"),
     }[args.workload]
     chosen = {name: getattr(args, name) for name in names}
-    if "callers" in chosen:
-        chosen["callers"] = _callers(args)
-    return {**chosen, "compare": args.compare}
-
-
-def _callers(args: argparse.Namespace) -> int:
-    callers: int = args.callers or DEFAULT_CALLERS.get(args.workload, 1)
-    return callers
+    return {**chosen, "compare": args.compare, "quick": args.quick}
 
 
 async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
@@ -154,7 +176,7 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     if args.workload in ("write", "hot"):
         await _write_or_hot(args, directory, out)
     elif args.workload == "replay":
-        from benchmarks.bench_replay import replay
+        from actorsrc.bench.replay import replay
 
         out.results, out.ratios, out.store = await replay(args.store, directory, args.length, args.compare)
         out.notes.append(
@@ -165,14 +187,14 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             out.packages.append("eventsourcing")
             out.notes.append("replay ratios: the paired eventsourcing row's best time / ours, for the same rebuild")
     elif args.workload == "project":
-        from benchmarks.bench_project import project
+        from actorsrc.bench.project import project
 
         out.results, out.store = await project(args.store, directory, args.events, args.lag_seconds, args.rate)
         out.notes.append("catch-up: events/s until the projection's checkpoint reaches the end of the log")
     else:
-        from benchmarks.bench_saga import saga
+        from actorsrc.bench.saga import saga
 
-        out.results, out.store = await saga(args.store, directory, args.orders, _callers(args), args.latency_seconds)
+        out.results, out.store = await saga(args.store, directory, args.orders, args.callers, args.latency_seconds)
         out.notes.append(
             "saga: throughput from the first order placed until every one is shipped and projected; latency from"
             " placing an order to its OrderShipped applied by the read model"
@@ -187,9 +209,9 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
 
 
 async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report) -> None:
-    from benchmarks import bench_workloads as workloads
+    from actorsrc.bench import workloads
 
-    callers = _callers(args)
+    callers: int = args.callers
     if args.workload == "write":
         ours, out.store = await workloads.write(
             args.store, directory, args.aggregates, args.commands, callers, args.events_per_command
@@ -202,7 +224,7 @@ async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report)
         verdict = "met" if latency.extra["p99_target_met"] else "NOT met"
         out.notes.append(f"open loop at half of peak: p99 < {LATENCY_TARGET_MS:.0f} ms {verdict}")
         if args.plot is not None:
-            from benchmarks.bench_plot import plot
+            from actorsrc.bench.plot import plot
 
             points = await plot(args.store, directory, args.aggregates, args.plot)
             curve = ", ".join(f"{callers}: {rate:,.0f}/s" for callers, rate in points)
@@ -213,10 +235,9 @@ async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report)
     if not args.compare:
         return
     out.peak_rss_mb_before_peer = report.peak_rss_mb()  # the peer runs in this process too
-    if peer_available() is None:
-        await _peer(args, directory, out, ours)
+    await _peer(args, directory, out, ours)
     if args.workload == "write":
-        from benchmarks.peers import raw_ceiling
+        from actorsrc.bench.ceiling import raw_ceiling
 
         rows_each = args.commands * args.events_per_command
         what, rate = await raw_ceiling(args.store, directory, args.aggregates, rows_each)
@@ -226,7 +247,7 @@ async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report)
 
 
 async def _peer(args: argparse.Namespace, directory: Path, out: _Report, ours: Result) -> None:
-    from benchmarks.peers import peer_version, peer_write
+    from actorsrc.bench.peers import peer_version, peer_write
 
     if args.workload == "hot":
         aggregates, each = 1, args.peer_commands

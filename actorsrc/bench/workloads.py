@@ -13,9 +13,9 @@ from typing import Any
 import anyio
 
 from actorsrc import AggregateRef, Runtime
+from actorsrc.bench.domain import Add, tally
+from actorsrc.bench.stores import bench_store
 from actorsrc.progress import Progress
-from benchmarks.bench_domain import Add, tally
-from benchmarks.bench_store import bench_store
 
 LATENCY_TARGET_MS = 50.0  # p99 at half of peak throughput
 

@@ -1,8 +1,8 @@
 """Rehydration: one bank account of L events, rebuilt with and without a snapshot, on either store.
 
-The cases and the peer's pairing are those of benchmarks/replay.py; this version runs over any event
-store, so the same rows come out on SQLite and PostgreSQL. Rounds interleave the rows, so background
-load hits every row alike; the first round only warms up.
+The cases and the peer's pairing are those of benchmarks/replay.py (a longer study on SQLite); this
+version runs over any event store, so the same rows come out on SQLite and PostgreSQL. Rounds interleave
+the rows, so background load hits every row alike; the first round only warms up.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 import anyio
 
 from actorsrc import EventStore, Runtime, SnapshotStore, load_state
+from actorsrc.bench.account import AccountState, Credit, OpenAccount, account
+from actorsrc.bench.peers import PeerCase, peer_replay_cases
+from actorsrc.bench.replay_rows import ACCOUNT_ID, PAIRS, SNAPSHOT_EVERY, SNAPSHOTTING
+from actorsrc.bench.stores import bench_store
+from actorsrc.bench.workloads import Result
 from actorsrc.progress import Progress
-from benchmarks.bench_store import bench_store
-from benchmarks.bench_workloads import Result
-from benchmarks.peers import PeerCase, peer_available, peer_replay_cases
-from benchmarks.replay import ACCOUNT_ID, PAIRS, SNAPSHOT_EVERY, SNAPSHOTTING
-from examples.bank import AccountState, Credit, OpenAccount, account
 
 REPEAT = 5
 WRITERS = 50  # concurrent callers writing the stream: set-up, not measured
@@ -109,7 +109,7 @@ async def replay(
         await _write(store, length)
         cases = _our_cases(store, length)
         try:
-            if compare and peer_available() is None:
+            if compare:  # the harness has checked that the peer is installed
                 peer, close_peer = await anyio.to_thread.run_sync(peer_replay_cases, store_url, directory, length)
                 cases.update({name: _async(case) for name, case in peer.items()})
             with Progress((REPEAT + 1) * len(cases), "replay: rehydrating") as progress:

@@ -11,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import actorsrc
-from benchmarks.bench_workloads import Result
+from actorsrc.bench.workloads import Result
 
 
 def row(result: Result) -> dict[str, Any]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_workloads as workloads
+from actorsrc.bench import workloads
+from actorsrc.bench.extra import INSTALL_BENCH_EXTRA, MissingExtra
 
 CALLERS = (1, 10, 100, 1000, 4000)
 PER_CALLER = 200  # commands per caller, up to MAX_COMMANDS: one caller waits for every fsync, keep it short
 MAX_COMMANDS = 40_000
 
 
-class MatplotlibMissing(RuntimeError):
+class MatplotlibMissing(MissingExtra):
     pass
 
 
@@ -20,7 +21,7 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise MatplotlibMissing("--plot needs matplotlib: pip install -e '.[bench]'") from None
+        raise MatplotlibMissing(f"--plot needs matplotlib, from the `bench` extra: {INSTALL_BENCH_EXTRA}") from None
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
 

@@ -1,14 +1,12 @@
-"""The peer and the raw ceiling, run in the same process as actorsrc's figures.
+"""The peer, run in the same process as actorsrc's figures.
 
-Peer: the `eventsourcing` library (9.5.6, the `bench` extra) in its documented style, the one in
-benchmarks/replay.py: an `Aggregate` with `@event` methods, an `Application` whose command method
+Peer: the `eventsourcing` library (9.5.6, the `bench` extra) in its documented style (see
+`actorsrc.bench.peer_bank`): an `Aggregate` with `@event` methods, an `Application` whose command method
 does `repository.get`, calls the aggregate, then `save`. Each configuration listed in
-/work/shared/BENCHMARKS.md is tried and the best is what ratios use. Raw ceiling: the fastest batched
-insert of the same rows into actorsrc's own schema with the bare driver (aiosqlite executemany,
-asyncpg COPY).
+/work/shared/BENCHMARKS.md is tried and the best is what ratios use.
 
-eventsourcing is imported inside functions only: without the `bench` extra this module still imports
-(and type-checks), and the harness reports actorsrc's own figures.
+eventsourcing (and psycopg, for its PostgreSQL module) are imported inside functions only: without the
+`bench` extra this module still imports (and type-checks); `missing_peer` says what is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from actorsrc.bench.extra import INSTALL_BENCH_EXTRA
+from actorsrc.bench.replay_rows import PEER_FULL, PEER_SNAPSHOT, SNAPSHOT_EVERY
 from actorsrc.progress import Progress
 
 SQLITE_CONFIGS: list[dict[str, str]] = [
@@ -58,13 +58,22 @@ class PeerRun:
         return self.commands / self.seconds
 
 
-def peer_available() -> str | None:
-    """None when eventsourcing imports, else why not."""
+def missing_peer(store_url: str | None) -> str | None:
+    """None when the peer can run on this store (eventsourcing, and psycopg on PostgreSQL), else what is
+    missing and how to install it."""
+    missing = []
     try:
         import eventsourcing  # noqa: F401
-    except ImportError as exc:
-        return str(exc)
-    return None
+    except ImportError:
+        missing.append("eventsourcing")
+    if store_url is not None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            missing.append("psycopg")
+    if not missing:
+        return None
+    return f"--compare needs {' and '.join(missing)}, from the `bench` extra: {INSTALL_BENCH_EXTRA}"
 
 
 def peer_version() -> str:
@@ -113,7 +122,7 @@ def _run(
 ) -> tuple[int, float]:
     """Open `aggregates` accounts (not timed), then `commands_each` credits of `events` events each, for at
     most TIME_LIMIT seconds. Returns (commands done, seconds)."""
-    from benchmarks.replay import PeerBank
+    from actorsrc.bench.peer_bank import PeerBank
 
     app = PeerBank(env=env)
     try:
@@ -173,7 +182,7 @@ def peer_replay_cases(
 ) -> tuple[dict[str, PeerCase], Callable[[], None]]:
     """Write the peer's account of `length` events, then its two rehydrations (cache off, so a get
     really replays: without and with snapshots) and a closer."""
-    from benchmarks.replay import PEER_FULL, PEER_SNAPSHOT, SNAPSHOT_EVERY, PeerBank
+    from actorsrc.bench.peer_bank import PeerBank
 
     env, schema = _env(store_url, directory, {"AGGREGATE_CACHE_MAXSIZE": ""}, 1)
     if store_url is not None:
@@ -212,70 +221,3 @@ def peer_replay_cases(
             _schema(store_url, schema, create=False)
 
     return {PEER_FULL: case(plain, lambda: length), PEER_SNAPSHOT: case(snapshotting, after_snapshot)}, close
-
-
-async def raw_ceiling(store_url: str | None, directory: Path, aggregates: int, rows_each: int) -> tuple[str, float]:
-    """(what, rows/s): the bare driver's best batched insert of the same rows into the same schema."""
-    if store_url is None:
-        from benchmarks.write_path import raw_insert_ceiling
-
-        best = max(
-            [
-                await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, rows_each, batch)
-                for batch in (1000, 5000)
-            ],
-            key=lambda r: r.per_second,
-        )
-        return best.name, best.per_second
-    return "raw asyncpg COPY (5000 rows/commit)", await _copy_ceiling(store_url, aggregates, rows_each)
-
-
-async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> float:
-    """COPY of the events, with the streams' versions and the log head moved in the same transaction,
-    as actorsrc's writer does."""
-    import asyncpg
-    import msgspec
-
-    from actorsrc.messages import Metadata, NewEvent, next_event_id
-    from actorsrc.store.postgres import PostgresEventStore
-    from actorsrc.store.postgres_writer import EVENT_COLUMNS
-    from actorsrc.store.rows import event_row, now_micros
-    from benchmarks.bench_store import drop_schema, fresh_schema
-
-    schema = fresh_schema("bench_raw")
-    try:
-        async with PostgresEventStore.open(store_url, schema=schema):
-            pass  # the schema, empty
-        conn: Any = await asyncpg.connect(store_url)
-        try:
-            names = [f"tally-t{i}" for i in range(aggregates)]
-            insert = f'INSERT INTO "{schema}".streams (name, version) SELECT unnest($1::text[]), 0 RETURNING key'
-            keys = [row[0] for row in await conn.fetch(insert, names)]
-            data = msgspec.json.encode({"amount": 1})
-            total, position, versions = aggregates * rows_each, 0, [0] * aggregates
-            started = time.perf_counter()
-            while position < total:
-                rows = []
-                touched: dict[int, int] = {}
-                for _ in range(min(5000, total - position)):
-                    stream = position % aggregates
-                    versions[stream] += 1
-                    touched[keys[stream]] = versions[stream]
-                    position += 1
-                    event = NewEvent("Added", data, Metadata(next_event_id()))
-                    rows.append(event_row(position, keys[stream], versions[stream], event, now_micros()))
-                async with conn.transaction():
-                    await conn.fetchval(f'SELECT position FROM "{schema}".log_head WHERE id = 1 FOR UPDATE')
-                    await conn.execute(
-                        f'UPDATE "{schema}".streams AS s SET version = v.version'
-                        " FROM unnest($1::bigint[], $2::bigint[]) AS v(key, version) WHERE s.key = v.key",
-                        list(touched),
-                        list(touched.values()),
-                    )
-                    await conn.copy_records_to_table("events", schema_name=schema, records=rows, columns=EVENT_COLUMNS)
-                    await conn.execute(f'UPDATE "{schema}".log_head SET position = $1 WHERE id = 1', position)
-            return total / (time.perf_counter() - started)
-        finally:
-            await conn.close()
-    finally:
-        await drop_schema(store_url, schema)

@@ -5,6 +5,9 @@ On SQLite the shop runs as `examples.shop.app.open_shop` wires it (both projecti
 the `orders_by_customer` projection notes when it applies each `OrderShipped`, inside the transaction
 that makes "shipped" visible, so the measurement adds no subscription. The shop's projections are
 written for SQLite, so on PostgreSQL a one-line projection over order events takes their place.
+
+The shop is the repository's example (examples/shop), which an installed wheel does not include: this
+workload needs a source checkout, and says so before any run.
 """
 
 from __future__ import annotations
@@ -18,11 +21,28 @@ from typing import Any
 import anyio
 
 from actorsrc import EventEnvelope, Projection, Runtime
+from actorsrc.bench.stores import bench_read_model, bench_store
+from actorsrc.bench.workloads import Result, open_loop
 from actorsrc.progress import Progress
-from benchmarks.bench_store import bench_read_model, bench_store
-from benchmarks.bench_workloads import Result, open_loop
 
 SETTLE_TIMEOUT = 600.0
+
+
+class ShopMissing(ValueError):
+    """`actorsrc bench saga` outside a source checkout."""
+
+
+def check_shop_available() -> None:
+    """Raise ShopMissing unless the repository's shop example can be imported."""
+    try:
+        import examples.shop  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("examples"):
+            raise
+        raise ShopMissing(
+            "the saga workload runs the repository's shop example (examples/shop), which an installed wheel"
+            " does not include: run it from a source checkout (pip install -e '.[bench]')"
+        ) from None
 
 
 Handle = Callable[[Any, EventEnvelope[Any]], Any]

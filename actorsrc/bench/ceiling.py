@@ -1,0 +1,129 @@
+"""The raw ceiling: the bare driver's fastest batched insert of the same rows into actorsrc's own schema
+(aiosqlite executemany, asyncpg COPY), run in the same process as actorsrc's figures."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from actorsrc.bench.stores import drop_schema, fresh_schema
+from actorsrc.messages import Metadata
+from actorsrc.store import sqlite_schema
+from actorsrc.store.sqlite_thread import run_on_connection_thread
+
+SQLITE_BATCHES = (1000, 5000)
+
+
+@dataclass
+class WriteResult:
+    name: str
+    commands: int
+    seconds: float
+    per_second: float
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+
+async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, batch: int) -> WriteResult:
+    """The rows of `commands_each` bank credits to each of `aggregates` accounts, into actorsrc's schema
+    with plain aiosqlite executemany, `batch` rows a commit."""
+    total = aggregates * commands_each
+    encode = msgspec.json.Encoder().encode
+    payload = encode({"amount": 1})  # as an AccountCredited(1) encodes
+    async with aiosqlite.connect(path, isolation_level=None) as conn:
+        await run_on_connection_thread(conn, sqlite_schema.configure, durable=True)
+        await run_on_connection_thread(conn, sqlite_schema.migrate)
+        start = time.perf_counter()
+        position = 0
+        versions = [0] * aggregates
+        stream = 0
+        while position < total:
+            rows = []
+            touched: dict[int, int] = {}
+            now = time.time_ns() // 1000
+            for _ in range(min(batch, total - position)):
+                position += 1
+                versions[stream] += 1
+                touched[stream] = versions[stream]
+                meta = encode(Metadata(uuid.uuid4().hex))
+                rows.append((position, stream + 1, versions[stream], "AccountCredited", 1, payload, meta, now))
+                stream = (stream + 1) % aggregates
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.executemany(
+                "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET version = excluded.version",
+                [(key + 1, f"account-acc-{key}", v) for key, v in touched.items()],
+            )
+            await conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            await conn.execute("COMMIT")
+        elapsed = time.perf_counter() - start
+    return WriteResult(f"raw aiosqlite executemany ({batch} rows/commit)", total, elapsed, total / elapsed)
+
+
+async def raw_ceiling(store_url: str | None, directory: Path, aggregates: int, rows_each: int) -> tuple[str, float]:
+    """(what, rows/s): the bare driver's best batched insert of the same rows into the same schema."""
+    if store_url is None:
+        best = max(
+            [
+                await raw_insert_ceiling(directory / f"raw-{batch}.db", aggregates, rows_each, batch)
+                for batch in SQLITE_BATCHES
+            ],
+            key=lambda r: r.per_second,
+        )
+        return best.name, best.per_second
+    return "raw asyncpg COPY (5000 rows/commit)", await _copy_ceiling(store_url, aggregates, rows_each)
+
+
+async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> float:
+    """COPY of the events, with the streams' versions and the log head moved in the same transaction,
+    as actorsrc's writer does."""
+    import asyncpg
+
+    from actorsrc.messages import NewEvent, next_event_id
+    from actorsrc.store.postgres import PostgresEventStore
+    from actorsrc.store.postgres_writer import EVENT_COLUMNS
+    from actorsrc.store.rows import event_row, now_micros
+
+    schema = fresh_schema("bench_raw")
+    try:
+        async with PostgresEventStore.open(store_url, schema=schema):
+            pass  # the schema, empty
+        conn: Any = await asyncpg.connect(store_url)
+        try:
+            names = [f"tally-t{i}" for i in range(aggregates)]
+            insert = f'INSERT INTO "{schema}".streams (name, version) SELECT unnest($1::text[]), 0 RETURNING key'
+            keys = [row[0] for row in await conn.fetch(insert, names)]
+            data = msgspec.json.encode({"amount": 1})
+            total, position, versions = aggregates * rows_each, 0, [0] * aggregates
+            started = time.perf_counter()
+            while position < total:
+                rows = []
+                touched: dict[int, int] = {}
+                for _ in range(min(5000, total - position)):
+                    stream = position % aggregates
+                    versions[stream] += 1
+                    touched[keys[stream]] = versions[stream]
+                    position += 1
+                    event = NewEvent("Added", data, Metadata(next_event_id()))
+                    rows.append(event_row(position, keys[stream], versions[stream], event, now_micros()))
+                async with conn.transaction():
+                    await conn.fetchval(f'SELECT position FROM "{schema}".log_head WHERE id = 1 FOR UPDATE')
+                    await conn.execute(
+                        f'UPDATE "{schema}".streams AS s SET version = v.version'
+                        " FROM unnest($1::bigint[], $2::bigint[]) AS v(key, version) WHERE s.key = v.key",
+                        list(touched),
+                        list(touched.values()),
+                    )
+                    await conn.copy_records_to_table("events", schema_name=schema, records=rows, columns=EVENT_COLUMNS)
+                    await conn.execute(f'UPDATE "{schema}".log_head SET position = $1 WHERE id = 1', position)
+            return total / (time.perf_counter() - started)
+        finally:
+            await conn.close()
+    finally:
+        await drop_schema(store_url, schema)
