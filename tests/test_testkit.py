@@ -194,6 +194,27 @@ def test_given_events_must_be_storable() -> None:
         given(echo, Counted(0.5))  # type: ignore[arg-type]
 
 
+def _evolve_to_text(state: int, event: object) -> int:
+    return "many" if state else 1  # type: ignore[return-value]  # a str in an int state: no snapshot reads it
+
+
+snapshotted: Aggregate[int, Emit, object] = Aggregate(
+    name="snapshotted",
+    initial=0,
+    decide=_emit,
+    evolve=_evolve_to_text,
+    events={"Counted": Counted},
+    commands=(Emit,),
+    snapshot_every=1,
+)
+
+
+def test_with_snapshots_the_state_must_read_back_from_a_snapshot() -> None:
+    given(snapshotted).when(Emit([Counted(1)])).then(Counted(1)).then_state(1)
+    with pytest.raises(AssertionError, match=r"the state after cannot be snapshotted and read back: .*snapshot"):
+        given(snapshotted, Counted(1)).when(Emit([Counted(2)]))
+
+
 # -- aggregates, end to end ---------------------------------------------------------------------
 
 

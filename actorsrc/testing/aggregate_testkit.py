@@ -10,7 +10,8 @@ refuse: a command type the aggregate does not declare (`UnknownCommandError`, ra
 that is not a list of registered events (`InvalidDecisionError`), and an event that does not fit its
 declared types (`CodecError`, the strict codec's refusal). Those last two count as the command's
 rejection, as they do for a caller of `ask`. Every given and decided event must also read back from its
-stored bytes as an equal value, or replay would see another event than the live actor did.
+stored bytes as an equal value, or replay would see another event than the live actor did, and with
+snapshots enabled the state must read back from a snapshot.
 
 `await given(...).when_sent(command)` checks the same end to end: the given events are appended to a
 stream of `SQLiteEventStore.open(":memory:")`, the command goes through a real `Runtime` with `ask`, and
@@ -27,7 +28,14 @@ import anyio
 
 from actorsrc.codec import EventCodec
 from actorsrc.domain import Aggregate
-from actorsrc.errors import DomainError, InvalidDecisionError, UnknownCommandError, UnregisteredEventError
+from actorsrc.errors import (
+    CodecError,
+    DomainError,
+    EventDecodeError,
+    InvalidDecisionError,
+    UnknownCommandError,
+    UnregisteredEventError,
+)
 from actorsrc.loading import codec_for, load_state
 from actorsrc.messages import Metadata, NewEvent, next_event_id
 from actorsrc.runtime import Runtime
@@ -71,6 +79,17 @@ def stored_form(codec: EventCodec, event: object) -> NewEvent:
             f"  read back: {show(decoded)}"
         )
     return NewEvent(name, data, Metadata(next_event_id()), schema_version)
+
+
+def check_snapshot(codec: EventCodec, state: object, header: str) -> None:
+    """The state reads back from a snapshot as an equal value, or an `AssertionError` saying why not."""
+    try:
+        read_back = codec.decode_state("testkit", 1, codec.encode_state(state))
+    except (CodecError, EventDecodeError) as exc:
+        raise AssertionError(f"{header}: the state after cannot be snapshotted and read back: {exc}") from exc
+    problem = value_mismatch(f"{header}: the state after, read back from a snapshot", state, read_back)
+    if problem is not None:
+        raise AssertionError(problem)
 
 
 class AggregateScenario(Generic[S, C, E]):
@@ -125,6 +144,8 @@ class AggregateScenario(Generic[S, C, E]):
         state = self.state
         for event in events:
             state = aggregate.evolve(state, event)
+        if aggregate.snapshots_enabled:
+            check_snapshot(codec, state, self._describe(command))
         return Decision(self, command, events, None, state)
 
     async def when_sent(
