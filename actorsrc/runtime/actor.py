@@ -36,13 +36,14 @@ from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
 from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
+from actorsrc.runtime.delivery import Waiter
+from actorsrc.runtime.host import ActorHost
 from actorsrc.runtime.outcome import CommandOutcome, Envelope
 from actorsrc.runtime.store_health import is_store_failure
 from actorsrc.runtime.supervision import RestartTracker
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
-    from actorsrc.runtime.runtime import Runtime
 
 
 NO_MAIL: tuple[()] = ()
@@ -58,6 +59,13 @@ def refused_before_writing(error: BaseException) -> bool:
     """Whether the store refused an append while validating it (too large, a bad id): nothing was
     written and the actor's state was never advanced, so there is nothing to rebuild."""
     return isinstance(error, LimitExceededError | ValueError | TypeError) and not isinstance(error, StoreError)
+
+
+def persist_timeout_error(stream_id: str, timeout: float) -> PersistTimeoutError:
+    return PersistTimeoutError(
+        f"append to {stream_id!r} did not complete within {timeout} s; "
+        "its outcome is unknown until the actor reloads the stream"
+    )
 
 
 class AggregateActor:
@@ -80,7 +88,7 @@ class AggregateActor:
         "version",
     )
 
-    def __init__(self, host: Runtime, entry: AggregateEntry, aggregate_id: str) -> None:
+    def __init__(self, host: ActorHost, entry: AggregateEntry, aggregate_id: str) -> None:
         self.host = host
         self.entry = entry
         self.aggregate_id = aggregate_id
@@ -148,13 +156,7 @@ class AggregateActor:
             self.recovered = False
             if not isinstance(exc, Exception):
                 raise
-            logger.error(
-                "actor.crashed",
-                aggregate=self.entry.aggregate.name,
-                aggregate_id=self.aggregate_id,
-                reason="runtime bug",
-                error=repr(exc),
-            )
+            self._log_bug(exc)
         finally:
             health = self.host.store_health
             if health.probe is self:  # ended without a verdict on the store (a query, a rejection, a bug)
@@ -172,6 +174,14 @@ class AggregateActor:
                 batch.append(envelope)
         self.wake_space_waiters(len(batch))
         return batch
+
+    def wait_for_space(self) -> Waiter:
+        """The mailbox is full: a future that resolves when a command was taken out of it."""
+        if self.space_waiters is None:
+            self.space_waiters = deque()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.space_waiters.append(waiter)
+        return waiter, lambda: self.wake_space_waiters(1)
 
     def wake_space_waiters(self, count: int) -> None:
         waiters = self.space_waiters
@@ -209,27 +219,11 @@ class AggregateActor:
                     self._crashed(RECOVERY_FAILED, exc)
                     return
             try:
-                await self._decide_and_persist(batch)
-            except ConcurrencyError as exc:
-                # Another writer appended to this stream: reload and decide the batch again.
-                self.recovered = False
-                if attempt == retries:
-                    for envelope in batch:
-                        fail(envelope, exc)
-                    return
-                logger.info(
-                    "actor.conflict",
-                    aggregate=self.entry.aggregate.name,
-                    aggregate_id=self.aggregate_id,
-                    attempt=attempt + 1,
-                )
+                decision = await self._decide(batch)
             except Crash as crash:
-                # Commands after an `evolve` failure were not decided: back to the front of the
-                # mailbox (once, whatever the retries), for after the restart.
-                self.requeue_front(crash.rest)
                 self._crashed(crash.reason, crash.cause)
                 return
-            else:
+            if not await self._persist(decision, attempt):
                 return
 
     async def _recover(self) -> None:
@@ -298,7 +292,8 @@ class AggregateActor:
             f"{policy.window} s and refuses commands for another {remaining:.1f} s; see the actor.gave_up log"
         )
 
-    async def _decide_and_persist(self, batch: list[Envelope]) -> None:
+    async def _decide(self, batch: list[Envelope]) -> BatchDecision:
+        """Decide `batch` against the current state, after looking up the command ids it carries."""
         recorded: dict[str, CommandOutcome[Any]] = {}
         if any(envelope.command_id is not None for envelope in batch):
             try:
@@ -311,29 +306,69 @@ class AggregateActor:
                 for envelope in batch:
                     fail(envelope, exc)
                 raise Crash(LOOKUP_FAILED, exc) from exc
-        decision = decide_batch(self.entry, self.state, self.version, batch, recorded)
-        result = None
-        if decision.new_events:
-            health = self.host.store_health
-            if health.failing and not health.admit(self):
-                self._refuse(decision)
-                return
-            try:
-                result = await self._append_within_timeout(decision.new_events)
-            except ConcurrencyError:
-                raise
-            except Exception as exc:
-                decision.fail(exc)
-                if refused_before_writing(exc):  # nothing was sent: the actor's state is still right
+        return decide_batch(self.entry, self.state, self.version, batch, recorded)
+
+    async def _persist(self, decision: BatchDecision, attempt: int) -> bool:
+        """The task path's append of a decided batch, then `_settle`. True: decide the batch again."""
+        if not decision.new_events:
+            return self._settle(decision, None, None, attempt)
+        health = self.host.store_health
+        if health.failing and not health.admit(self):
+            self._refuse(decision)
+            return False
+        try:
+            result = await self._append_within_timeout(decision.new_events)
+        except Exception as exc:
+            return self._settle(decision, None, exc, attempt)
+        return self._settle(decision, result, None, attempt)
+
+    def _settle(
+        self, decision: BatchDecision, result: AppendResult | None, error: BaseException | None, attempt: int
+    ) -> bool:
+        """Settle a decided batch once its append is over (or when it wrote nothing): the one place
+        the task path and the inline path handle success, conflict, refusal, failure and timeout.
+
+        - success: the store's breaker hears it, the actor takes the batch's state and replies;
+          an `evolve` failure found on the way crashes the actor after the replies before it.
+        - conflict (another writer appended): the state is reloaded; returns True while attempts are
+          left (`attempt` counts from 0), else the callers get the `ConcurrencyError`.
+        - refused before writing (too large, a bad id): the callers get the error; the state is right.
+        - any other failure or a timeout: the outcome is unknown, so the actor crashes and reloads.
+        Commands left undecided (after an `evolve` failure) go back to the front of the mailbox.
+        """
+        health = self.host.store_health
+        try:
+            if error is None:
+                if result is None:  # nothing to write: no verdict on the store, another may probe
+                    if health.probe is self:
+                        health.release(self)
+                elif health.failing:
+                    health.succeeded()
+                self._complete(decision, result)
+            elif isinstance(error, ConcurrencyError):
+                self.recovered = False
+                if attempt < self.host.max_conflict_retries:
+                    logger.info(
+                        "actor.conflict",
+                        aggregate=self.entry.aggregate.name,
+                        aggregate_id=self.aggregate_id,
+                        attempt=attempt + 1,
+                    )
+                    return True
+                health.release(self)
+                decision.fail(error)
+                self.requeue_front(decision.rest)
+            else:
+                decision.fail(error)
+                self.requeue_front(decision.rest)  # never decided: they wait for their turn or the restart
+                if refused_before_writing(error):  # nothing was sent: the actor's state is still right
                     health.release(self)
-                    self.requeue_front(decision.rest)
-                    return
-                raise Crash(PERSIST_FAILED, exc, decision.rest) from exc
-            if health.failing:
-                health.succeeded()
-        elif self.host.store_health.probe is self:  # nothing to write: no verdict on the store, let another probe
-            self.host.store_health.release(self)
-        self._complete(decision, result)
+                else:
+                    self._crashed(PERSIST_FAILED, error)
+        except Crash as crash:
+            self.requeue_front(crash.rest)
+            self._crashed(crash.reason, crash.cause)
+        return False
 
     def _refuse(self, decision: BatchDecision) -> None:
         """The store is failing: the batch is not sent. Its state was never taken, so the actor's own
@@ -357,7 +392,7 @@ class AggregateActor:
             and aggregate.snapshots_enabled
             and aggregate.snapshot_due(self.state, old_version, self.version)
         ):
-            self.host._take_snapshot(self, self.state, self.version, self.position)
+            self.host.snapshot_due(self, self.state, self.version, self.position)
         if decision.evolve_failure is not None:
             failed_envelope, cause = decision.evolve_failure
             fail(failed_envelope, cause)
@@ -369,12 +404,12 @@ class AggregateActor:
         """Mail arrived for an idle actor: handle it inline if possible, else in a task."""
         self.running = True
         if not self._continue_inline():
-            self.host._spawn(self)
+            self.host.spawn(self)
 
     def _continue_inline(self) -> bool:
-        """Decide the next batch right here and hand its append to the store, to be completed by a
+        """Decide the next batch right here and hand its append to the store, to be settled by a
         callback: no task is created, switched to or woken. Returns False when a task is needed
-        (recovery, a restart, command ids to look up, a store without `submit_append`)."""
+        (recovery, a restart, command ids to look up, a conflict to retry, a store without `submit_append`)."""
         host = self.host
         submitter = host.submitter
         health = host.store_health
@@ -390,108 +425,86 @@ class AggregateActor:
                 return False
             decision = decide_batch(self.entry, self.state, self.version, batch, {})
             if not decision.new_events:
-                try:
-                    self._complete(decision, None)
-                except Crash as crash:
-                    self.requeue_front(crash.rest)
-                    self._crashed(crash.reason, crash.cause)
+                self._settle(decision, None, None, 0)
                 continue
-            probe = health.failing  # the one check a healthy actor pays for the breaker
-            if probe and not health.admit(self):
+            if health.failing and not health.admit(self):  # the one check a healthy actor pays for the breaker
                 self._refuse(decision)
                 continue
             try:
                 future = submitter.submit_append(self.stream_id, decision.new_events, self.version)
             except Exception as exc:
-                decision.fail(exc)
-                self.requeue_front(decision.rest)  # never decided: they wait for the restart
-                if refused_before_writing(exc):  # nothing was sent: the actor's state is still right
-                    health.release(self)
-                else:
-                    self._crashed(PERSIST_FAILED, exc)
+                if self._settle(decision, None, exc, 0):
+                    self._retry_in_task(decision)
+                    return False
                 continue
-            host.inline_busy += 1
-            host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, future)
-            if probe:  # before `_appended`, which may go on with the next batch: the verdict comes first
-                future.add_done_callback(functools.partial(health.settle, self))
+            appends = host.appends
+            appends.inline_started()
+            appends.watch(self, future)
             future.add_done_callback(functools.partial(self._appended, decision))
             return True
 
     def _appended(self, decision: BatchDecision, future: asyncio.Future[AppendResult]) -> None:
+        """Done-callback of an inline append: settle it, then go on with the mail."""
         host = self.host
-        host.appending.pop(self, None)
+        appends = host.appends
+        appends.unwatch(self)
         try:
-            error = None if future.cancelled() else future.exception()
             if future.cancelled():  # only the watchdog cancels it
-                error = PersistTimeoutError(
-                    f"append to {self.stream_id!r} did not complete within {host.persist_timeout} s; "
-                    "its outcome is unknown until the actor reloads the stream"
-                )
-            if error is None:
-                self._complete(decision, future.result())
-            elif isinstance(error, ConcurrencyError):  # the task path reloads, decides again, retries
-                self.recovered = False
-                if host.max_conflict_retries == 0:
-                    decision.fail(error)
-                    self.requeue_front(decision.rest)
-                else:
-                    self.conflicts_carried = 1  # this attempt counts against the retry limit
-                    self.requeue_front(decision.batch)
+                error: BaseException | None = persist_timeout_error(self.stream_id, host.persist_timeout)
             else:
-                decision.fail(error)
-                self.requeue_front(decision.rest)  # never decided: they wait for the restart
-                self._crashed(PERSIST_FAILED, error)
-        except Crash as crash:
-            self.requeue_front(crash.rest)
-            self._crashed(crash.reason, crash.cause)
+                error = future.exception()
+            if self._settle(decision, None if error is not None else future.result(), error, 0):
+                self._retry_in_task(decision)
         except Exception as bug:  # a bug in the runtime itself: nobody may hang
             decision.fail(RuntimeClosedError(f"actor {self.stream_id!r} failed: {bug!r}"))
             self.recovered = False
-            logger.error(
-                "actor.crashed",
-                aggregate=self.entry.aggregate.name,
-                aggregate_id=self.aggregate_id,
-                reason="runtime bug",
-                error=repr(bug),
-            )
+            self._log_bug(bug)
         finally:
-            host.inline_busy -= 1
+            appends.inline_finished()
         if not self._continue_inline():
-            host._spawn(self)
-        host._maybe_idle()
+            host.spawn(self)
+
+    def _retry_in_task(self, decision: BatchDecision) -> None:
+        """A conflict on the inline path: the task reloads and decides the batch again; this attempt counts."""
+        self.conflicts_carried = 1
+        self.requeue_front(decision.batch)
+
+    def _log_bug(self, bug: BaseException) -> None:
+        logger.error(
+            "actor.crashed",
+            aggregate=self.entry.aggregate.name,
+            aggregate_id=self.aggregate_id,
+            reason="runtime bug",
+            error=repr(bug),
+        )
 
     def _stopped(self) -> None:
         self.running = False
         if not self.mailbox:
             self.mailbox = NO_MAIL
         self.wake_space_waiters(len(self.mailbox) + 1_000_000)
-        self.host._actor_stopped(self)
+        self.host.stopped(self)
 
     async def _append_within_timeout(self, new_events: list[NewEvent]) -> AppendResult:
-        """The batch's append, bounded by `persist_timeout`.
+        """The batch's append, bounded by `persist_timeout` (see `AppendWatch`).
 
-        The runtime's watchdog cancels this task when the deadline passes: registering with it costs
-        a dict entry, where a timer or a cancel scope per batch costs several microseconds. Nothing
-        else ever cancels an actor task (the runtime refuses queued commands instead), so a
-        cancellation that finds `append_expired` set is the watchdog's.
+        Nothing but the watchdog ever cancels an actor task (the runtime refuses queued commands
+        instead), so a cancellation that finds `append_expired` set is the watchdog's.
         """
         host = self.host
         task = asyncio.current_task()
         assert task is not None
-        self.append_expired = False
-        host.appending[self] = (asyncio.get_running_loop().time() + host.persist_timeout, task)
+        appends = host.appends
+        appends.watch(self, task)
         try:
             return await host.store.append(self.stream_id, new_events, self.version)
         except asyncio.CancelledError:
             if not self.append_expired:
                 raise
             task.uncancel()
-            raise PersistTimeoutError(
-                f"append to {self.stream_id!r} did not complete within {host.persist_timeout} s; "
-                "its outcome is unknown until the actor reloads the stream"
-            ) from None
+            raise persist_timeout_error(self.stream_id, host.persist_timeout) from None
         finally:
-            host.appending.pop(self, None)
+            appends.unwatch(self)
 
     def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
         data = self.entry.codec.encode_state(state)

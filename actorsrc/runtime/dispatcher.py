@@ -18,7 +18,7 @@ import heapq
 import itertools
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
@@ -28,10 +28,8 @@ from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, HandlerStuckError, ReadModel
 from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
-from actorsrc.runtime.process import ProcessRunner
-
-if TYPE_CHECKING:
-    from actorsrc.runtime.runtime import Runtime
+from actorsrc.runtime.process import Addressing, ProcessRunner
+from actorsrc.store.base import EventStore
 
 STOP_TIMEOUT = 10.0
 """Seconds `stop` waits for a subscription's task; the read models bound their own waits well within it."""
@@ -56,10 +54,12 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 class Subscription:
-    def __init__(self, handler: Handler, runtime: Runtime, read_model: ReadModel, poll_interval: float) -> None:
+    def __init__(
+        self, handler: Handler, store: EventStore, addressing: Addressing, read_model: ReadModel, poll_interval: float
+    ) -> None:
         self.handler = handler
         self.name = handler.name
-        self.runtime = runtime
+        self.store = store
         self.read_model = read_model
         self.poll_interval = poll_interval
         self.position = 0
@@ -70,7 +70,7 @@ class Subscription:
         self._wake = asyncio.Event()
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
-        self._process = ProcessRunner(handler, runtime, read_model) if not isinstance(handler, Projection) else None
+        self._process = ProcessRunner(handler, addressing, read_model) if not isinstance(handler, Projection) else None
 
     @property
     def status(self) -> str:
@@ -167,7 +167,7 @@ class Subscription:
     # -- reading the log ------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        store = self.runtime.store
+        store = self.store
         batch_size = self.handler.batch_size
         ahead: tuple[int, asyncio.Task[list[RecordedEvent]]] | None = None
         loop = asyncio.get_running_loop()
@@ -208,7 +208,7 @@ class Subscription:
     async def _read(self, limit: int) -> list[RecordedEvent]:
         """The next rows after the checkpoint. An undecodable row ends a batch before it; on its own, the
         handler's policy applies to it (re-read, then park or stop), and reading goes on past it."""
-        store = self.runtime.store
+        store = self.store
         while True:
             after = self.position
             try:
@@ -234,7 +234,7 @@ class Subscription:
     async def _undecodable(self, bad: EventDecodeError, position: int) -> list[RecordedEvent]:
         """Apply the policy to the row at `position`, which does not decode: re-read it (the failure may
         have been transient), then park it or stop. Returns the row if a re-read decodes it."""
-        store = self.runtime.store
+        store = self.store
         policy = self.handler.failure
         attempt = 1
         error = describe(bad)
@@ -412,7 +412,7 @@ class Subscription:
         handler = self.handler
         await self.read_model.reset(self.name, handler if isinstance(handler, Projection) else None)
         self.position = 0
-        target = await self.runtime.store.last_position()
+        target = await self.store.last_position()
         self.start()
         changed = self.health.changed
         while True:

@@ -12,7 +12,7 @@ process killed after such a command and before that commit sends it once more on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import msgspec
@@ -23,7 +23,15 @@ from actorsrc.projection import EventEnvelope, ProcessManager, Send
 from actorsrc.readmodel.base import Checkpoint, ReadModel
 
 if TYPE_CHECKING:
-    from actorsrc.runtime.runtime import Runtime
+    from actorsrc.domain import Aggregate
+    from actorsrc.runtime.ref import AggregateRef
+
+
+class Addressing(Protocol):
+    """How a process manager reaches the aggregates it sends commands to."""
+
+    def ref(self, aggregate: Aggregate[Any, Any, Any], aggregate_id: str) -> AggregateRef[Any, Any, Any]: ...
+
 
 _encode = msgspec.json.Encoder().encode
 
@@ -56,9 +64,9 @@ def command_id_for(manager: str, envelope: EventEnvelope[Any], index: int) -> st
 
 
 class ProcessRunner:
-    def __init__(self, manager: ProcessManager[Any], runtime: Runtime, read_model: ReadModel) -> None:
+    def __init__(self, manager: ProcessManager[Any], addressing: Addressing, read_model: ReadModel) -> None:
         self.manager = manager
-        self.runtime = runtime
+        self.addressing = addressing
         self.read_model = read_model
         self._decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(manager.state_type or type(manager.initial))
         self.commands_sent = 0
@@ -129,7 +137,7 @@ class ProcessRunner:
 
     async def _send(self, send: Send, envelope: EventEnvelope[Any], command_id: str) -> str | None:
         """Send one command; returns how it settled when the target will not remember it."""
-        ref = self.runtime.ref(send.aggregate, send.aggregate_id)
+        ref = self.addressing.ref(send.aggregate, send.aggregate_id)
         try:
             outcome = await ref.ask(
                 send.command,

@@ -6,16 +6,13 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from actorsrc.errors import ConfigurationError
 from actorsrc.projection import Handler, ProcessManager, Projection
 from actorsrc.readmodel.base import ParkedEvent, ReadModel
 from actorsrc.runtime.dispatcher import Subscription
-from actorsrc.store.base import AppendNotifier
-
-if TYPE_CHECKING:
-    from actorsrc.runtime.runtime import Runtime
+from actorsrc.runtime.process import Addressing
+from actorsrc.store.base import AppendNotifier, EventStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +37,17 @@ class HandlerStatus:
 
 
 class ReadSide:
+    """Implements `HandlerWaits` for `AggregateRef`'s read-your-writes."""
+
     def __init__(
-        self, runtime: Runtime, handlers: Iterable[Handler], read_model: ReadModel | None, poll_interval: float
+        self,
+        store: EventStore,
+        addressing: Addressing,
+        handlers: Iterable[Handler],
+        read_model: ReadModel | None,
+        poll_interval: float,
     ) -> None:
-        self.runtime = runtime
+        self.store = store
         self.read_model = read_model
         self.subscriptions: dict[str, Subscription] = {}
         handlers = list(handlers)
@@ -58,13 +62,13 @@ class ReadSide:
             if handler.name in self.subscriptions:
                 raise ConfigurationError(f"two handlers are named {handler.name!r}; names must be unique")
             assert read_model is not None
-            self.subscriptions[handler.name] = Subscription(handler, runtime, read_model, poll_interval)
+            self.subscriptions[handler.name] = Subscription(handler, store, addressing, read_model, poll_interval)
         self._unlisten: Callable[[], None] | None = None
 
     def start(self) -> None:
         if not self.subscriptions:
             return
-        store = self.runtime.store
+        store = self.store
         if isinstance(store, AppendNotifier):
             subscriptions = list(self.subscriptions.values())
 
@@ -94,6 +98,12 @@ class ReadSide:
                 f"(registered: {', '.join(sorted(self.subscriptions)) or 'none'})"
             )
         return found
+
+    def check(self, handler: Handler | str) -> None:
+        self.subscription(handler)
+
+    async def wait_for(self, handler: Handler | str, position: int, timeout: float) -> None:
+        await self.subscription(handler).wait_for(position, timeout)
 
     def statuses(self) -> list[HandlerStatus]:
         return [
@@ -132,7 +142,7 @@ class ReadSide:
         """Run the handler on a parked event again; on success it is no longer parked."""
         parked = await self._parked_or_fail(parked_id)
         subscription = self.subscription(parked.handler)
-        records = await self.runtime.store.read_all(parked.position - 1, 1)
+        records = await self.store.read_all(parked.position - 1, 1)
         if not records or records[0].position != parked.position:
             raise LookupError(f"the event at position {parked.position} is no longer in the store")
         envelope = subscription._envelope(records[0])

@@ -10,10 +10,10 @@ from actorsrc.errors import ConfigurationError, WaitTimeoutError
 from actorsrc.projection import Handler, ProcessManager, Projection
 from actorsrc.runtime.delivery import check_flag, check_timeout
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome
+from actorsrc.runtime.sender import DEFAULT_ASK, AskOptions, CommandSender, HandlerWaits
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
-    from actorsrc.runtime.runtime import Runtime
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -23,12 +23,13 @@ E = TypeVar("E")
 class AggregateRef(Generic[S, C, E]):
     """Sends commands to one aggregate instance."""
 
-    __slots__ = ("_entry", "_runtime", "aggregate_id")
+    __slots__ = ("_entry", "_sender", "_waits", "aggregate_id")
 
-    def __init__(self, runtime: Runtime, entry: AggregateEntry, aggregate_id: str) -> None:
-        self._runtime = runtime
+    def __init__(self, sender: CommandSender, entry: AggregateEntry, aggregate_id: str, waits: HandlerWaits) -> None:
+        self._sender = sender
         self._entry = entry
         self.aggregate_id = aggregate_id
+        self._waits = waits
 
     async def ask(
         self,
@@ -68,22 +69,22 @@ class AggregateRef(Generic[S, C, E]):
         if consistency:
             handlers = self._registered_handlers(consistency)
             started = asyncio.get_running_loop().time()
-        outcome: CommandOutcome[E] = await self._runtime._ask(
-            self._entry,
-            self.aggregate_id,
-            command,
-            timeout=timeout,
-            command_id=command_id,
-            wait_for_space=wait_for_space,
-            causation_id=causation_id,
-            correlation_id=correlation_id,
+        options = (
+            DEFAULT_ASK
+            if timeout is None
+            and command_id is None
+            and causation_id is None
+            and correlation_id is None
+            and wait_for_space is True
+            else AskOptions(timeout, command_id, causation_id, correlation_id, wait_for_space)
         )
+        outcome: CommandOutcome[E] = await self._sender.send(self._entry, self.aggregate_id, command, options)
         if consistency:
-            limit = timeout if timeout is not None else self._runtime.default_timeout or 30.0
+            limit = timeout if timeout is not None else self._sender.default_timeout or 30.0
             remaining = max(0.001, limit - (asyncio.get_running_loop().time() - started))
             for handler in handlers:
                 try:
-                    await self._runtime.wait_for(handler, outcome.position, timeout=remaining)
+                    await self._waits.wait_for(handler, outcome.position, remaining)
                 except WaitTimeoutError as exc:  # say that the write happened, so nobody sends it again
                     raise WaitTimeoutError(
                         f"{exc}; the command itself was carried out ({outcome.stream_id!r} version "
@@ -108,7 +109,7 @@ class AggregateRef(Generic[S, C, E]):
                     "the command was not sent"
                 )
             try:
-                self._runtime._read_side.subscription(handler)
+                self._waits.check(handler)
             except ConfigurationError as exc:
                 raise ConfigurationError(f"ask(consistency=...): {exc}; the command was not sent") from None
         return handlers
@@ -121,9 +122,8 @@ class AggregateRef(Generic[S, C, E]):
         """
         if timeout is not None:
             check_timeout(timeout)
-        state: S = await self._runtime._ask(
-            self._entry, self.aggregate_id, READ_STATE, timeout=timeout, command_id=None, wait_for_space=True
-        )
+        options = DEFAULT_ASK if timeout is None else AskOptions(timeout)
+        state: S = await self._sender.send(self._entry, self.aggregate_id, READ_STATE, options)
         return state
 
     def __repr__(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -12,25 +11,18 @@ from typing import Any, Self, TypeVar
 import anyio
 
 from actorsrc.domain import Aggregate
-from actorsrc.errors import (
-    ConfigurationError,
-    MailboxFullError,
-    RuntimeClosedError,
-    UnknownCommandError,
-)
-from actorsrc.observability import logger
+from actorsrc.errors import ConfigurationError, RuntimeClosedError
 from actorsrc.projection import Handler
 from actorsrc.readmodel.base import ParkedEvent, ReadModel
-from actorsrc.runtime.actor import AggregateActor
-from actorsrc.runtime.delivery import Waiter, abandon, check_ids, expire
 from actorsrc.runtime.directory import ActorDirectory
-from actorsrc.runtime.outcome import READ_STATE, Envelope
+from actorsrc.runtime.local_host import LocalActorHost
+from actorsrc.runtime.local_sender import LocalSender
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
-from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreHealth, StoreStatus
+from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreStatus
 from actorsrc.runtime.supervision import SupervisorPolicy
-from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore
+from actorsrc.store.base import EventStore
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -102,33 +94,24 @@ class Runtime:
         if max_live_actors is not None and max_live_actors < 1:
             raise ConfigurationError(f"max_live_actors must be >= 1 or None, got {max_live_actors}")
         self.store = store
-        self.snapshot_store = store if isinstance(store, SnapshotStore) else None
-        # Stores that take an append without a coroutine let healthy actors run without a task.
-        self.submitter = store if isinstance(store, AppendSubmitter) else None
-        self.inline_busy = 0  # actors whose append is in flight on the task-free path
-        self.mailbox_capacity = mailbox_capacity
-        self.max_batch = max_batch
-        self.max_conflict_retries = max_conflict_retries
-        self.default_timeout = default_timeout
-        self.persist_timeout = persist_timeout
-        self.supervisor = supervisor or SupervisorPolicy()
-        # A probe that never reports (its append hung past persist_timeout, then its reload hung) is replaced.
-        self.store_health = StoreHealth(store_breaker or StoreBreakerPolicy(), probe_timeout=2 * persist_timeout)
         self._entries = build_entries(aggregates)
         self._directory = ActorDirectory(max_live_actors, passivate_after)
-        self._read_side = ReadSide(self, handlers, read_model, poll_interval)
-        # Actor tasks exist only while an actor has mail. They are plain asyncio tasks: anyio's
-        # start_soon costs ~36 us against ~3 us here, paid on every activation of an idle actor.
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._background: set[asyncio.Task[None]] = set()  # snapshots being saved
+        # The actors' port (settings, hooks, tasks) and the refs' (sending); both replaceable pieces.
+        self._host = LocalActorHost(
+            store,
+            max_batch=max_batch,
+            max_conflict_retries=max_conflict_retries,
+            persist_timeout=persist_timeout,
+            supervisor=supervisor or SupervisorPolicy(),
+            store_breaker=store_breaker or StoreBreakerPolicy(),
+            on_stopped=self._directory.wake_one,
+        )
+        self.store_health = self._host.store_health
+        self._sender = LocalSender(self._host, self._directory, mailbox_capacity, default_timeout)
+        self._read_side = ReadSide(store, self, handlers, read_model, poll_interval)
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
-        self.appending: dict[AggregateActor, tuple[float, asyncio.Future[Any]]] = {}  # deadline, task or append
-        self._idle_waiter: asyncio.Future[None] | None = None
         self._entered = False
-        self._closing = False
-        self.snapshots_taken = 0
-        self.snapshots_failed = 0
 
     async def __aenter__(self) -> Self:
         if self._entered:
@@ -136,7 +119,8 @@ class Runtime:
         self._entered = True
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._directory.sweep_forever())
-        self._watchdog = loop.create_task(self._watch_appends())
+        self._watchdog = loop.create_task(self._host.appends.run())
+        self._sender.accepting = True
         self._read_side.start()
         return self
 
@@ -147,8 +131,8 @@ class Runtime:
         # whatever it had not finished is redelivered (with the same command ids) on the next start.
         with anyio.CancelScope(shield=True):
             await self._read_side.stop()
-        self._closing = True
-        self._wake_all_waiters()
+        self._sender.accepting = False
+        self._sender.wake_all_waiters()
         try:
             await self._drain()  # actors finish what is queued; new commands are refused
         except BaseException:
@@ -158,7 +142,7 @@ class Runtime:
             refused = RuntimeClosedError("the runtime was cancelled before this command was handled")
             for actor in self._directory.actors.values():
                 actor.fail_queued(refused)
-            for task in self._background:
+            for task in self._host.background:
                 task.cancel()
             with anyio.CancelScope(shield=True):
                 await self._drain()
@@ -170,12 +154,62 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(housekeeping)
 
+    # -- settings (the actors' and the sender's, changeable while running) ----------------------
+
+    @property
+    def supervisor(self) -> SupervisorPolicy:
+        return self._host.supervisor
+
+    @supervisor.setter
+    def supervisor(self, policy: SupervisorPolicy) -> None:
+        self._host.supervisor = policy
+
+    @property
+    def max_batch(self) -> int:
+        return self._host.max_batch
+
+    @max_batch.setter
+    def max_batch(self, value: int) -> None:
+        self._host.max_batch = value
+
+    @property
+    def max_conflict_retries(self) -> int:
+        return self._host.max_conflict_retries
+
+    @max_conflict_retries.setter
+    def max_conflict_retries(self, value: int) -> None:
+        self._host.max_conflict_retries = value
+
+    @property
+    def persist_timeout(self) -> float:
+        return self._host.persist_timeout
+
+    @persist_timeout.setter
+    def persist_timeout(self, seconds: float) -> None:
+        self._host.persist_timeout = seconds
+
+    @property
+    def mailbox_capacity(self) -> int:
+        return self._sender.mailbox_capacity
+
+    @mailbox_capacity.setter
+    def mailbox_capacity(self, value: int) -> None:
+        self._sender.mailbox_capacity = value
+
+    @property
+    def default_timeout(self) -> float | None:
+        return self._sender.default_timeout
+
+    @default_timeout.setter
+    def default_timeout(self, seconds: float | None) -> None:
+        self._sender.default_timeout = seconds
+
     # -- addressing -----------------------------------------------------------------------------
 
     def ref(self, aggregate: Aggregate[S, C, E], aggregate_id: str) -> AggregateRef[S, C, E]:
         """A handle to one aggregate instance; cheap, and valid across passivation."""
         entry = self._entry(aggregate)
-        return AggregateRef(self, entry, validate_aggregate_id(aggregate, aggregate_id))
+        return AggregateRef(self._sender, entry, validate_aggregate_id(aggregate, aggregate_id), self._read_side)
 
     def _entry(self, aggregate: Aggregate[Any, Any, Any]) -> AggregateEntry:
         name = getattr(aggregate, "name", None)
@@ -204,13 +238,13 @@ class Runtime:
         actors = self._directory.actors.values()
         return RuntimeStats(
             live_actors=len(self._directory),
-            running_actors=len(self._tasks),
+            running_actors=len(self._host.tasks),
             queued_commands=sum(len(actor.mailbox) for actor in actors),
             longest_mailbox=max((len(actor.mailbox) for actor in actors), default=0),
             failed_actors=sum(1 for a in actors if a.supervision is not None and a.supervision.is_failed(now)),
             passivated=self._directory.passivated,
-            snapshots_taken=self.snapshots_taken,
-            snapshots_failed=self.snapshots_failed,
+            snapshots_taken=self._host.snapshots_taken,
+            snapshots_failed=self._host.snapshots_failed,
             store_available=not self.store_health.failing,
         )
 
@@ -220,37 +254,8 @@ class Runtime:
         return self.store_health.status()
 
     async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._tasks or self._background or self.inline_busy:
-            waits: list[asyncio.Future[Any]] = [*self._tasks, *self._background]
-            if self.inline_busy:
-                self._idle_waiter = loop.create_future()
-                waits.append(self._idle_waiter)
+        while waits := self._host.busy():
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-
-    def _maybe_idle(self) -> None:
-        """An inline append finished: a closing runtime re-checks whether everything is idle."""
-        waiter = self._idle_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def _spawn(self, actor: AggregateActor) -> None:
-        task = asyncio.get_running_loop().create_task(actor.run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _watch_appends(self) -> None:
-        """Cancel appends that outlive `persist_timeout`; their actors then crash and restart."""
-        loop = asyncio.get_running_loop()
-        tick = min(1.0, self.persist_timeout / 4)
-        while True:
-            await asyncio.sleep(tick)
-            now = loop.time()
-            for actor, (deadline, task) in list(self.appending.items()):
-                if deadline <= now:
-                    del self.appending[actor]
-                    actor.append_expired = True
-                    task.cancel()
 
     # -- read side ----------------------------------------------------------------------------------
 
@@ -261,7 +266,7 @@ class Runtime:
         saying where the handler is, and at once if the handler is stopped (it would never get there).
         """
         limit = timeout if timeout is not None else self.default_timeout or 30.0
-        await self._read_side.subscription(handler).wait_for(position, limit)
+        await self._read_side.wait_for(handler, position, limit)
 
     async def rebuild(self, handler: Handler | str, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Reset a handler and replay the whole log into it while commands keep flowing.
@@ -294,141 +299,3 @@ class Runtime:
     async def discard_parked(self, parked_id: int) -> ParkedEvent:
         """Drop a parked event without handling it."""
         return await self._read_side.discard_parked(parked_id)
-
-    # -- hooks the actors call --------------------------------------------------------------------
-
-    def _actor_stopped(self, actor: AggregateActor) -> None:
-        self._directory.wake_one()
-
-    def _take_snapshot(self, actor: AggregateActor, state: Any, version: int, position: int) -> None:
-        """Save a snapshot in the background: the replies have gone out already."""
-        if self.snapshot_store is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._save_snapshot(actor, state, version, position))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _save_snapshot(self, actor: AggregateActor, state: Any, version: int, position: int) -> None:
-        assert self.snapshot_store is not None
-        aggregate = actor.entry.aggregate
-        try:
-            await self.snapshot_store.save_snapshot(
-                actor.snapshot_of(state, version, position), keep=aggregate.snapshot_keep
-            )
-        except Exception as exc:  # a missing snapshot only costs replay time later
-            self.snapshots_failed += 1
-            logger.warning(
-                "snapshot.failed",
-                aggregate=aggregate.name,
-                aggregate_id=actor.aggregate_id,
-                version=version,
-                error=repr(exc),
-            )
-            return
-        self.snapshots_taken += 1
-        logger.debug("snapshot.taken", aggregate=aggregate.name, aggregate_id=actor.aggregate_id, version=version)
-
-    # -- sending --------------------------------------------------------------------------------
-
-    async def _ask(
-        self,
-        entry: AggregateEntry,
-        aggregate_id: str,
-        command: Any,
-        *,
-        timeout: float | None,
-        command_id: str | None,
-        wait_for_space: bool,
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-    ) -> Any:
-        aggregate = entry.aggregate
-        if command is not READ_STATE and not isinstance(command, aggregate.commands):
-            if isinstance(command, type) and command in aggregate.commands:
-                raise UnknownCommandError(
-                    f"ask got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
-                )
-            raise UnknownCommandError(
-                f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
-                f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
-            )
-        if command_id is not None or causation_id is not None or correlation_id is not None:
-            check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
-        limit = self.default_timeout if timeout is None else timeout
-        if limit is not None and not limit > 0:  # also refuses NaN
-            raise ValueError(f"timeout must be > 0, got {limit}")
-        loop = asyncio.get_running_loop()
-        reply: asyncio.Future[Any] = loop.create_future()
-        envelope = Envelope(command, command_id, reply, causation_id, correlation_id)
-        # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
-        timer = (
-            None
-            if limit is None
-            else loop.call_later(limit, expire, reply, aggregate.name, aggregate_id, command, limit)
-        )
-        try:
-            waiter = self._deliver_now(entry, aggregate_id, envelope)
-            if waiter is not None:
-                if not wait_for_space:
-                    abandon(waiter)
-                    raise MailboxFullError(
-                        f"no room for a command to {aggregate.stream_id(aggregate_id)!r}: its mailbox holds "
-                        f"{self.mailbox_capacity} commands, or all {self.live_actors} live actors are busy"
-                    )
-                await self._deliver_when_possible(
-                    envelope, waiter, lambda: self._deliver_now(entry, aggregate_id, envelope)
-                )
-            return await reply
-        except BaseException:
-            if reply.done() and not reply.cancelled():
-                reply.exception()  # retrieved: a late timeout must not log "never retrieved"
-            else:
-                reply.cancel()  # the actor skips a command whose caller is gone
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> Waiter | None:
-        """Queue `envelope`, or return a waiter that resolves when it is worth trying again."""
-        if self._closing or not self._entered:
-            raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
-        found = self._directory.lookup(
-            (entry.aggregate.name, aggregate_id), lambda: AggregateActor(self, entry, aggregate_id)
-        )
-        if not isinstance(found, AggregateActor):
-            return found  # at the live-actor cap with every actor busy
-        actor = found
-        loop = asyncio.get_running_loop()
-        if len(actor.mailbox) >= self.mailbox_capacity:
-            if actor.space_waiters is None:
-                actor.space_waiters = deque()
-            waiter: asyncio.Future[None] = loop.create_future()
-            actor.space_waiters.append(waiter)
-            return waiter, lambda: actor.wake_space_waiters(1)
-        actor.last_used = loop.time()
-        actor.deliver(envelope)
-        if not actor.running:
-            actor.start()
-        return None
-
-    async def _deliver_when_possible(
-        self, envelope: Envelope, waiter: Waiter, deliver: Callable[[], Waiter | None]
-    ) -> None:
-        pending: Waiter | None = waiter
-        try:
-            while pending is not None:
-                # The reply future carries the timeout: stop waiting when it expires.
-                await asyncio.wait([pending[0], envelope.reply], return_when=asyncio.FIRST_COMPLETED)
-                if envelope.reply.done():
-                    return
-                pending = deliver()  # None once delivered; if it raises, `finally` passes the wake-up on
-        finally:
-            if pending is not None:
-                abandon(pending)
-
-    def _wake_all_waiters(self) -> None:
-        """Closing: every caller waiting for room or space wakes up, and is told the runtime closed."""
-        self._directory.wake_all()
-        for actor in self._directory.actors.values():
-            actor.wake_space_waiters(len(actor.space_waiters or ()))
