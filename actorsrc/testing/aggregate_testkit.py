@@ -227,6 +227,7 @@ class Decision(Generic[S, C, E]):
 
     def then(self, *expected: E) -> Self:
         """The command was accepted and produced exactly `expected`, in order (none: no events)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         if self.error is not None:
             described = ", ".join(show(event) for event in expected) or "nothing"
             raise self._rejected(f"events {described}")
@@ -237,6 +238,7 @@ class Decision(Generic[S, C, E]):
 
     def then_rejected(self, error: type[BaseException] = DomainError, *, match: str | None = None) -> BaseException:
         """The command was rejected with an `error` whose message matches the `match` regex; returns it."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         found = self.error
         if found is None:
             events = "\n".join(f"    {show(event)}" for event in self.events) or "    (none)"
@@ -255,6 +257,7 @@ class Decision(Generic[S, C, E]):
 
     def then_state(self, expected: S = _UNSET, **fields: object) -> Self:
         """The state after the command equals `expected`, or has these attribute values (or both)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         if self.error is not None:
             raise self._rejected("a new state")
         if expected is not _UNSET:

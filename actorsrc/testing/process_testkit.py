@@ -99,6 +99,7 @@ class ProcessOutcome(Generic[S]):
 
     def then_sends(self, *expected: Send) -> Self:
         """Exactly these commands were sent, in order (none: nothing was sent)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         problem = list_mismatch(f"{self.manager.name}: the commands sent", list(expected), list(self.sends), show_send)
         if problem is not None:
             raise AssertionError(problem)
@@ -106,6 +107,7 @@ class ProcessOutcome(Generic[S]):
 
     def state(self, key: str) -> S:
         """The state of instance `key`; `AssertionError` if no event reached it."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         try:
             return self.states[key]
         except KeyError:
@@ -116,6 +118,7 @@ class ProcessOutcome(Generic[S]):
 
     def then_state(self, key: str, expected: S = _UNSET, **fields: object) -> Self:
         """Instance `key`'s state equals `expected`, or has these attribute values (or both)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         state = self.state(key)
         if expected is not _UNSET:
             problem = value_mismatch(f"{self.manager.name}: state of {key!r}", expected, state)

@@ -135,6 +135,7 @@ class Tables(Mapping[str, list[tuple[Any, ...]]]):
 
     def then_rows(self, table: str, *expected: tuple[Any, ...], ordered: bool = False) -> Self:
         """`table` holds exactly the rows `expected` (in that order if `ordered`, else in any order)."""
+        __tracebackhide__ = True  # pytest shows the test's line, not the kit's
         actual = self[table]
         wanted = [tuple(row) for row in expected]
         if not ordered:
