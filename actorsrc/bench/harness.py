@@ -226,7 +226,7 @@ async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report)
         if args.plot is not None:
             from actorsrc.bench.plot import plot
 
-            points = await plot(args.store, directory, args.aggregates, args.plot)
+            points = await plot(args.store, directory, args.aggregates, args.plot, quick=args.quick)
             curve = ", ".join(f"{callers}: {rate:,.0f}/s" for callers, rate in points)
             out.notes.append(f"plot written to {args.plot} (callers: commands/s) {curve}")
     else:

@@ -11,6 +11,8 @@ from actorsrc.bench.extra import INSTALL_BENCH_EXTRA, MissingExtra
 CALLERS = (1, 10, 100, 1000, 4000)
 PER_CALLER = 200  # commands per caller, up to MAX_COMMANDS: one caller waits for every fsync, keep it short
 MAX_COMMANDS = 40_000
+QUICK_CALLERS = (1, 10, 50)  # --quick: a curve in about a second
+QUICK_PER_CALLER = 20
 
 
 class MatplotlibMissing(MissingExtra):
@@ -28,10 +30,13 @@ def pyplot() -> Any:
     return plt
 
 
-async def throughput_curve(store_url: str | None, directory: Path, aggregates: int) -> list[tuple[int, float]]:
+async def throughput_curve(
+    store_url: str | None, directory: Path, aggregates: int, quick: bool
+) -> list[tuple[int, float]]:
     points: list[tuple[int, float]] = []
-    for callers in CALLERS:
-        total = min(MAX_COMMANDS, PER_CALLER * callers)
+    curve, per_caller = (QUICK_CALLERS, QUICK_PER_CALLER) if quick else (CALLERS, PER_CALLER)
+    for callers in curve:
+        total = min(MAX_COMMANDS, per_caller * callers)
         count = min(aggregates, total)
         run_directory = directory / f"plot-{callers}"
         run_directory.mkdir()
@@ -40,9 +45,11 @@ async def throughput_curve(store_url: str | None, directory: Path, aggregates: i
     return points
 
 
-async def plot(store_url: str | None, directory: Path, aggregates: int, out: Path) -> list[tuple[int, float]]:
+async def plot(
+    store_url: str | None, directory: Path, aggregates: int, out: Path, *, quick: bool = False
+) -> list[tuple[int, float]]:
     plt = pyplot()  # fails before the runs when matplotlib is missing
-    points = await throughput_curve(store_url, directory, aggregates)
+    points = await throughput_curve(store_url, directory, aggregates, quick)
     figure, axes = plt.subplots(figsize=(6, 3.5))
     axes.plot([p[0] for p in points], [p[1] for p in points], marker="o")
     for callers, rate in points:
