@@ -121,19 +121,26 @@ class Projection:
     """Builds an SQL read model from events.
 
     `handle(db, envelope)` runs inside the transaction that also moves the projection's checkpoint,
-    so each event's effect lands exactly once. On an `SQLiteReadModel` it is plain synchronous code over
-    a `sqlite3.Connection`, run on the read model's thread (no awaiting inside); on a
-    `PostgresReadModel` it is an async function over an asyncpg connection. `setup(db)` creates the
-    tables (idempotently); `reset(db)` drops them before a rebuild. Events of types outside `events`
-    (and the `aggregates`' event types) are skipped.
+    so each event's effect lands exactly once. `setup(db)` creates the tables (idempotently); `reset(db)`
+    drops them before a rebuild. Events of types outside `events` (and the `aggregates`' event types)
+    are skipped.
 
-    A batch that runs longer than `failure.timeout` is rolled back and counts as a failure: on SQLite the
-    statement it is in is interrupted; Python code between statements cannot be stopped, so a handler
-    stuck there stops the projection and holds the read model's connection until it returns.
+    Written as plain functions over ``db.execute(sql, params)`` / ``db.executemany`` /
+    ``db.executescript`` with ``?`` placeholders (the sqlite3 subset; `actorsrc.readmodel.portable`), a
+    projection runs unchanged on every read model: on `SQLiteReadModel` (a file or ":memory:") `db` is
+    the `sqlite3.Connection` itself, on the read model's thread; on `PostgresReadModel` it is a
+    `PortableConnection` over the transaction, the code in a worker thread. For PostgreSQL only, the
+    three may instead be `async def` over the asyncpg connection (``$1`` placeholders, one hop fewer
+    per statement); SQLite refuses those.
+
+    A batch that runs longer than `failure.timeout` is rolled back and counts as a failure: the statement
+    it is in is interrupted; Python code between statements cannot be stopped: on SQLite a handler stuck
+    there stops the projection and holds the read model's connection until it returns, on PostgreSQL its
+    later statements are refused.
     """
 
     name: str
-    handle: Callable[[Any, EventEnvelope[Any]], Any]
+    handle: Callable[[Any, EventEnvelope[Any]], Any]  # (db, envelope) -> None, or async (asyncpg only)
     setup: Callable[[Any], Any] = _nothing
     reset: Callable[[Any], Any] = _nothing
     events: Mapping[str, type[Any]] | None = None

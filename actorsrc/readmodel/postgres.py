@@ -1,19 +1,25 @@
 """A PostgreSQL read model: projection tables, checkpoints, parked events and process-manager state in
 one database, so a projection's writes and its checkpoint commit in one transaction.
 
-Projections for it are written with async functions over an asyncpg connection:
+A projection's `handle`, `setup` and `reset` run inside the transaction that moves the checkpoint, in
+either of two forms:
+
+- portable (plain functions, the form that runs on every read model): the code runs in a worker thread
+  and gets a `PortableConnection`, the sqlite3-style ``db.execute(sql, params)`` with ``?`` placeholders,
+  each statement crossing to the event loop (see `actorsrc.readmodel.portable`);
+- async, for PostgreSQL only, over the asyncpg connection itself (one hop fewer per statement):
 
     async def handle(db: asyncpg.Connection, envelope: EventEnvelope) -> None:
         await db.execute("UPDATE balances SET balance = balance + $1 WHERE account = $2", ...)
 
-`handle` runs inside the transaction that moves the checkpoint; `setup` and `reset` likewise. The
-read model's schema is first on the connections' search path, so unqualified table names land there.
+The read model's schema is first on the connections' search path, so unqualified table names land there.
 
 Failures of the database or the link (a lost connection, a full disk, a server shutting down, a
 deadlock or serialization failure, a closed pool), in our statements or in a handler's, raise
 `ReadModelError`; any other exception from a handler's code is its own and is raised as itself. Our
 own statements have a deadline (`command_timeout`), so a dead link cannot hold a handler forever; a
-handler overrunning its `FailurePolicy.timeout` is cancelled (asyncpg cancels its statement).
+handler overrunning its `FailurePolicy.timeout` is cancelled (asyncpg cancels its statement) and rolled
+back; a portable handler's thread cannot be stopped, but every statement it tries afterwards is refused.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import asyncpg
 
 from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
+from actorsrc.readmodel.portable import PlaceholderError, PortableConnection, is_async, translate
 from actorsrc.store.postgres_schema import check_schema_name
 from actorsrc.store.rows import micros_to_datetime, now_micros
 
@@ -93,9 +100,15 @@ async def _roll_back(conn: PgConnection) -> None:
     conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
 
 
-async def _maybe_await(result: Any) -> None:
+def _not_awaitable(result: Any, whose: str) -> None:
     if inspect.isawaitable(result):
-        await result
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # never awaited: say so once, here, rather than as a warning
+        raise ConfigurationError(
+            f"{whose} returned an awaitable from a plain function: declare it `async def` (asyncpg, PostgreSQL "
+            "only) or make it synchronous over the portable connection"
+        )
 
 
 class PostgresReadModel:
@@ -212,12 +225,37 @@ class PostgresReadModel:
                 "(raise FailurePolicy.timeout if it needs longer)"
             )
 
+    async def _in_thread(self, conn: PgConnection, work: Callable[[PortableConnection], None]) -> None:
+        """Portable (synchronous) handler code, in a worker thread, its statements bridged into the
+        transaction on `conn`; given up when cancelled (the thread's later statements are refused)."""
+        db = PortableConnection(conn)
+        try:
+            await anyio.to_thread.run_sync(work, db, abandon_on_cancel=True)
+        finally:
+            await db.close(LET_GO)
+
+    async def _call(self, conn: PgConnection, whose: str, code: Callable[[Any], Any]) -> None:
+        """A projection's `setup` or `reset`, async (over `conn`) or portable (in a thread)."""
+        if is_async(code):
+            await code(conn)
+        else:
+            await self._in_thread(conn, lambda db: _not_awaitable(code(db), whose))
+
     async def _fetch(self, what: str, sql: str, *params: Any) -> list[Any]:
         pool = self._require_pool()
         rows = await self._ours(what, pool.fetch(sql, *params, timeout=self.command_timeout))
         return [tuple(row) for row in rows]
 
     async def query(self, sql: str, *params: Any) -> list[Any]:
+        """Rows (tuples) of a read query. Portable: ``query("... WHERE a = ?", (a,))``, as on SQLite; also
+        asyncpg's own form, ``query("... WHERE a = $1", a)``."""
+        translated, marks, numbered = translate(sql)
+        if marks or (not numbered and len(params) == 1 and _empty_sequence(params[0])):
+            if len(params) != 1 or not isinstance(params[0], (tuple, list)):
+                raise PlaceholderError(
+                    f"a query with ? placeholders takes its parameters as one tuple or list, got {params!r}"
+                )
+            sql, params = translated, tuple(params[0])
         return [tuple(row) for row in await self._require_pool().fetch(sql, *params)]
 
     async def _move_checkpoint(self, conn: PgConnection, checkpoint: Checkpoint | None) -> None:
@@ -264,7 +302,7 @@ class PostgresReadModel:
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         whose = handler_code(projection.name, "setup")
         async with self._transaction() as conn:
-            await self._timed(conn, whose, lambda: _maybe_await(projection.setup(conn)), timeout)
+            await self._timed(conn, whose, lambda: self._call(conn, whose, projection.setup), timeout)
 
     async def project(
         self,
@@ -279,10 +317,20 @@ class PostgresReadModel:
         whose = handler_code(projection.name, "handle", envelopes)
 
         async with self._transaction() as conn:
+            if is_async(handle):
 
-            async def run() -> None:
-                for envelope in envelopes:
-                    await _maybe_await(handle(conn, envelope))
+                async def run() -> None:
+                    for envelope in envelopes:
+                        await handle(conn, envelope)
+
+            else:
+
+                def work(db: PortableConnection) -> None:
+                    for envelope in envelopes:
+                        _not_awaitable(handle(db, envelope), whose)
+
+                async def run() -> None:
+                    await self._in_thread(conn, work)
 
             await self._timed(conn, whose, run, timeout)
             await self._move_checkpoint(conn, checkpoint)
@@ -349,8 +397,8 @@ class PostgresReadModel:
         async with self._transaction() as conn:
             if projection is not None:
                 whose = handler_code(projection.name, "reset")
-                await self._theirs(conn, whose, lambda: _maybe_await(projection.reset(conn)))
-                await self._theirs(conn, whose, lambda: _maybe_await(projection.setup(conn)))
+                await self._theirs(conn, whose, lambda: self._call(conn, whose, projection.reset))
+                await self._theirs(conn, whose, lambda: self._call(conn, whose, projection.setup))
             for table, column in (("checkpoints", "name"), ("parked", "handler"), ("process_state", "manager")):
                 await self._ours(
                     "resetting a handler",
@@ -410,6 +458,10 @@ class PostgresReadModel:
                 )
             await self._move_checkpoint(conn, checkpoint)
             await self._unpark(conn, unpark)
+
+
+def _empty_sequence(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and not value
 
 
 def _parked(row: Sequence[Any]) -> ParkedEvent:

@@ -1,7 +1,8 @@
 """An SQLite read-model database: projection tables, handler checkpoints, parked events and
 process-manager state, all in one file so a handler's writes and its checkpoint share a transaction.
 
-Handler code runs on this database's connection thread, a whole batch per hop. The file is created
+Handler code (the portable form: plain functions over a `sqlite3.Connection`, see
+`actorsrc.readmodel.portable`) runs on this database's connection thread, a whole batch per hop. The file is created
 readable by its owner only; ":memory:" gives a private in-memory read model (for tests and scratch
 replays). Failures of the database itself raise `ReadModelError`, whether they surface in our own
 statements (BEGIN, COMMIT, checkpoints) or in a handler's (a full disk, a lock, an I/O error); any
@@ -16,8 +17,9 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from actorsrc.errors import ReadModelError, StoreClosedError, StoreError
+from actorsrc.errors import ConfigurationError, ReadModelError, StoreClosedError, StoreError
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
+from actorsrc.readmodel.portable import is_async
 from actorsrc.readmodel.sqlite_connection import ConnectionThread
 from actorsrc.store.private_files import ensure_private_file
 from actorsrc.store.rows import micros_to_datetime, now_micros
@@ -294,6 +296,7 @@ class SQLiteReadModel:
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         thread = self._require_thread()
         whose = handler_code(projection.name, "setup")
+        _check_portable(projection)
 
         def job(conn: sqlite3.Connection) -> None:
             thread.handler_started()
@@ -366,6 +369,16 @@ class SQLiteReadModel:
         await self._require_thread().call(
             lambda conn: self._in_transaction(conn, job, f"the reset of {name!r}"), label=f"resetting {name!r}"
         )
+
+
+def _check_portable(projection: Projection) -> None:
+    for part in ("handle", "setup", "reset"):
+        if is_async(getattr(projection, part)):
+            raise ConfigurationError(
+                f"projection {projection.name!r}: its {part} is `async def`, written for asyncpg (PostgreSQL only);"
+                " write it as a plain function over db.execute(sql, params) with ? placeholders to run it on"
+                " every read model"
+            )
 
 
 def _configure(conn: sqlite3.Connection) -> None:
