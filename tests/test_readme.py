@@ -52,3 +52,12 @@ def test_in_memory_testing_example_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert list(tmp_path.iterdir()) == []  # in memory: not a file was written
+
+
+def test_given_when_then_example_runs(tmp_path: Path) -> None:
+    code = _first_block_under("### Testing your domain: given, when, then")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
