@@ -254,7 +254,8 @@ class Subscription:
 
     # -- handling -------------------------------------------------------------------------------
 
-    def _envelope(self, record: RecordedEvent) -> EventEnvelope[Any] | None:
+    def envelope(self, record: RecordedEvent) -> EventEnvelope[Any] | None:
+        """`record` as the handler sees it, or None for an event type it does not read."""
         if not self._codec.reads(record.type):
             return None
         return envelope_of(self._codec, record)
@@ -287,7 +288,7 @@ class Subscription:
     async def _handle(self, records: list[RecordedEvent]) -> None:
         last = records[-1].position
         try:
-            envelopes = [e for e in map(self._envelope, records) if e is not None]
+            envelopes = [e for e in map(self.envelope, records) if e is not None]
             await self._commit(envelopes, last)
             self.events_handled += len(envelopes)
         except (HandlerStopped, _Resync):
@@ -312,7 +313,7 @@ class Subscription:
         attempt = 0
         while True:
             try:
-                envelope = self._envelope(record)
+                envelope = self.envelope(record)
                 await self._commit([envelope] if envelope is not None else [], record.position)
             except (HandlerStopped, _Resync):
                 raise

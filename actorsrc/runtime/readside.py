@@ -145,7 +145,7 @@ class ReadSide:
         records = await self.store.read_all(parked.position - 1, 1)
         if not records or records[0].position != parked.position:
             raise LookupError(f"the event at position {parked.position} is no longer in the store")
-        envelope = subscription._envelope(records[0])
+        envelope = subscription.envelope(records[0])
         await subscription.apply([envelope] if envelope is not None else [], None, unpark=parked_id)
         subscription.parked = max(0, subscription.parked - 1)
 
