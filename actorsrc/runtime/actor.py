@@ -10,6 +10,10 @@ it crashes: the affected callers get the error, and the supervisor's policy deci
 rebuilds itself from the store, or that it has failed too often and refuses commands for a while.
 A failure of the store itself is not the actor's fault and costs no restart: the actor reloads on its
 next command, and the runtime's shared `StoreHealth` breaker decides when the store is used again.
+
+A healthy actor over a store that takes appends without a coroutine needs no task at all: it decides
+inline and its append is settled by a callback. Both paths settle a batch in `_settle`. The actor
+knows its host only through the `ActorHost` port (settings, the store, the breaker, three hooks).
 """
 
 from __future__ import annotations
