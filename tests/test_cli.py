@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-import actorsrc.demo
+import actorsrc.cli.demo
 from actorsrc.cli import main
 from actorsrc.progress import Progress
 
@@ -59,7 +59,7 @@ def test_demo_returns_1_and_lists_problems_when_the_check_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # A ledger that books a fortune per event disagrees with the store on every account, twice.
-    monkeypatch.setattr(actorsrc.demo, "_delta", lambda event: 10**9)
+    monkeypatch.setattr(actorsrc.cli.demo, "_delta", lambda event: 10**9)
     assert main(["demo", "--db", str(tmp_path / "d.db"), "--accounts", "30", "--commands", "3"]) == 1
     out = capsys.readouterr().out
     assert "\ncheck: FAILED (60 problems)\n" in out
@@ -84,10 +84,10 @@ def test_help_returns_0(capsys: pytest.CaptureFixture[str]) -> None:
 def test_demo_without_examples_says_it_needs_a_checkout(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # None in sys.modules makes the import fail as it would from a wheel; actorsrc.demo must re-import.
+    # None in sys.modules makes the import fail as it would from a wheel; actorsrc.cli.demo must re-import.
     monkeypatch.setitem(sys.modules, "examples.bank", None)
     monkeypatch.setitem(sys.modules, "examples.bank.domain", None)
-    monkeypatch.delitem(sys.modules, "actorsrc.demo", raising=False)
+    monkeypatch.delitem(sys.modules, "actorsrc.cli.demo", raising=False)
     assert main(["demo"]) == 2
     assert "source checkout" in capsys.readouterr().err
 
@@ -158,7 +158,7 @@ def test_progress_redraws_in_place_at_most_ten_times_a_second_on_a_terminal() ->
 
 def test_demo_ledger_accepts_replies_in_any_order_but_not_gaps() -> None:
     from actorsrc import CommandOutcome
-    from actorsrc.demo import Ledger
+    from actorsrc.cli.demo import Ledger
     from examples.bank import AccountCredited
 
     ledger = Ledger()

@@ -12,7 +12,7 @@ import pytest
 from actorsrc import SQLiteEventStore
 from actorsrc.app import App
 from actorsrc.cli import main
-from actorsrc.cli_streams import format_time
+from actorsrc.cli.streams import format_time
 from actorsrc.timetravel import stream_history
 from examples.bank import Credit, OpenAccount, account
 from tests.test_schema_evolution import wallet

@@ -30,7 +30,7 @@ from actorsrc.bench.extra import MissingExtra
 from actorsrc.bench.peers import missing_peer
 from actorsrc.bench.stores import BadStoreUrl, check_store_url
 from actorsrc.bench.workloads import LATENCY_TARGET_MS, Result
-from actorsrc.cli_args import positive_float, positive_int
+from actorsrc.cli.args import positive_float, positive_int
 
 WORKLOADS = ("write", "hot", "replay", "project", "saga")
 COMPARED = ("write", "hot", "replay")  # the workloads --compare runs the peer for

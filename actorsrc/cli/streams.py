@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import msgspec
 
-from actorsrc.cli_args import non_negative_int
+from actorsrc.cli.args import non_negative_int
 from actorsrc.errors import ActorsrcError
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ from pathlib import Path
 import structlog
 
 from actorsrc import ActorsrcError, __version__
-from actorsrc.cli_args import non_negative_int, positive_int
-from actorsrc.cli_bench import add_bench
-from actorsrc.cli_projections import add_projections
-from actorsrc.cli_streams import add_check, add_state, add_streams
+from actorsrc.cli.args import non_negative_int, positive_int
+from actorsrc.cli.bench import add_bench
+from actorsrc.cli.projections import add_projections
+from actorsrc.cli.streams import add_check, add_state, add_streams
 from actorsrc.tuning import tune_gc
 
 EXIT_OK = 0
@@ -107,7 +107,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def _run_demo(args: argparse.Namespace) -> int:
     try:
-        import actorsrc.demo as demo
+        import actorsrc.cli.demo as demo
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("examples"):
             raise
