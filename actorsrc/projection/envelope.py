@@ -1,0 +1,38 @@
+"""`EventEnvelope`: a decoded event with where and when it was recorded, as handlers receive it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from actorsrc.codec import EventCodec
+from actorsrc.messages import Metadata, RecordedEvent
+
+E = TypeVar("E")
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnvelope(Generic[E]):
+    """A decoded event with where and when it was recorded."""
+
+    event: E
+    type: str
+    stream_id: str
+    version: int
+    position: int
+    recorded_at: datetime
+    metadata: Metadata
+
+
+def envelope_of(codec: EventCodec, record: RecordedEvent) -> EventEnvelope[Any]:
+    """Decode a stored row (renamed and upcast as needed) into an envelope."""
+    return EventEnvelope(
+        codec.decode_record(record),
+        codec.current_name(record.type),
+        record.stream_id,
+        record.version,
+        record.position,
+        record.recorded_at,
+        record.metadata,
+    )
