@@ -1,5 +1,13 @@
-"""actorsrc: event-sourced systems built from async actors."""
+"""actorsrc: event-sourced systems built from async actors.
 
+What a program needs first is importable from here (`__all__` below lists it by topic: aggregates, runtime,
+stores, stored records, read side, state and history, event names, errors); the rest lives in named submodules:
+`actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and `actorsrc.readmodel.postgres`),
+`actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.messages` (stored records),
+`actorsrc.naming` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
+"""
+
+from actorsrc.app import App
 from actorsrc.domain import Aggregate, fold
 from actorsrc.errors import (
     ActorsrcError,
@@ -57,75 +65,88 @@ from actorsrc.store import (
     StoreLimits,
     StreamState,
 )
+from actorsrc.timetravel import replay_projection, stream_history
 from actorsrc.tuning import tune_gc
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANY",
-    "ActorsrcError",
+    # aggregates
     "Aggregate",
-    "AggregateFailedError",
+    "fold",
+    # runtime
+    "App",
     "AggregateRef",
+    "CommandOutcome",
+    "HandlerStatus",
+    "ReadSettings",
+    "Runtime",
+    "RuntimeStats",
+    "StoreBreakerPolicy",
+    "StoreStatus",
+    "SupervisorPolicy",
+    "WriteSettings",
+    "tune_gc",
+    # stores
+    "ANY",
+    "NO_STREAM",
+    "EventStore",
+    "ExpectedVersion",
+    "SQLiteEventStore",
+    "SnapshotStore",
+    "StoreLimits",
+    "StreamState",
+    # stored records (actorsrc.messages)
     "AppendResult",
+    "Metadata",
+    "NewEvent",
+    "RecordedEvent",
+    "Snapshot",
+    # read side
+    "EventEnvelope",
+    "FailurePolicy",
+    "ParkedEvent",
+    "ProcessManager",
+    "Projection",
+    "SQLiteReadModel",
+    "Send",
+    # state and history
+    "LoadedState",
+    "codec_for",
+    "load_state",
+    "replay_projection",
+    "stream_history",
+    # event names
+    "NamingWarning",
+    "check_event_names",
+    # errors
+    "ActorsrcError",
+    "AggregateFailedError",
     "AskTimeoutError",
     "CodecError",
     "CommandIdConflictError",
-    "CommandOutcome",
     "ConcurrencyError",
     "ConfigurationError",
     "DomainError",
     "EventDecodeError",
-    "EventEnvelope",
-    "EventStore",
-    "ExpectedVersion",
-    "FailurePolicy",
     "ForeignDatabaseError",
-    "HandlerStatus",
     "HandlerTimeoutError",
     "InvalidDecisionError",
     "InvalidStreamIdError",
     "LimitExceededError",
-    "LoadedState",
     "MailboxFullError",
-    "Metadata",
-    "NO_STREAM",
-    "NamingWarning",
-    "NewEvent",
     "OutcomeUnknownError",
-    "ParkedEvent",
     "PersistTimeoutError",
-    "ProcessManager",
-    "Projection",
     "ReadModelError",
-    "ReadSettings",
-    "RecordedEvent",
     "RecoveryError",
-    "Runtime",
     "RuntimeClosedError",
-    "RuntimeStats",
-    "SQLiteEventStore",
-    "SQLiteReadModel",
-    "Send",
-    "Snapshot",
-    "SnapshotStore",
     "StoreClosedError",
-    "StoreBreakerPolicy",
     "StoreError",
-    "StoreLimits",
-    "StoreStatus",
     "StoreUnavailableError",
-    "StreamState",
-    "SupervisorPolicy",
     "UnknownCommandError",
     "UnknownEventTypeError",
     "UnregisteredEventError",
     "WaitTimeoutError",
-    "WriteSettings",
+    # version
     "__version__",
-    "check_event_names",
-    "codec_for",
-    "fold",
-    "load_state",
-    "tune_gc",
 ]
