@@ -2,7 +2,7 @@
 
 Each part runs in its own subprocess, so that neither measures the other's heap:
 
-- idle: a Runtime with passivation off (``passivate_after=None, max_live_actors=None``) activates
+- idle: a Runtime with passivation off (``WriteSettings(passivate_after=None, max_live_actors=None)``) activates
   N distinct accounts (one OpenAccount each, from concurrent callers) and lets them go idle.
   (RSS after - RSS before) / N is what one idle actor costs: the actor, its directory entry, its
   state, and the store's per-stream cache entry (a store cache is part of the price, so it counts).
@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 import structlog
 
-from actorsrc import Runtime, SQLiteEventStore
+from actorsrc import Runtime, SQLiteEventStore, WriteSettings
 from examples.bank import OpenAccount, account
 
 MB = 1024 * 1024
@@ -152,7 +152,7 @@ def idle_actor_breakdown(runtime: Runtime, store: SQLiteEventStore) -> dict[str,
 async def measure_idle(count: int, callers: int, directory: Path) -> IdleResult:
     async with (
         SQLiteEventStore.open(directory / "idle.db") as store,
-        Runtime(store, [account], passivate_after=None, max_live_actors=None) as runtime,
+        Runtime(store, [account], write=WriteSettings(passivate_after=None, max_live_actors=None)) as runtime,
     ):
         # Warm-up outside the baseline: first-use allocations (statement caches, codecs, free lists)
         # are not per-actor costs. These accounts stay live, so they are in both figures.
@@ -212,7 +212,9 @@ async def measure_driven(
     samples: list[Sample] = []
     async with (
         SQLiteEventStore.open(directory / "driven.db", durable=durable) as store,
-        Runtime(store, [account], passivate_after=passivate_after, max_live_actors=max_live) as runtime,
+        Runtime(
+            store, [account], write=WriteSettings(passivate_after=passivate_after, max_live_actors=max_live)
+        ) as runtime,
     ):
         before = rss_bytes()
         start = time.perf_counter()

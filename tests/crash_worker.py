@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import anyio
 
-from actorsrc import Aggregate, Runtime, SQLiteEventStore
+from actorsrc import Aggregate, Runtime, SQLiteEventStore, WriteSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,10 @@ async def drive(db: str, ack_path: str, run_id: str) -> None:
     ack_fd = os.open(ack_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     rng = random.Random(run_id)
     counter = iter(range(10**9))
-    async with SQLiteEventStore.open(db) as store, Runtime(store, [wallet], max_live_actors=25) as runtime:
+    async with (
+        SQLiteEventStore.open(db) as store,
+        Runtime(store, [wallet], write=WriteSettings(max_live_actors=25)) as runtime,
+    ):
 
         async def caller() -> None:
             while True:

@@ -15,7 +15,7 @@ import sys
 
 import anyio
 
-from actorsrc import ANY, NewEvent, Runtime
+from actorsrc import ANY, NewEvent, Runtime, WriteSettings
 from actorsrc.messages import Metadata, next_event_id
 from actorsrc.store.postgres import PostgresEventStore
 from examples.bank import Credit, account
@@ -50,7 +50,7 @@ async def credit(dsn: str, schema: str, worker: str, count: int, ack_file: str) 
     counter = iter(range(count))
     async with (
         PostgresEventStore.open(dsn, schema=schema) as store,
-        Runtime(store, [account], max_conflict_retries=50) as runtime,
+        Runtime(store, [account], write=WriteSettings(max_conflict_retries=50)) as runtime,
     ):
 
         async def task() -> None:

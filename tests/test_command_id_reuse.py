@@ -16,7 +16,7 @@ import anyio
 import msgspec
 import pytest
 
-from actorsrc import CommandIdConflictError, Runtime, SQLiteEventStore
+from actorsrc import CommandIdConflictError, Runtime, SQLiteEventStore, WriteSettings
 from actorsrc.codec import EventCodec
 from actorsrc.messages import Metadata, NewEvent
 from actorsrc.runtime.command_digest import command_digest
@@ -116,7 +116,7 @@ async def test_the_stored_digest_is_compared_in_a_new_runtime_and_after_passivat
             await ref.ask(Credit(1), command_id=f"filler-{n}")
         with pytest.raises(CommandIdConflictError, match=CONFLICT):
             await ref.ask(Credit(11), command_id="pay-1")
-    async with bank(db, max_live_actors=1) as (store, runtime):
+    async with bank(db, write=WriteSettings(max_live_actors=1)) as (store, runtime):
         ref = runtime.ref(account, "r")
         with pytest.raises(CommandIdConflictError, match=CONFLICT):  # a new process: only the store knows
             await ref.ask(Credit(11), command_id="pay-1")

@@ -25,6 +25,7 @@ from actorsrc import (
     Runtime,
     RuntimeClosedError,
     SQLiteEventStore,
+    WriteSettings,
 )
 from actorsrc.messages import Metadata
 from actorsrc.runtime.supervision import SupervisorPolicy
@@ -104,7 +105,7 @@ async def test_timeouts_while_waiting_for_room_leave_no_unretrieved_errors(tmp_p
     timed_out: list[int] = []
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner)
-        async with Runtime(store, [account], max_live_actors=1) as runtime:
+        async with Runtime(store, [account], write=WriteSettings(max_live_actors=1)) as runtime:
             await runtime.ref(account, "busy").ask(OpenAccount("x"))
             store.hold_appends()
 
@@ -137,7 +138,7 @@ async def test_closing_wakes_callers_waiting_for_room(tmp_path: Path) -> None:
     started = 0
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner)
-        runtime = Runtime(store, [account], max_live_actors=1, default_timeout=None)
+        runtime = Runtime(store, [account], write=WriteSettings(max_live_actors=1, default_timeout=None))
 
         async def waiting(n: int) -> None:
             nonlocal started
@@ -179,7 +180,7 @@ async def test_cancelling_the_runtime_mid_append_tells_callers_the_truth(
     sent = 0
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner, inline=inline)
-        runtime = Runtime(store, [account], persist_timeout=30)
+        runtime = Runtime(store, [account], write=WriteSettings(persist_timeout=30))
         running = anyio.Event()
         cancelled = anyio.CancelScope()
 
@@ -255,7 +256,7 @@ async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(t
     outcomes: dict[int, object] = {}
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner, inline=inline)
-        async with Runtime(store, [fragile], supervisor=policy, default_timeout=None) as runtime:
+        async with Runtime(store, [fragile], supervisor=policy, write=WriteSettings(default_timeout=None)) as runtime:
             ref = runtime.ref(fragile, "x")
             await ref.ask(OpenAccount("ann"))
             store.fail_next_appends(1)

@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from actorsrc import WriteSettings
 from examples.bank import ApplyInterest, Credit, Debit, InsufficientFunds, OpenAccount, account
 from tests.helpers import bank, replayed_account
 
@@ -42,7 +43,7 @@ async def test_command_ids_are_remembered_across_restarts_and_passivation(tmp_pa
         original = await ref.ask(Credit(7), command_id="c-7")
         for n in range(200):  # push it out of the actor's in-memory window
             await ref.ask(Credit(1), command_id=f"filler-{n}")
-    async with bank(db, passivate_after=0.01) as (store, runtime):
+    async with bank(db, write=WriteSettings(passivate_after=0.01)) as (store, runtime):
         ref = runtime.ref(account, "r")
         repeat = await ref.ask(Credit(7), command_id="c-7")
         assert repeat.duplicate

@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from actorsrc import ConfigurationError, MailboxFullError, Runtime, SQLiteEventStore
+from actorsrc import ConfigurationError, MailboxFullError, Runtime, SQLiteEventStore, WriteSettings
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import Credit, OpenAccount, account
@@ -18,7 +18,7 @@ from tests.helpers import bank, replayed_account, wait_until
 @pytest.mark.slow
 async def test_ten_thousand_aggregates_through_a_cap_of_one_hundred(tmp_path: Path) -> None:
     peak = 0
-    async with bank(tmp_path / "b.db", max_live_actors=100) as (store, runtime):
+    async with bank(tmp_path / "b.db", write=WriteSettings(max_live_actors=100)) as (store, runtime):
 
         async def drive(n: int) -> None:
             nonlocal peak
@@ -50,7 +50,7 @@ async def test_ten_thousand_aggregates_through_a_cap_of_one_hundred(tmp_path: Pa
 
 
 async def test_idle_actors_are_passivated_and_recover_transparently(tmp_path: Path) -> None:
-    async with bank(tmp_path / "b.db", passivate_after=0.05) as (_, runtime):
+    async with bank(tmp_path / "b.db", write=WriteSettings(passivate_after=0.05)) as (_, runtime):
         for n in range(20):
             await runtime.ref(account, f"a{n}").ask(OpenAccount("x"))
         # On a loaded machine the first ones may already be gone (20 asks can outlast 50 ms): each actor is
@@ -68,7 +68,7 @@ async def test_busy_actors_are_never_evicted_and_new_ones_wait_for_room(
 ) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner)
-        async with Runtime(store, [account], max_live_actors=2, passivate_after=0.01) as runtime:
+        async with Runtime(store, [account], write=WriteSettings(max_live_actors=2, passivate_after=0.01)) as runtime:
             sweeps: list[float] = []  # when the idle sweeper ran: the test waits for a sweep, not for time
             evict_idle = ActorDirectory.evict_idle
 
@@ -109,6 +109,6 @@ async def test_busy_actors_are_never_evicted_and_new_ones_wait_for_room(
 
 def test_bad_passivation_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="max_live_actors"):
-        Runtime(FaultyStore(None), [account], max_live_actors=0)  # type: ignore[arg-type]
+        Runtime(FaultyStore(None), [account], write=WriteSettings(max_live_actors=0))  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="passivate_after"):
-        Runtime(FaultyStore(None), [account], passivate_after=0)  # type: ignore[arg-type]
+        Runtime(FaultyStore(None), [account], write=WriteSettings(passivate_after=0))  # type: ignore[arg-type]

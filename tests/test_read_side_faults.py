@@ -21,11 +21,13 @@ from actorsrc import (
     NewEvent,
     ProcessManager,
     Projection,
+    ReadSettings,
     Runtime,
     Send,
     SQLiteEventStore,
     SQLiteReadModel,
     WaitTimeoutError,
+    WriteSettings,
 )
 from actorsrc.errors import ConfigurationError, EventDecodeError, ReadModelError
 from actorsrc.messages import Metadata, RecordedEvent, next_event_id
@@ -116,7 +118,11 @@ async def test_an_undecodable_row_gets_each_handlers_policy_and_later_events_flo
     conn.close()
     keeps_going = recorder("keeps_going", FailurePolicy(retries=1, backoff=0.001))
     halts = recorder("halts", FailurePolicy(retries=1, backoff=0.001, then="stop"))
-    async with read_side(tmp_path, keeps_going, halts, poll_interval=0.05) as (_, read_model, runtime):
+    async with read_side(tmp_path, keeps_going, halts, read=ReadSettings(poll_interval=0.05)) as (
+        _,
+        read_model,
+        runtime,
+    ):
         await runtime.wait_for(keeps_going, 5, timeout=10)
         assert await recorded(read_model, "keeps_going") == [1, 2, 4, 5]
         (parked,) = await runtime.parked(keeps_going)
@@ -444,7 +450,12 @@ async def test_a_process_manager_over_its_timeout_is_parked_and_its_command_happ
     ):
         store = FaultyStore(inner)
         async with Runtime(
-            store, [account], handlers=[greeter], read_model=read_model, poll_interval=0.05, persist_timeout=60
+            store,
+            [account],
+            handlers=[greeter],
+            read_model=read_model,
+            read=ReadSettings(poll_interval=0.05),
+            write=WriteSettings(persist_timeout=60),
         ) as runtime:
             await runtime.ref(account, "b").ask(OpenAccount("bob"), consistency=[greeter], timeout=10)
             store.hold_appends()  # the greeter's command will wait longer than its timeout

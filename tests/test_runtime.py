@@ -16,6 +16,7 @@ from actorsrc import (
     RuntimeClosedError,
     SQLiteEventStore,
     StoreError,
+    WriteSettings,
 )
 from actorsrc.loading import load_state
 from actorsrc.testing.faults import FaultyStore
@@ -102,7 +103,7 @@ async def test_two_runtimes_on_one_file_detect_the_conflict_and_lose_nothing(tmp
 
 async def test_conflicts_past_the_retry_limit_reach_the_caller(tmp_path: Path) -> None:
     db = tmp_path / "b.db"
-    async with bank(db, max_conflict_retries=0) as (store, first), bank(db) as (_, second):
+    async with bank(db, write=WriteSettings(max_conflict_retries=0)) as (store, first), bank(db) as (_, second):
         await first.ref(account, "x").ask(OpenAccount("ann"))
         await second.ref(account, "x").ask(Credit(5))
         with pytest.raises(ConcurrencyError, match="account-x"):
@@ -247,7 +248,7 @@ async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Pa
 async def test_full_mailbox_waits_or_fails_fast(tmp_path: Path, inline: bool) -> None:
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner, inline=inline)
-        async with Runtime(store, [account], mailbox_capacity=4, max_batch=2) as runtime:
+        async with Runtime(store, [account], write=WriteSettings(mailbox_capacity=4, max_batch=2)) as runtime:
             ref = runtime.ref(account, "busy")
             await ref.ask(OpenAccount("ann"))
             store.hold_appends()

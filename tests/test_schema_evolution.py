@@ -23,6 +23,7 @@ from actorsrc import (
     Runtime,
     SQLiteEventStore,
     SQLiteReadModel,
+    WriteSettings,
     load_state,
 )
 from actorsrc.timetravel import replay_projection, stream_history
@@ -216,7 +217,7 @@ async def test_state_as_of_version_k_is_the_fold_of_the_first_k_events(amounts: 
 
 
 async def test_state_as_of_a_moment_around_the_edges(tmp_path: Path) -> None:
-    async with bank(tmp_path / "b.db", passivate_after=None) as (store, runtime):
+    async with bank(tmp_path / "b.db", write=WriteSettings(passivate_after=None)) as (store, runtime):
         ref = runtime.ref(account, "t")
         await ref.ask(OpenAccount("ann"))
         for amount in (10, 20, 30):

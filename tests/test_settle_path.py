@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actorsrc import Runtime, SQLiteEventStore, StoreLimits
+from actorsrc import Runtime, SQLiteEventStore, StoreLimits, WriteSettings
 from actorsrc.errors import StoreUnavailableError
 from actorsrc.runtime.store_health import StoreBreakerPolicy
 from actorsrc.runtime.supervision import SupervisorPolicy
@@ -65,7 +65,7 @@ async def script(tmp_path: Path, inline: bool, *, max_conflict_retries: int) -> 
             [fragile],
             supervisor=FAST,
             store_breaker=QUICK_PROBES,
-            max_conflict_retries=max_conflict_retries,
+            write=WriteSettings(max_conflict_retries=max_conflict_retries),
         )
         async with runtime, Runtime(other_store, [fragile]) as other:
             ann = runtime.ref(fragile, "ann")

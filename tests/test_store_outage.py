@@ -21,6 +21,7 @@ from actorsrc import (
     Runtime,
     SQLiteEventStore,
     StoreError,
+    WriteSettings,
 )
 from actorsrc.errors import (
     ForeignDatabaseError,
@@ -302,7 +303,7 @@ async def test_a_hung_store_opens_the_breaker_so_others_do_not_each_wait_for_the
     async with SQLiteEventStore.open(tmp_path / "o.db") as inner:
         store = SubmittingOutageStore(inner)
         # persist_timeout is long enough that the probe below cannot time out before the test releases it
-        async with Runtime(store, [account], persist_timeout=2.0, store_breaker=QUICK) as runtime:
+        async with Runtime(store, [account], write=WriteSettings(persist_timeout=2.0), store_breaker=QUICK) as runtime:
             for name in ("a", "b"):
                 await runtime.ref(account, name).ask(OpenAccount("x"))
             store.held = asyncio.Event()

@@ -21,6 +21,7 @@ from actorsrc import (
     Runtime,
     SQLiteEventStore,
     StoreError,
+    WriteSettings,
 )
 from actorsrc.errors import PersistTimeoutError, StoreUnavailableError
 from actorsrc.runtime.store_health import StoreBreakerPolicy
@@ -98,7 +99,7 @@ async def test_a_hanging_store_times_out_and_the_actor_recovers(
     async with SQLiteEventStore.open(tmp_path / "b.db") as inner:
         store = FaultyStore(inner, inline=inline)
         async with Runtime(
-            store, [account], persist_timeout=0.1, supervisor=FAST, store_breaker=QUICK_PROBES
+            store, [account], write=WriteSettings(persist_timeout=0.1), supervisor=FAST, store_breaker=QUICK_PROBES
         ) as runtime:
             ref = runtime.ref(account, "h")
             await ref.ask(OpenAccount("x"))

@@ -20,6 +20,7 @@ from actorsrc.runtime.local_sender import LocalSender
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.registry import AggregateEntry, build_entries, validate_aggregate_id
+from actorsrc.runtime.settings import ReadSettings, WriteSettings
 from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreStatus
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.base import EventStore
@@ -27,6 +28,18 @@ from actorsrc.store.base import EventStore
 S = TypeVar("S")
 C = TypeVar("C")
 E = TypeVar("E")
+
+_DEFAULT_WRITE = WriteSettings()
+_DEFAULT_READ = ReadSettings()
+_DEFAULT_SUPERVISOR = SupervisorPolicy()
+_DEFAULT_STORE_BREAKER = StoreBreakerPolicy()
+
+
+def _require(parameter: str, value: object, kind: type) -> None:
+    if not isinstance(value, kind):
+        raise ConfigurationError(
+            f"Runtime's {parameter}= must be a {kind.__name__}, got {type(value).__name__} {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,17 +61,22 @@ class Runtime:
     Use it as ``async with Runtime(store, aggregates=[...]) as runtime``. On exit it refuses new
     commands, finishes every queued one, and returns once all actors are idle.
 
-    - ``mailbox_capacity``: commands queued per actor before `ask` waits (or fails fast).
-    - ``max_batch``: commands one actor decides and persists in one append.
-    - ``max_conflict_retries``: reloads and re-decisions after another writer touched the stream.
-    - ``default_timeout``: the `ask` timeout when the caller gives none (None: wait forever).
-    - ``persist_timeout``: an append taking longer fails with `PersistTimeoutError` (its outcome is
-      unknown, so the actor reloads its state) and counts as a store failure.
-    - ``passivate_after``: seconds an actor may stay idle in memory (None: until evicted by the cap).
-    - ``max_live_actors``: a cap on actors in memory; the least recently used idle ones are evicted,
-      and when every live actor is busy a new instance waits for room.
-    - ``supervisor``: the restart policy for crashed actors (`SupervisorPolicy`).
-    - ``store_breaker``: when a failing store is probed again (`StoreBreakerPolicy`). While the store
+    - ``handlers``: projections and process managers fed from the event log (they need ``read_model``).
+    - ``read_model``: where handlers keep their tables and checkpoints.
+    - ``write`` (`WriteSettings`): the aggregate actors' settings:
+      ``mailbox_capacity`` (commands queued per actor before `ask` waits or fails fast, default 1024),
+      ``max_batch`` (commands decided and persisted in one append, 256),
+      ``max_conflict_retries`` (reloads and re-decisions after another writer touched the stream, 3),
+      ``default_timeout`` (the `ask` timeout when the caller gives none, 30 s; None: wait forever),
+      ``persist_timeout`` (an append taking longer fails with `PersistTimeoutError`, its outcome unknown,
+      and counts as a store failure, 10 s),
+      ``passivate_after`` (seconds an actor may stay idle in memory, 300; None: until evicted by the cap),
+      ``max_live_actors`` (actors in memory, 100,000; the least recently used idle ones are evicted, and
+      when every live actor is busy a new instance waits for room; None: no cap).
+    - ``read`` (`ReadSettings`): the handlers' settings: ``poll_interval`` (seconds between looks for
+      events other processes appended, 1.0).
+    - ``supervisor`` (`SupervisorPolicy`): the restart policy for crashed actors.
+    - ``store_breaker`` (`StoreBreakerPolicy`): when a failing store is probed again. While the store
       fails, commands that need it are refused at once with `StoreUnavailableError`, and no actor
       counts a restart for it.
     """
@@ -68,47 +86,33 @@ class Runtime:
         store: EventStore,
         aggregates: Iterable[Aggregate[Any, Any, Any]],
         *,
-        mailbox_capacity: int = 1024,
-        max_batch: int = 256,
-        max_conflict_retries: int = 3,
-        default_timeout: float | None = 30.0,
-        persist_timeout: float = 10.0,
-        passivate_after: float | None = 300.0,
-        max_live_actors: int | None = 100_000,
-        supervisor: SupervisorPolicy | None = None,
-        store_breaker: StoreBreakerPolicy | None = None,
         handlers: Iterable[Handler] = (),
         read_model: ReadModel | None = None,
-        poll_interval: float = 1.0,
+        write: WriteSettings = _DEFAULT_WRITE,
+        read: ReadSettings = _DEFAULT_READ,
+        supervisor: SupervisorPolicy = _DEFAULT_SUPERVISOR,
+        store_breaker: StoreBreakerPolicy = _DEFAULT_STORE_BREAKER,
     ) -> None:
-        for name, value in (("mailbox_capacity", mailbox_capacity), ("max_batch", max_batch)):
-            if value < 1:
-                raise ConfigurationError(f"{name} must be >= 1, got {value}")
-        if max_conflict_retries < 0:
-            raise ConfigurationError(f"max_conflict_retries must be >= 0, got {max_conflict_retries}")
-        for name, limit in (("default_timeout", default_timeout), ("passivate_after", passivate_after)):
-            if limit is not None and limit <= 0:
-                raise ConfigurationError(f"{name} must be > 0 or None, got {limit}")
-        if persist_timeout <= 0:
-            raise ConfigurationError(f"persist_timeout must be > 0, got {persist_timeout}")
-        if max_live_actors is not None and max_live_actors < 1:
-            raise ConfigurationError(f"max_live_actors must be >= 1 or None, got {max_live_actors}")
+        _require("write", write, WriteSettings)
+        _require("read", read, ReadSettings)
+        _require("supervisor", supervisor, SupervisorPolicy)
+        _require("store_breaker", store_breaker, StoreBreakerPolicy)
         self.store = store
         self._entries = build_entries(aggregates)
-        self._directory = ActorDirectory(max_live_actors, passivate_after)
+        self._directory = ActorDirectory(write.max_live_actors, write.passivate_after)
         # The actors' port (settings, hooks, tasks) and the refs' (sending); both replaceable pieces.
         self._host = LocalActorHost(
             store,
-            max_batch=max_batch,
-            max_conflict_retries=max_conflict_retries,
-            persist_timeout=persist_timeout,
-            supervisor=supervisor or SupervisorPolicy(),
-            store_breaker=store_breaker or StoreBreakerPolicy(),
+            max_batch=write.max_batch,
+            max_conflict_retries=write.max_conflict_retries,
+            persist_timeout=write.persist_timeout,
+            supervisor=supervisor,
+            store_breaker=store_breaker,
             on_stopped=self._directory.wake_one,
         )
         self.store_health = self._host.store_health
-        self._sender = LocalSender(self._host, self._directory, mailbox_capacity, default_timeout)
-        self._read_side = ReadSide(store, self, handlers, read_model, poll_interval)
+        self._sender = LocalSender(self._host, self._directory, write.mailbox_capacity, write.default_timeout)
+        self._read_side = ReadSide(store, self, handlers, read_model, read.poll_interval)
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._entered = False
