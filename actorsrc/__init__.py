@@ -4,7 +4,7 @@ What a program needs first is importable from here (`__all__` below lists it by 
 stores, stored records, read side, state and history, event names, errors); the rest lives in named submodules:
 `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and `actorsrc.readmodel.postgres`),
 `actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.messages` (stored records),
-`actorsrc.naming` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
+`actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
 """
 
 from actorsrc.app import App
@@ -38,9 +38,9 @@ from actorsrc.errors import (
     UnregisteredEventError,
     WaitTimeoutError,
 )
+from actorsrc.lint import NamingWarning, check_event_names
 from actorsrc.loading import LoadedState, codec_for, load_state
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
-from actorsrc.naming import NamingWarning, check_event_names
 from actorsrc.projection import EventEnvelope, FailurePolicy, ProcessManager, Projection, Send
 from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
 from actorsrc.runtime import (

@@ -11,7 +11,7 @@ import pytest
 from actorsrc import Aggregate
 from actorsrc.app import App
 from actorsrc.cli import main
-from actorsrc.naming import NamingWarning, check_event_names
+from actorsrc.lint import NamingWarning, check_event_names
 from examples.bank import account
 from examples.shop.domain import order, payment, shipment
 

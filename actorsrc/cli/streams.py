@@ -222,7 +222,7 @@ def state_lines(
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from actorsrc.naming import check_event_names
+    from actorsrc.lint import check_event_names
 
     warnings = check_event_names(_load(args.app).aggregates)
     for warning in warnings:
