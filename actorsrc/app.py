@@ -10,7 +10,7 @@ The command line finds it by import path: ``actorsrc projections --app examples.
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,9 @@ from actorsrc.errors import ConfigurationError
 from actorsrc.projection import Handler
 from actorsrc.readmodel.sqlite import SQLiteReadModel
 from actorsrc.runtime.runtime import Runtime
+from actorsrc.runtime.settings import ReadSettings, WriteSettings
+from actorsrc.runtime.store_health import StoreBreakerPolicy
+from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.sqlite import SQLiteEventStore
 
 
@@ -30,7 +33,11 @@ class App:
     handlers: Sequence[Handler] = ()
     db: str = "actorsrc.db"
     read_db: str | None = None  # default: next to `db`, with "-read" before the suffix
-    runtime_options: Mapping[str, Any] = field(default_factory=dict)
+    # The runtime's settings (see `Runtime`), passed as they are.
+    write: WriteSettings = field(default_factory=WriteSettings)
+    read: ReadSettings = field(default_factory=ReadSettings)
+    supervisor: SupervisorPolicy = field(default_factory=SupervisorPolicy)
+    store_breaker: StoreBreakerPolicy = field(default_factory=StoreBreakerPolicy)
 
     def read_db_for(self, db: str) -> str:
         if self.read_db is not None and db == self.db:
@@ -46,7 +53,14 @@ class App:
             SQLiteEventStore.open(events_path) as store,
             SQLiteReadModel.open(read_db or self.read_db_for(events_path)) as read_model,
             Runtime(
-                store, self.aggregates, handlers=self.handlers, read_model=read_model, **self.runtime_options
+                store,
+                self.aggregates,
+                handlers=self.handlers,
+                read_model=read_model,
+                write=self.write,
+                read=self.read,
+                supervisor=self.supervisor,
+                store_breaker=self.store_breaker,
             ) as runtime,
         ):
             yield runtime

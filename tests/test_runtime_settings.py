@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from actorsrc import (
+    App,
     AskTimeoutError,
     ConfigurationError,
     MailboxFullError,
@@ -156,3 +157,17 @@ async def test_read_settings_reach_the_handlers(tmp_path: Path) -> None:
             written = await other.ref(account, "x").ask(Credit(4))
         await runtime.wait_for(balances, written.position, timeout=10)
         assert await read_balances(read_model) == {"account-x": 4}
+
+
+async def test_an_app_hands_its_settings_to_the_runtime(tmp_path: Path) -> None:
+    supervisor = SupervisorPolicy(max_restarts=2)
+    app = App(
+        aggregates=[account],
+        db=str(tmp_path / "app.db"),
+        write=WriteSettings(max_batch=3),
+        read=ReadSettings(poll_interval=0.5),
+        supervisor=supervisor,
+    )
+    async with app.run() as runtime:
+        assert (runtime.max_batch, runtime.supervisor) == (3, supervisor)
+        await runtime.ref(account, "a").ask(OpenAccount("ann"))
