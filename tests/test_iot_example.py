@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from actorsrc import Runtime, SQLiteEventStore, check_event_names
+from actorsrc import Runtime, SQLiteEventStore, check_event_names, stream_history
 from actorsrc.testing import given, on, project
-from actorsrc.timetravel import stream_history
 from examples.iot import (
     CalibrateSensor,
     InvalidCalibration,

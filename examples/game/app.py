@@ -14,8 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from actorsrc import Runtime, SQLiteEventStore, SQLiteReadModel
-from actorsrc.app import App
+from actorsrc import App, Runtime, SQLiteEventStore, SQLiteReadModel
 from examples.game.domain import (
     EndMatch,
     FireShot,

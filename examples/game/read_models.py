@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from actorsrc import EventEnvelope, EventStore, Projection, SQLiteReadModel
-from actorsrc.timetravel import stream_history
+from actorsrc import EventEnvelope, EventStore, Projection, SQLiteReadModel, stream_history
 from examples.game.domain import (
     Cell,
     MatchOpened,
@@ -40,6 +40,13 @@ MAX_SPEED = 8.0
 """Cells per second a player can run at most (sprinting included)."""
 
 TABLES = ("cheat_flags", "game_positions", "game_shots", "game_walls")
+
+
+class Queryable(Protocol):
+    """What the queries need of a read model: `SQLiteReadModel` and `PostgresReadModel` both take
+    ``query(sql, (params,))`` with ``?`` placeholders."""
+
+    async def query(self, sql: str, params: Sequence[Any] = (), /) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,13 +191,13 @@ cheat_flags = anti_cheat()
 _FLAGS = "SELECT match_id, player, version, rule, detail FROM cheat_flags"
 
 
-async def flags_of(read_model: Any, match_id: str) -> list[CheatFlag]:
+async def flags_of(read_model: Queryable, match_id: str) -> list[CheatFlag]:
     """The flags of one match, in the order of its events (any read model the projection runs on)."""
     rows = await read_model.query(f"{_FLAGS} WHERE match_id = ? ORDER BY version, rule", (match_id,))
     return [CheatFlag(str(m), str(p), int(v), str(r), str(d)) for m, p, v, r, d in rows]
 
 
-async def cheaters(read_model: Any) -> dict[str, int]:
+async def cheaters(read_model: Queryable) -> dict[str, int]:
     """Players flagged at least once, with how many flags they earned over every match."""
     rows = await read_model.query("SELECT player, count(*) FROM cheat_flags GROUP BY player ORDER BY player", ())
     return {str(player): int(count) for player, count in rows}

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import anyio
 
-from actorsrc import Runtime, SQLiteEventStore, SQLiteReadModel
-from actorsrc.app import App
+from actorsrc import App, Runtime, SQLiteEventStore, SQLiteReadModel
 from examples.iot.domain import CalibrateSensor, ReadingOutOfRange, RecordTemperature, RegisterSensor, sensor
 from examples.iot.read_models import hourly_trend, reading_at, temperature_trends
 

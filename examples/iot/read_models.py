@@ -13,15 +13,22 @@ stream (`load_state` with `to_version=` or `at=`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-from actorsrc import EventEnvelope, EventStore, Projection, load_state
-from actorsrc.timetravel import stream_history
+from actorsrc import EventEnvelope, EventStore, Projection, load_state, stream_history
 from examples.iot.domain import SensorState, TemperatureRecorded, sensor
 
 Period = Literal["hour", "day"]
+
+
+class Queryable(Protocol):
+    """What the queries need of a read model: `SQLiteReadModel` and `PostgresReadModel` both take
+    ``query(sql, (params,))`` with ``?`` placeholders."""
+
+    async def query(self, sql: str, params: Sequence[Any] = (), /) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +92,7 @@ temperature_trends = Projection(
 )
 
 
-async def _trends(read_model: Any, sensor_id: str, period: Period, first: str, last: str) -> list[Trend]:
+async def _trends(read_model: Queryable, sensor_id: str, period: Period, first: str, last: str) -> list[Trend]:
     rows = await read_model.query(
         "SELECT starts, readings, min_celsius, max_celsius, sum_celsius FROM temperature_trends"
         " WHERE sensor_id = ? AND period = ? AND starts >= ? AND starts <= ? ORDER BY starts",
@@ -97,12 +104,12 @@ async def _trends(read_model: Any, sensor_id: str, period: Period, first: str, l
     ]
 
 
-async def hourly_trend(read_model: Any, sensor_id: str, day: date) -> list[Trend]:
+async def hourly_trend(read_model: Queryable, sensor_id: str, day: date) -> list[Trend]:
     """Min, max and average of each hour of `day` (UTC) with readings, in order."""
     return await _trends(read_model, sensor_id, "hour", f"{day.isoformat()}T00:00Z", f"{day.isoformat()}T23:00Z")
 
 
-async def daily_trend(read_model: Any, sensor_id: str, first: date, last: date) -> list[Trend]:
+async def daily_trend(read_model: Queryable, sensor_id: str, first: date, last: date) -> list[Trend]:
     """Min, max and average of each day from `first` to `last` (UTC, both included) with readings."""
     return await _trends(read_model, sensor_id, "day", first.isoformat(), last.isoformat())
 
