@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from actorsrc.sql.sqlite_thread import run_on_connection_thread
 from actorsrc.store.base import EventStore
 from actorsrc.store.sqlite import SQLiteEventStore
-from actorsrc.store.sqlite_thread import run_on_connection_thread
 from actorsrc.testing import EventStoreContract, StoreFactory
 
 _COLUMNS = ("metadata", "recorded_at")

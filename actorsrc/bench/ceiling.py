@@ -14,8 +14,8 @@ import msgspec
 
 from actorsrc.bench.stores import drop_schema, fresh_schema
 from actorsrc.messages import Metadata
+from actorsrc.sql.sqlite_thread import run_on_connection_thread
 from actorsrc.store import sqlite_schema
-from actorsrc.store.sqlite_thread import run_on_connection_thread
 
 SQLITE_BATCHES = (1000, 5000)
 
@@ -86,9 +86,10 @@ async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> floa
     import asyncpg
 
     from actorsrc.messages import NewEvent, next_event_id
+    from actorsrc.sql.encoding import now_micros
     from actorsrc.store.postgres import PostgresEventStore
     from actorsrc.store.postgres_writer import EVENT_COLUMNS
-    from actorsrc.store.rows import event_row, now_micros
+    from actorsrc.store.rows import event_row
 
     schema = fresh_schema("bench_raw")
     try:

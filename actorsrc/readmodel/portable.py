@@ -33,7 +33,7 @@ import anyio.from_thread
 from actorsrc.errors import ActorsrcError, ConfigurationError
 
 if TYPE_CHECKING:
-    from actorsrc.store.postgres_schema import PgConnection
+    from actorsrc.sql.postgres import PgConnection
 
 
 class PlaceholderError(ConfigurationError):

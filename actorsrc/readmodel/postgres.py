@@ -36,12 +36,12 @@ import asyncpg
 from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
 from actorsrc.readmodel.portable import PlaceholderError, PortableConnection, is_async, translate
-from actorsrc.store.postgres_schema import check_schema_name
-from actorsrc.store.rows import micros_to_datetime, now_micros
+from actorsrc.sql.encoding import micros_to_datetime, now_micros
+from actorsrc.sql.postgres import check_schema_name
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
-    from actorsrc.store.postgres_schema import PgConnection
+    from actorsrc.sql.postgres import PgConnection
 
 T = TypeVar("T")
 

@@ -21,8 +21,8 @@ from actorsrc.errors import ConfigurationError, ReadModelError, StoreClosedError
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
 from actorsrc.readmodel.portable import is_async
 from actorsrc.readmodel.sqlite_connection import ConnectionThread
-from actorsrc.store.private_files import ensure_private_file
-from actorsrc.store.rows import micros_to_datetime, now_micros
+from actorsrc.sql.encoding import micros_to_datetime, now_micros
+from actorsrc.sql.private_files import ensure_private_file
 
 T = TypeVar("T")
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError, LimitExceededError
 from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits, check_append_size, over_limits
 
 MAX_STREAM_ID_LENGTH = 512
@@ -52,9 +53,6 @@ def validate_stream_id(stream_id: object) -> str:
     return stream_id
 
 
-_MAX_INT = 2**63 - 1  # SQLite and PostgreSQL integers are 64-bit
-
-
 def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -64,7 +62,7 @@ def _encodable(text: str) -> bool:
 
 
 def check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= _MAX_INT:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_SQL_INT:
         raise ValueError(f"{name} must be an int from {minimum} to 2**63-1, got {value!r}")
     return value
 
@@ -94,7 +92,7 @@ def _check_text(stream_id: str, what: str, value: object, *, optional: bool) -> 
 def validate_expected_version(expected: object) -> ExpectedVersion:
     if isinstance(expected, StreamState):
         return expected
-    if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected <= _MAX_INT:
+    if isinstance(expected, bool) or not isinstance(expected, int) or not 0 <= expected <= MAX_SQL_INT:
         raise ValueError(f"expected version must be an int >= 0, NO_STREAM or ANY, got {expected!r}")
     return expected
 

@@ -7,8 +7,8 @@ import asyncio
 from collections.abc import Sequence
 
 from actorsrc.messages import AppendResult, NewEvent, Snapshot
+from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.base import (
-    _MAX_INT,
     ExpectedVersion,
     check_int,
     validate_expected_version,
@@ -25,7 +25,7 @@ def version_range(stream_id: str, from_version: int, to_version: int | None) -> 
     validate_stream_id(stream_id)
     check_int("from_version", from_version, 1)
     if to_version is None:
-        return _MAX_INT
+        return MAX_SQL_INT
     return check_int("to_version", to_version, 0)
 
 

@@ -28,17 +28,19 @@ import asyncpg
 from actorsrc.errors import ConfigurationError, StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
+from actorsrc.sql.encoding import micros_to_datetime
+from actorsrc.sql.postgres import check_schema_name
 from actorsrc.store.base import StoredPayload, check_int, validate_stream_id
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 from actorsrc.store.postgres_retry import TRANSIENT_ERRORS, backoff, write_with_retries
-from actorsrc.store.postgres_schema import check_schema_name, migrate
+from actorsrc.store.postgres_schema import migrate
 from actorsrc.store.postgres_writer import notify_channel
-from actorsrc.store.rows import micros_to_datetime, recorded_event
+from actorsrc.store.rows import recorded_event
 
 if TYPE_CHECKING:
-    from actorsrc.store.postgres_schema import PgConnection
+    from actorsrc.sql.postgres import PgConnection
 
 # Errors one bad append can cause: the batch is split so the others still commit.
 _ONE_APPEND_ERRORS = (

@@ -24,7 +24,7 @@ from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 from actorsrc.store.postgres_writer import Attempt, write_batch
 
 if TYPE_CHECKING:
-    from actorsrc.store.postgres_schema import PgConnection
+    from actorsrc.sql.postgres import PgConnection
 
 # Errors after which the connection, not the data, is to blame: the batch is settled and retried.
 TRANSIENT_ERRORS = (

@@ -9,27 +9,14 @@ commit amortizes).
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any
-
-import asyncpg
-import asyncpg.pool
+from typing import TYPE_CHECKING
 
 from actorsrc.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from actorsrc.sql.postgres import PgConnection
+
 SCHEMA_VERSION = 1
-if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
-    PgConnection = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def check_schema_name(schema: str) -> str:
-    """Schema names are formatted into SQL, so only plain lower-case identifiers are accepted."""
-    if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
-        raise ConfigurationError(
-            f"PostgreSQL schema name must be a lower-case identifier (letters, digits, '_'), got {schema!r}"
-        )
-    return schema
 
 
 def _ddl(s: str) -> list[str]:

@@ -23,8 +23,9 @@ from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 
 if TYPE_CHECKING:
-    from actorsrc.store.postgres_schema import PgConnection
-from actorsrc.store.rows import event_row, micros_to_datetime, note_command, now_micros
+    from actorsrc.sql.postgres import PgConnection
+from actorsrc.sql.encoding import micros_to_datetime, now_micros
+from actorsrc.store.rows import event_row, note_command
 
 EVENT_COLUMNS = ["position", "stream_key", "version", "type", "schema_version", "data", "metadata", "recorded_at"]
 

@@ -3,27 +3,17 @@ compact JSON, and the row tuple an append writes."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from actorsrc.errors import EventDecodeError
 from actorsrc.messages import Metadata, NewEvent, RecordedEvent
+from actorsrc.sql.encoding import micros_to_datetime
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _encode_metadata = msgspec.json.Encoder().encode
 _metadata_decoder = msgspec.json.Decoder(Metadata)
-
-
-def micros_to_datetime(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def now_micros() -> int:
-    return time.time_ns() // 1000
 
 
 def decode_metadata(raw: bytes) -> Metadata:

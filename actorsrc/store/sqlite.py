@@ -23,6 +23,9 @@ import anyio
 
 from actorsrc.errors import StoreClosedError, StoreError
 from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
+from actorsrc.sql.encoding import micros_to_datetime
+from actorsrc.sql.private_files import IN_MEMORY, ensure_private_file
+from actorsrc.sql.sqlite_thread import run_on_connection_thread
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
     StoredPayload,
@@ -32,10 +35,8 @@ from actorsrc.store.base import (
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
-from actorsrc.store.private_files import IN_MEMORY, ensure_private_file
-from actorsrc.store.rows import micros_to_datetime, recorded_event
+from actorsrc.store.rows import recorded_event
 from actorsrc.store.sqlite_reads import BatchedReader, UndecodableText, with_text_checked
-from actorsrc.store.sqlite_thread import run_on_connection_thread
 from actorsrc.store.sqlite_writer import StreamCache, write_batch
 
 # Errors one bad append can cause; on these the batch is split so the others still commit. Errors of

@@ -15,7 +15,7 @@ from typing import Any
 import aiosqlite
 
 from actorsrc.errors import EventDecodeError, StoreError
-from actorsrc.store.sqlite_thread import run_on_connection_thread
+from actorsrc.sql.sqlite_thread import run_on_connection_thread
 
 _Query = tuple[str, Sequence[Any], "asyncio.Future[list[Any]]"]
 

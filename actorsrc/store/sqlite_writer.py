@@ -14,9 +14,10 @@ from collections.abc import Iterable
 
 from actorsrc.errors import ConcurrencyError
 from actorsrc.messages import AppendResult
+from actorsrc.sql.encoding import micros_to_datetime, now_micros
 from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
-from actorsrc.store.rows import event_row, micros_to_datetime, note_command, now_micros
+from actorsrc.store.rows import event_row, note_command
 
 _SELECT_CHUNK = 500
 _INSERT_EVENT = (

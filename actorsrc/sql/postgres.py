@@ -1,0 +1,25 @@
+"""PostgreSQL names and types both the event store and the read model use."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from actorsrc.errors import ConfigurationError
+
+if TYPE_CHECKING:  # asyncpg's classes are generic only in its type stubs
+    import asyncpg
+    import asyncpg.pool
+
+    PgConnection = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_schema_name(schema: str) -> str:
+    """Schema names are formatted into SQL, so only plain lower-case identifiers are accepted."""
+    if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
+        raise ConfigurationError(
+            f"PostgreSQL schema name must be a lower-case identifier (letters, digits, '_'), got {schema!r}"
+        )
+    return schema
