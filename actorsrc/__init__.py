@@ -3,7 +3,7 @@
 What a program needs first is importable from here (`__all__` below lists it by topic: aggregates, runtime,
 stores, stored records, read side, state and history, event names, errors); the rest lives in named submodules:
 `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and `actorsrc.readmodel.postgres`),
-`actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.messages` (stored records),
+`actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.records` (stored records),
 `actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
 """
 
@@ -39,10 +39,10 @@ from actorsrc.errors import (
     WaitTimeoutError,
 )
 from actorsrc.lint import NamingWarning, check_event_names
-from actorsrc.loading import LoadedState, codec_for, load_state
-from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
 from actorsrc.projection import EventEnvelope, FailurePolicy, ProcessManager, Projection, Send
 from actorsrc.readmodel import ParkedEvent, SQLiteReadModel
+from actorsrc.records import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.recovery import LoadedState, codec_for, load_state
 from actorsrc.runtime import (
     AggregateRef,
     CommandOutcome,
@@ -96,7 +96,7 @@ __all__ = [
     "SnapshotStore",
     "StoreLimits",
     "StreamState",
-    # stored records (actorsrc.messages)
+    # stored records (actorsrc.records)
     "AppendResult",
     "Metadata",
     "NewEvent",

@@ -13,7 +13,7 @@ import msgspec
 
 from actorsrc.codec_fit import coercible_fields, misfit, same
 from actorsrc.errors import CodecError, EventDecodeError, UnknownEventTypeError, UnregisteredEventError
-from actorsrc.messages import RecordedEvent
+from actorsrc.records import RecordedEvent
 
 _encoder = msgspec.json.Encoder()
 

@@ -10,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from actorsrc.domain import Aggregate
-from actorsrc.loading import codec_for, require_aware
 from actorsrc.projection import EventEnvelope, Projection, envelope_of
 from actorsrc.readmodel.sqlite import SQLiteReadModel
+from actorsrc.recovery import codec_for, require_aware
 from actorsrc.store.base import EventStore, check_int
 
 

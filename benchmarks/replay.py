@@ -32,7 +32,7 @@ import structlog
 
 from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.bench.replay_rows import ACCOUNT_ID, PAIRS, PEER_FULL, PEER_SNAPSHOT, SNAPSHOT_EVERY
-from actorsrc.loading import load_state
+from actorsrc.recovery import load_state
 from examples.bank import AccountState, Credit, OpenAccount, account
 
 try:

@@ -24,7 +24,7 @@ import anyio
 import msgspec
 
 from actorsrc import Aggregate, NewEvent, RecordedEvent, SQLiteEventStore, codec_for, load_state
-from actorsrc.messages import Metadata, next_event_id
+from actorsrc.records import Metadata, next_event_id
 
 CHAIN_BUDGET_PERCENT = 30.0
 

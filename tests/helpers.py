@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from actorsrc import Runtime, SQLiteEventStore
-from actorsrc.loading import load_state
+from actorsrc.recovery import load_state
 from actorsrc.store.base import EventStore
 from actorsrc.testing.faults import FaultyStore, InlineFaultyStore
 from examples.bank import AccountState, account

@@ -16,7 +16,7 @@ import sys
 import anyio
 
 from actorsrc import ANY, NewEvent, Runtime, WriteSettings
-from actorsrc.messages import Metadata, next_event_id
+from actorsrc.records import Metadata, next_event_id
 from actorsrc.store.postgres import PostgresEventStore
 from examples.bank import Credit, account
 

@@ -18,7 +18,7 @@ import pytest
 
 from actorsrc import CommandIdConflictError, Runtime, SQLiteEventStore, WriteSettings
 from actorsrc.codec import EventCodec
-from actorsrc.messages import Metadata, NewEvent
+from actorsrc.records import Metadata, NewEvent
 from actorsrc.runtime.command_digest import command_digest
 from actorsrc.runtime.decision import decide_batch
 from actorsrc.runtime.outcome import Envelope

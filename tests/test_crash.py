@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from actorsrc import Runtime, SQLiteEventStore, load_state
-from actorsrc.messages import RecordedEvent
+from actorsrc.records import RecordedEvent
 from tests.crash_worker import WALLETS, wallet
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from actorsrc import (
     SQLiteEventStore,
     WriteSettings,
 )
-from actorsrc.messages import Metadata
+from actorsrc.records import Metadata
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountCredited, AccountState, Credit, OpenAccount, account
@@ -284,8 +284,8 @@ async def test_commands_after_an_evolve_failure_are_kept_when_the_append_fails(t
 
 
 def test_process_manager_sends_sharing_a_target_stay_in_event_order() -> None:
-    from actorsrc.messages import Metadata
     from actorsrc.projection import EventEnvelope, Send
+    from actorsrc.records import Metadata
     from actorsrc.runtime.process import _independent_groups
 
     def envelope(position: int) -> EventEnvelope[object]:

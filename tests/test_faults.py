@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from actorsrc import SQLiteEventStore, StoreError
-from actorsrc.messages import AppendResult, Metadata, NewEvent, next_event_id
+from actorsrc.records import AppendResult, Metadata, NewEvent, next_event_id
 from actorsrc.store.base import AppendSubmitter
 from actorsrc.testing.faults import FaultyStore, InlineFaultyStore
 from tests.helpers import both_persist_paths, wait_until

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 from actorsrc import Runtime, SQLiteEventStore, SQLiteReadModel
-from actorsrc.loading import load_state
+from actorsrc.recovery import load_state
 from actorsrc.store.base import NO_STREAM
 from actorsrc.testing.store_contract import new_event
 from examples.bank import (

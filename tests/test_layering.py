@@ -19,7 +19,7 @@ import actorsrc
 PACKAGE = "actorsrc"
 ROOT = Path(actorsrc.__file__).parent
 DRIVERS_AND_ANYIO = ("aiosqlite", "sqlite3", "asyncpg", "psycopg", "psycopg2", "anyio")
-PURE = ("actorsrc.domain", "actorsrc.messages", "actorsrc.codec")
+PURE = ("actorsrc.domain", "actorsrc.records", "actorsrc.codec")
 
 
 def module_name(path: Path) -> str:
@@ -63,7 +63,7 @@ def test_the_walk_sees_imports() -> None:
     assert is_private("_MAX")
     assert not is_private("__version__")
     assert not is_private("MAX")
-    assert {"actorsrc.messages", "actorsrc.errors"} <= reached("actorsrc.codec", modules())
+    assert {"actorsrc.records", "actorsrc.errors"} <= reached("actorsrc.codec", modules())
 
 
 def test_the_read_side_imports_nothing_from_the_write_side() -> None:

@@ -25,10 +25,10 @@ from actorsrc import (
     SQLiteReadModel,
 )
 from actorsrc.errors import ConfigurationError
-from actorsrc.messages import Metadata, next_event_id
 from actorsrc.readmodel.base import Checkpoint
 from actorsrc.readmodel.portable import PlaceholderError, returns_rows, translate
 from actorsrc.readmodel.postgres import PostgresReadModel
+from actorsrc.records import Metadata, next_event_id
 from examples.bank import AccountCredited, AccountOpened, Credit, Debit, OpenAccount, account
 from tests.postgres_support import fresh_schema, require_postgres
 

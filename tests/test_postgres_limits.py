@@ -11,7 +11,7 @@ import pytest
 
 from actorsrc import NO_STREAM, NewEvent, StoreLimits
 from actorsrc.errors import LimitExceededError
-from actorsrc.messages import Metadata, next_event_id
+from actorsrc.records import Metadata, next_event_id
 from actorsrc.store.base import StoredPayload
 from actorsrc.store.postgres import PostgresEventStore
 from tests.postgres_support import fresh_schema, require_postgres

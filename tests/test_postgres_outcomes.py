@@ -19,7 +19,7 @@ import pytest
 
 from actorsrc import ANY, NO_STREAM, NewEvent, RecordedEvent, Runtime
 from actorsrc.errors import ConcurrencyError, ConfigurationError, OutcomeUnknownError, StoreError
-from actorsrc.messages import AppendResult, Metadata, Snapshot, next_event_id
+from actorsrc.records import AppendResult, Metadata, Snapshot, next_event_id
 from actorsrc.store.postgres import PostgresEventStore
 from examples.bank import AccountCredited, Credit, OpenAccount, account
 from tests.postgres_proxy import Cut, PgProxy, pg_proxy

@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 
 from actorsrc import ANY, NewEvent, RecordedEvent, Runtime, load_state
-from actorsrc.messages import Metadata, next_event_id
+from actorsrc.records import Metadata, next_event_id
 from actorsrc.store.postgres import PostgresEventStore
 from examples.bank import OpenAccount, account
 from tests.postgres_support import fresh_schema, require_postgres

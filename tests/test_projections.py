@@ -23,7 +23,7 @@ from actorsrc import (
     SQLiteReadModel,
     WaitTimeoutError,
 )
-from actorsrc.messages import Metadata, next_event_id
+from actorsrc.records import Metadata, next_event_id
 from examples.bank import AccountOpened, Credit, Debit, OpenAccount, account
 from tests.read_side_fixtures import balances, read_balances, read_side
 

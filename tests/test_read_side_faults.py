@@ -30,8 +30,8 @@ from actorsrc import (
     WriteSettings,
 )
 from actorsrc.errors import ConfigurationError, EventDecodeError, ReadModelError
-from actorsrc.messages import Metadata, RecordedEvent, next_event_id
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError
+from actorsrc.records import Metadata, RecordedEvent, next_event_id
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountOpened, Credit, OpenAccount, account
 from tests.read_side_fixtures import balances, read_balances, read_side

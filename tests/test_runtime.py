@@ -18,7 +18,7 @@ from actorsrc import (
     StoreError,
     WriteSettings,
 )
-from actorsrc.loading import load_state
+from actorsrc.recovery import load_state
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import Credit, Debit, InsufficientFunds, OpenAccount, account
 from tests.helpers import bank, both_persist_paths, replayed_account, used_persist_path, wait_until

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actorsrc import Aggregate, DomainError, Runtime, SQLiteEventStore, load_state
-from actorsrc.messages import Snapshot
+from actorsrc.records import Snapshot
 from actorsrc.store.base import SnapshotStore
 from examples.bank import AccountState, ApplyInterest, Credit, Debit, OpenAccount, account
 from examples.bank.domain import Command, Event

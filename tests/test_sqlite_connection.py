@@ -16,10 +16,10 @@ import anyio
 import pytest
 
 from actorsrc import EventEnvelope, Projection, ReadModelError, SQLiteReadModel
-from actorsrc.messages import Metadata
 from actorsrc.readmodel import sqlite as sqlite_read_model
 from actorsrc.readmodel.base import Checkpoint
 from actorsrc.readmodel.sqlite_connection import ConnectionThread, _Job, _settle
+from actorsrc.records import Metadata
 
 T = TypeVar("T")
 

@@ -26,7 +26,7 @@ from actorsrc.errors import (
     StoreClosedError,
     StoreError,
 )
-from actorsrc.messages import AppendResult, Snapshot
+from actorsrc.records import AppendResult, Snapshot
 from actorsrc.store import StoreLimits
 from actorsrc.store.base import NO_STREAM
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot

@@ -30,7 +30,7 @@ from actorsrc.errors import (
     ReadModelError,
     StoreUnavailableError,
 )
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent
+from actorsrc.records import AppendResult, NewEvent, RecordedEvent
 from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.store_health import StoreBreakerPolicy, is_store_failure

@@ -13,7 +13,7 @@ import aiosqlite
 import msgspec
 
 from actorsrc.bench.stores import drop_schema, fresh_schema
-from actorsrc.messages import Metadata
+from actorsrc.records import Metadata
 from actorsrc.sql.sqlite_thread import run_on_connection_thread
 from actorsrc.store import sqlite_schema
 
@@ -85,7 +85,7 @@ async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> floa
     as actorsrc's writer does."""
     import asyncpg
 
-    from actorsrc.messages import NewEvent, next_event_id
+    from actorsrc.records import NewEvent, next_event_id
     from actorsrc.sql.encoding import now_micros
     from actorsrc.store.postgres import PostgresEventStore
     from actorsrc.store.postgres_writer import EVENT_COLUMNS

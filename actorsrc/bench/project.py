@@ -25,8 +25,8 @@ from actorsrc import ANY, EventEnvelope, EventStore, NewEvent, Projection, Runti
 from actorsrc.bench.account import AccountCredited, AccountOpened, Credit, OpenAccount, account
 from actorsrc.bench.stores import bench_read_model, bench_store, postgres_settings, sqlite_settings
 from actorsrc.bench.workloads import Result
-from actorsrc.messages import Metadata, next_event_id
 from actorsrc.progress import Progress
+from actorsrc.records import Metadata, next_event_id
 
 ACCOUNTS = 1000
 

@@ -19,8 +19,8 @@ from typing import TextIO, TypeVar
 import anyio
 
 from actorsrc import ActorsrcError, CommandOutcome, Runtime, SQLiteEventStore
-from actorsrc.loading import load_state
 from actorsrc.progress import Progress
+from actorsrc.recovery import load_state
 from examples.bank.domain import (
     AccountCredited,
     AccountDebited,

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from actorsrc.app import App
     from actorsrc.codec import EventCodec
     from actorsrc.domain import Aggregate
-    from actorsrc.loading import LoadedState
-    from actorsrc.messages import RecordedEvent
+    from actorsrc.records import RecordedEvent
+    from actorsrc.recovery import LoadedState
 
 VALUE_WIDTH = 40  # one field's value in the history table
 FIELDS_WIDTH = 100  # all of an event's fields in the history table
@@ -111,7 +111,7 @@ def parse_moment(text: str) -> datetime:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from actorsrc.loading import codec_for
+    from actorsrc.recovery import codec_for
 
     app = _load(args.app)
     aggregate, _ = find_aggregate(app.aggregates, args.stream)
@@ -184,7 +184,7 @@ def run_state(args: argparse.Namespace) -> int:
 async def _state_as_of(
     db: str, aggregate: Aggregate[Any, Any, Any], aggregate_id: str, at: datetime | None, to_version: int | None
 ) -> StateAsOf | None:
-    from actorsrc.loading import load_state
+    from actorsrc.recovery import load_state
     from actorsrc.store.sqlite import SQLiteEventStore
 
     stream = aggregate.stream_id(aggregate_id)

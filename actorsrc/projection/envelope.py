@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from actorsrc.codec import EventCodec
-from actorsrc.messages import Metadata, RecordedEvent
+from actorsrc.records import Metadata, RecordedEvent
 
 E = TypeVar("E")
 

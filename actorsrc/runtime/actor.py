@@ -35,9 +35,9 @@ from actorsrc.errors import (
     RuntimeClosedError,
     StoreError,
 )
-from actorsrc.loading import load_state
-from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
+from actorsrc.records import AppendResult, NewEvent, Snapshot
+from actorsrc.recovery import load_state
 from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
 from actorsrc.runtime.delivery import Waiter

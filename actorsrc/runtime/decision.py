@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from actorsrc.errors import CommandIdConflictError, InvalidDecisionError, UnregisteredEventError
-from actorsrc.messages import AppendResult, NewEvent, next_event_id
+from actorsrc.records import AppendResult, NewEvent, next_event_id
 from actorsrc.runtime.command_digest import command_digest, describe
 from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
 

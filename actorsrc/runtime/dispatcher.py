@@ -23,10 +23,10 @@ from typing import Any
 import anyio
 
 from actorsrc.errors import EventDecodeError, StoreClosedError, WaitTimeoutError
-from actorsrc.messages import RecordedEvent
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, HandlerStuckError, ReadModel
+from actorsrc.records import RecordedEvent
 from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
 from actorsrc.runtime.process import Addressing, ProcessRunner
 from actorsrc.store.base import EventStore

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from actorsrc.messages import Snapshot
+    from actorsrc.records import Snapshot
     from actorsrc.runtime.append_watch import AppendWatch
     from actorsrc.runtime.registry import AggregateEntry
     from actorsrc.runtime.store_health import StoreHealth

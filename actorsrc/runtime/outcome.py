@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from actorsrc.messages import Metadata
+from actorsrc.records import Metadata
 
 E = TypeVar("E")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError, LimitExceededError
-from actorsrc.messages import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
+from actorsrc.records import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits, check_append_size, over_limits
 

@@ -6,7 +6,7 @@ import abc
 import asyncio
 from collections.abc import Sequence
 
-from actorsrc.messages import AppendResult, NewEvent, Snapshot
+from actorsrc.records import AppendResult, NewEvent, Snapshot
 from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.base import (
     ExpectedVersion,

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import anyio
 
 from actorsrc.errors import OutcomeUnknownError, StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, NewEvent, Snapshot
 from actorsrc.observability import logger
+from actorsrc.records import AppendResult, NewEvent, Snapshot
 from actorsrc.store.base import ExpectedVersion
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 from actorsrc.errors import ConfigurationError, LimitExceededError
-from actorsrc.messages import NewEvent
+from actorsrc.records import NewEvent
 
 MiB = 1024 * 1024
 

@@ -26,8 +26,8 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import ConfigurationError, StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
 from actorsrc.observability import logger
+from actorsrc.records import AppendResult, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import micros_to_datetime
 from actorsrc.sql.postgres import check_schema_name
 from actorsrc.store.base import StoredPayload, check_int, validate_stream_id

@@ -18,8 +18,8 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import OutcomeUnknownError, StoreError
-from actorsrc.messages import AppendResult
 from actorsrc.observability import logger
+from actorsrc.records import AppendResult
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 from actorsrc.store.postgres_writer import Attempt, write_batch
 

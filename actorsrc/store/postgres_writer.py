@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from actorsrc.errors import ConcurrencyError
-from actorsrc.messages import AppendResult
+from actorsrc.records import AppendResult
 from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 

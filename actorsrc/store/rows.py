@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from actorsrc.errors import EventDecodeError
-from actorsrc.messages import Metadata, NewEvent, RecordedEvent
+from actorsrc.records import Metadata, NewEvent, RecordedEvent
 from actorsrc.sql.encoding import micros_to_datetime
 
 _encode_metadata = msgspec.json.Encoder().encode

@@ -22,7 +22,7 @@ import aiosqlite
 import anyio
 
 from actorsrc.errors import StoreClosedError, StoreError
-from actorsrc.messages import AppendResult, RecordedEvent, Snapshot
+from actorsrc.records import AppendResult, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import micros_to_datetime
 from actorsrc.sql.private_files import IN_MEMORY, ensure_private_file
 from actorsrc.sql.sqlite_thread import run_on_connection_thread

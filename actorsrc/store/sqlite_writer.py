@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from actorsrc.errors import ConcurrencyError
-from actorsrc.messages import AppendResult
+from actorsrc.records import AppendResult
 from actorsrc.sql.encoding import micros_to_datetime, now_micros
 from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot

@@ -36,8 +36,8 @@ from actorsrc.errors import (
     UnknownCommandError,
     UnregisteredEventError,
 )
-from actorsrc.loading import codec_for, load_state
-from actorsrc.messages import Metadata, NewEvent, next_event_id
+from actorsrc.records import Metadata, NewEvent, next_event_id
+from actorsrc.recovery import codec_for, load_state
 from actorsrc.runtime import Runtime
 from actorsrc.store import NO_STREAM, SQLiteEventStore
 from actorsrc.testing.expectations import list_mismatch, show, value_mismatch

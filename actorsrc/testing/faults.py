@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 
 from actorsrc.errors import StoreError
-from actorsrc.messages import AppendResult, NewEvent, RecordedEvent, Snapshot
+from actorsrc.records import AppendResult, NewEvent, RecordedEvent, Snapshot
 from actorsrc.store.base import AppendSubmitter, EventStore, ExpectedVersion, SnapshotStore
 
 

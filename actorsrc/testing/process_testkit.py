@@ -18,8 +18,8 @@ from typing import Any, Generic, Self, TypeVar
 import msgspec
 
 from actorsrc.domain import Aggregate
-from actorsrc.loading import codec_for
 from actorsrc.projection import EventEnvelope, ProcessManager, Send
+from actorsrc.recovery import codec_for
 from actorsrc.testing.aggregate_testkit import check_command, stored_form
 from actorsrc.testing.expectations import list_mismatch, show, value_mismatch
 from actorsrc.testing.given_streams import DEFAULT_ID, streams_of

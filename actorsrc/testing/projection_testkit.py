@@ -20,9 +20,9 @@ import anyio
 
 from actorsrc.domain import Aggregate
 from actorsrc.errors import WaitTimeoutError
-from actorsrc.loading import codec_for
 from actorsrc.projection import Projection
 from actorsrc.readmodel import SQLiteReadModel
+from actorsrc.recovery import codec_for
 from actorsrc.runtime import Runtime
 from actorsrc.store import ANY, SQLiteEventStore
 from actorsrc.testing.aggregate_testkit import stored_form

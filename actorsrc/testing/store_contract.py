@@ -30,7 +30,7 @@ from actorsrc.errors import (
     LimitExceededError,
     StoreClosedError,
 )
-from actorsrc.messages import Metadata, NewEvent, RecordedEvent
+from actorsrc.records import Metadata, NewEvent, RecordedEvent
 from actorsrc.store.base import ANY, NO_STREAM, EventStore
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 

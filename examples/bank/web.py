@@ -30,7 +30,7 @@ from actorsrc import (
     SQLiteEventStore,
     StoreUnavailableError,
 )
-from actorsrc.loading import load_state
+from actorsrc.recovery import load_state
 from examples.bank.domain import (
     AccountState,
     AlreadyOpen,

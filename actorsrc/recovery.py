@@ -15,8 +15,8 @@ from typing import Any, Generic, TypeVar
 from actorsrc.codec import EventCodec
 from actorsrc.domain import Aggregate
 from actorsrc.errors import EventDecodeError
-from actorsrc.messages import Snapshot
 from actorsrc.observability import logger
+from actorsrc.records import Snapshot
 from actorsrc.store.base import EventStore, PayloadReader, SnapshotStore, StoredPayload, check_int, has_capability
 
 S = TypeVar("S")
