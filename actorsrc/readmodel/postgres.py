@@ -24,7 +24,6 @@ back; a portable handler's thread cannot be stopped, but every statement it trie
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -37,7 +36,7 @@ from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelEr
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
 from actorsrc.readmodel.portable import PlaceholderError, PortableConnection, is_async, translate
 from actorsrc.sql.encoding import micros_to_datetime, now_micros
-from actorsrc.sql.postgres import check_schema_name
+from actorsrc.sql.postgres import LINK_FAILURES, check_schema_name
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
@@ -47,19 +46,16 @@ T = TypeVar("T")
 
 # Raised in a handler's statements, these are the database's or the link's failures, not the handler's.
 # (A statement cancelled by the server's statement_timeout is the handler's: its query is too slow.)
-_DATABASE_FAILURES = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
+_DATABASE_FAILURES: tuple[type[BaseException], ...] = (
+    *LINK_FAILURES,
     asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
     asyncpg.PostgresSystemError,  # I/O errors
     asyncpg.TransactionRollbackError,  # deadlock, serialization failure: clears on a retry
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.DatabaseDroppedError,
-    asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
 )
+# Raised in the read model's own statements, any failure is the read model's.
+_OWN_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, *_DATABASE_FAILURES)
 
 
 def _ddl(s: str) -> list[str]:
@@ -202,7 +198,7 @@ class PostgresReadModel:
         """One of the read model's own statements: any failure is the read model's."""
         try:
             return await statement
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, *_DATABASE_FAILURES) as exc:
+        except _OWN_FAILURES as exc:
             raise self._failed(what, exc) from exc
 
     async def _theirs(self, conn: PgConnection, whose: str, code: Callable[[], Awaitable[None]]) -> None:

@@ -9,7 +9,6 @@ retry loop raise, which the group committer takes to mean "nothing in the batch 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ import asyncpg
 from actorsrc.errors import OutcomeUnknownError, StoreError
 from actorsrc.observability import logger
 from actorsrc.records import AppendResult
+from actorsrc.sql.postgres import LINK_FAILURES
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
 from actorsrc.store.postgres_writer import Attempt, write_batch
 
@@ -27,14 +27,9 @@ if TYPE_CHECKING:
     from actorsrc.sql.postgres import PgConnection
 
 # Errors after which the connection, not the data, is to blame: the batch is settled and retried.
-TRANSIENT_ERRORS = (
-    OSError,
-    asyncpg.PostgresConnectionError,
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *LINK_FAILURES,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.exceptions._base.InternalClientError,  # a connection left mid-operation by a dropped link
-    asyncio.TimeoutError,  # command_timeout: the link may be dead
     asyncpg.QueryCanceledError,  # statement_timeout
 )
 
