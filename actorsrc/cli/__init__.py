@@ -127,7 +127,3 @@ def _run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     return EXIT_OK if demo.run_demo(options) else EXIT_FAILED
-
-
-if __name__ == "__main__":
-    sys.exit(main())
