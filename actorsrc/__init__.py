@@ -4,7 +4,9 @@ What a program needs first is importable from here (`__all__` below lists it by 
 stores, stored records, read side, state and history, event names, errors); the rest lives in named submodules:
 `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and `actorsrc.readmodel.postgres`),
 `actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.records` (stored records),
-`actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
+`actorsrc.recovery` (rebuilding an instance's state from the store), `actorsrc.sql` (database plumbing shared by
+the stores and the read models), `actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store
+contract, fault injection).
 """
 
 from actorsrc.app import App

@@ -20,8 +20,8 @@ from actorsrc import CommandIdConflictError, Runtime, SQLiteEventStore, WriteSet
 from actorsrc.codec import EventCodec
 from actorsrc.records import Metadata, NewEvent
 from actorsrc.runtime.command_digest import command_digest
+from actorsrc.runtime.command_envelope import CommandEnvelope
 from actorsrc.runtime.decision import decide_batch
-from actorsrc.runtime.outcome import Envelope
 from actorsrc.runtime.registry import AggregateEntry
 from examples.bank import AccountOpened, AccountState, Credit, OpenAccount, account
 from tests.helpers import bank, replayed_account
@@ -56,7 +56,7 @@ async def test_the_same_id_twice_in_one_batch_with_another_command_is_a_conflict
     loop = asyncio.get_running_loop()
     entry = AggregateEntry(account, EventCodec(account.events, account.schema_versions))
     state = AccountState(opened=True, owner="ann")
-    first, retry, other = (Envelope(Credit(n), "pay-1", loop.create_future()) for n in (10, 10, 11))
+    first, retry, other = (CommandEnvelope(Credit(n), "pay-1", loop.create_future()) for n in (10, 10, 11))
     decision = decide_batch(entry, state, 1, [first, retry, other], {})
     assert [d.envelope for d in decision.accepted] == [first]
     assert [envelope for envelope, _ in decision.repeats] == [retry]

@@ -38,13 +38,14 @@ from actorsrc.errors import (
 from actorsrc.observability import logger
 from actorsrc.records import AppendResult, NewEvent, Snapshot
 from actorsrc.recovery import load_state
+from actorsrc.runtime.command_envelope import CommandEnvelope
 from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
-from actorsrc.runtime.delivery import Waiter
 from actorsrc.runtime.host import ActorHost
-from actorsrc.runtime.outcome import CommandOutcome, Envelope
+from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.runtime.store_health import is_store_failure
 from actorsrc.runtime.supervision import RestartTracker
+from actorsrc.runtime.waiting import Waiter
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
@@ -107,19 +108,19 @@ class AggregateActor:
         self.last_used = 0.0
         # An empty deque costs ~760 bytes (CPython allocates a 64-slot block), half of an idle actor:
         # the mailbox is a shared empty tuple until mail arrives, and again once the actor is idle.
-        self.mailbox: deque[Envelope] | tuple[()] = NO_MAIL
+        self.mailbox: deque[CommandEnvelope] | tuple[()] = NO_MAIL
         self.space_waiters: deque[asyncio.Future[None]] | None = None
         self.supervision: RestartTracker | None = None  # allocated on the first crash
         self.commands: CommandMemory | None = None  # allocated on the first command id
 
-    def deliver(self, envelope: Envelope) -> None:
+    def deliver(self, envelope: CommandEnvelope) -> None:
         mailbox = self.mailbox
         if isinstance(mailbox, deque):
             mailbox.append(envelope)
         else:
             self.mailbox = deque((envelope,))
 
-    def requeue_front(self, envelopes: list[Envelope]) -> None:
+    def requeue_front(self, envelopes: list[CommandEnvelope]) -> None:
         mailbox = self.mailbox if isinstance(self.mailbox, deque) else deque()
         mailbox.extendleft(reversed(envelopes))
         self.mailbox = mailbox
@@ -134,7 +135,7 @@ class AggregateActor:
 
     async def run(self) -> None:
         """Drain the mailbox. Never raises: every failure goes to the callers it concerns."""
-        batch: list[Envelope] = []
+        batch: list[CommandEnvelope] = []
         loop = asyncio.get_running_loop()
         try:
             while self.mailbox:
@@ -167,9 +168,9 @@ class AggregateActor:
                 health.release(self)
             self._stopped()
 
-    def _take(self, max_batch: int) -> list[Envelope]:
+    def _take(self, max_batch: int) -> list[CommandEnvelope]:
         mailbox = self.mailbox
-        batch: list[Envelope] = []
+        batch: list[CommandEnvelope] = []
         if not isinstance(mailbox, deque):
             return batch
         while mailbox and len(batch) < max_batch:
@@ -202,7 +203,7 @@ class AggregateActor:
         for envelope in mailbox:
             fail(envelope, error)
 
-    async def _handle(self, batch: list[Envelope]) -> None:
+    async def _handle(self, batch: list[CommandEnvelope]) -> None:
         retries = self.host.max_conflict_retries
         first_attempt, self.conflicts_carried = self.conflicts_carried, 0
         health = self.host.store_health
@@ -296,7 +297,7 @@ class AggregateActor:
             f"{policy.window} s and refuses commands for another {remaining:.1f} s; see the actor.gave_up log"
         )
 
-    async def _decide(self, batch: list[Envelope]) -> BatchDecision:
+    async def _decide(self, batch: list[CommandEnvelope]) -> BatchDecision:
         """Decide `batch` against the current state, after looking up the command ids it carries."""
         recorded: dict[str, CommandOutcome[Any]] = {}
         if any(envelope.command_id is not None for envelope in batch):

@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from actorsrc.codec import EventCodec
-from actorsrc.runtime.outcome import CommandOutcome, Envelope
+from actorsrc.runtime.command_envelope import CommandEnvelope
+from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.store.base import EventStore
 
 _RECENT = 64  # outcomes kept in memory per actor; older ones are looked up in the store
@@ -30,7 +31,7 @@ class CommandMemory:
             del recent[next(iter(recent))]
 
     async def recorded(
-        self, store: EventStore, codec: EventCodec, stream_id: str, stream_version: int, batch: list[Envelope]
+        self, store: EventStore, codec: EventCodec, stream_id: str, stream_version: int, batch: list[CommandEnvelope]
     ) -> dict[str, CommandOutcome[Any]]:
         """Outcomes of the batch's command ids that the stream has recorded already."""
         unknown = [e.command_id for e in batch if e.command_id is not None and e.command_id not in self.recent]

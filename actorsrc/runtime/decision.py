@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from actorsrc.errors import CommandIdConflictError, InvalidDecisionError, UnregisteredEventError
 from actorsrc.records import AppendResult, NewEvent, next_event_id
 from actorsrc.runtime.command_digest import command_digest, describe
-from actorsrc.runtime.outcome import READ_STATE, CommandOutcome, Envelope
+from actorsrc.runtime.command_envelope import READ_STATE, CommandEnvelope
+from actorsrc.runtime.outcome import CommandOutcome
 
 if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
@@ -26,7 +27,7 @@ class Crash(Exception):
     `rest` holds the batch's commands that were never decided, to be queued again.
     """
 
-    def __init__(self, reason: str, cause: BaseException, rest: list[Envelope] | None = None) -> None:
+    def __init__(self, reason: str, cause: BaseException, rest: list[CommandEnvelope] | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.cause = cause
@@ -38,7 +39,7 @@ class Decided:
 
     __slots__ = ("envelope", "events", "offset", "outcome", "version")
 
-    def __init__(self, envelope: Envelope, events: tuple[Any, ...], offset: int, version: int) -> None:
+    def __init__(self, envelope: CommandEnvelope, events: tuple[Any, ...], offset: int, version: int) -> None:
         self.envelope = envelope
         self.events = events
         self.offset = offset
@@ -61,18 +62,18 @@ class BatchDecision:
         "version",
     )
 
-    def __init__(self, batch: list[Envelope], state: Any, version: int) -> None:
+    def __init__(self, batch: list[CommandEnvelope], state: Any, version: int) -> None:
         self.batch = batch
         self.state = state
         self.version = version
         self.accepted: list[Decided] = []
-        self.rejected: list[tuple[Envelope, Exception]] = []
-        self.reads: list[tuple[Envelope, Any]] = []
-        self.repeats: list[tuple[Envelope, CommandOutcome[Any] | Decided]] = []
+        self.rejected: list[tuple[CommandEnvelope, Exception]] = []
+        self.reads: list[tuple[CommandEnvelope, Any]] = []
+        self.repeats: list[tuple[CommandEnvelope, CommandOutcome[Any] | Decided]] = []
         self.new_events: list[NewEvent] = []
-        self.evolve_failure: tuple[Envelope, Exception] | None = None
+        self.evolve_failure: tuple[CommandEnvelope, Exception] | None = None
         self.handled = batch
-        self.rest: list[Envelope] = []
+        self.rest: list[CommandEnvelope] = []
 
     def fail(self, error: BaseException) -> None:
         """The append failed: every decided caller gets `error` (rejections and reads relied on it too)."""
@@ -107,7 +108,11 @@ class BatchDecision:
 
 
 def decide_batch(
-    entry: AggregateEntry, state: Any, version: int, batch: list[Envelope], recorded: dict[str, CommandOutcome[Any]]
+    entry: AggregateEntry,
+    state: Any,
+    version: int,
+    batch: list[CommandEnvelope],
+    recorded: dict[str, CommandOutcome[Any]],
 ) -> BatchDecision:
     """Decide each command in order; `recorded` holds outcomes of command ids handled before."""
     aggregate = entry.aggregate
@@ -201,6 +206,6 @@ def _conflict(
     )
 
 
-def fail(envelope: Envelope, error: BaseException) -> None:
+def fail(envelope: CommandEnvelope, error: BaseException) -> None:
     if not envelope.reply.done():
         envelope.reply.set_exception(error)

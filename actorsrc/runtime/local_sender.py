@@ -9,12 +9,13 @@ from typing import Any
 
 from actorsrc.errors import MailboxFullError, RuntimeClosedError, UnknownCommandError
 from actorsrc.runtime.actor import AggregateActor
-from actorsrc.runtime.delivery import Waiter, abandon, check_ids, expire
+from actorsrc.runtime.ask_checks import check_ids
+from actorsrc.runtime.command_envelope import READ_STATE, CommandEnvelope, StateQuery
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.host import ActorHost
-from actorsrc.runtime.outcome import READ_STATE, Envelope
 from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.runtime.sender import AskOptions
+from actorsrc.runtime.waiting import Waiter, abandon, expire
 
 
 class LocalSender:
@@ -29,7 +30,9 @@ class LocalSender:
         self.default_timeout = default_timeout
         self.accepting = False
 
-    async def send(self, entry: AggregateEntry, aggregate_id: str, command: Any, options: AskOptions) -> Any:
+    async def send(
+        self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
+    ) -> Any:
         aggregate = entry.aggregate
         if command is not READ_STATE and not isinstance(command, aggregate.commands):
             if isinstance(command, type) and command in aggregate.commands:
@@ -48,7 +51,7 @@ class LocalSender:
             raise ValueError(f"timeout must be > 0, got {limit}")
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        envelope = Envelope(command, command_id, reply, causation_id, correlation_id)
+        envelope = CommandEnvelope(command, command_id, reply, causation_id, correlation_id)
         # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
         timer = (
             None
@@ -78,7 +81,7 @@ class LocalSender:
             if timer is not None:
                 timer.cancel()
 
-    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: Envelope) -> Waiter | None:
+    def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: CommandEnvelope) -> Waiter | None:
         """Queue `envelope`, or return a waiter that resolves when it is worth trying again."""
         if not self.accepting:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
@@ -97,7 +100,7 @@ class LocalSender:
         return None
 
     async def _deliver_when_possible(
-        self, envelope: Envelope, waiter: Waiter, deliver: Callable[[], Waiter | None]
+        self, envelope: CommandEnvelope, waiter: Waiter, deliver: Callable[[], Waiter | None]
     ) -> None:
         pending: Waiter | None = waiter
         try:

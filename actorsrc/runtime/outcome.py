@@ -1,12 +1,9 @@
-"""What a caller gets back from a command, and what travels through a mailbox."""
+"""What a caller gets back from a command."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
-
-from actorsrc.records import Metadata
+from typing import Generic, TypeVar
 
 E = TypeVar("E")
 
@@ -29,45 +26,3 @@ class CommandOutcome(Generic[E]):
     events: tuple[E, ...]
     duplicate: bool = False
     command_digest: str | None = field(default=None, repr=False, compare=False)
-
-
-class StateQuery:
-    """Mailbox marker for a state query: answered in order with commands, writes nothing."""
-
-    def __repr__(self) -> str:
-        return "READ_STATE"
-
-
-READ_STATE: Any = StateQuery()
-
-
-class Envelope:
-    """A command in a mailbox with the future its caller awaits."""
-
-    __slots__ = ("causation_id", "command", "command_digest", "command_id", "correlation_id", "reply")
-
-    def __init__(
-        self,
-        command: Any,
-        command_id: str | None,
-        reply: asyncio.Future[Any],
-        causation_id: str | None = None,
-        correlation_id: str | None = None,
-    ) -> None:
-        self.command = command
-        self.command_id = command_id
-        self.reply = reply
-        self.causation_id = causation_id
-        self.correlation_id = correlation_id
-        self.command_digest: str | None = None  # set when a command with an id is decided
-
-    def metadata(self, event_id: str) -> Metadata:
-        """Metadata of an event this command causes: the chain command -> event -> command -> ... ."""
-        command_id = self.command_id
-        return Metadata(
-            event_id,
-            command_id,
-            self.causation_id or command_id,
-            self.correlation_id or command_id or event_id,
-            self.command_digest,
-        )

@@ -10,8 +10,8 @@ from datetime import datetime
 from actorsrc.errors import ConfigurationError
 from actorsrc.projection import Handler, ProcessManager, Projection
 from actorsrc.readmodel.base import ParkedEvent, ReadModel
-from actorsrc.runtime.dispatcher import Subscription
 from actorsrc.runtime.process import Addressing
+from actorsrc.runtime.subscription import Subscription
 from actorsrc.store.base import AppendNotifier, EventStore
 
 

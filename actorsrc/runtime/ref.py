@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from actorsrc.errors import ConfigurationError, WaitTimeoutError
 from actorsrc.projection import Handler, ProcessManager, Projection
-from actorsrc.runtime.delivery import check_flag, check_timeout
-from actorsrc.runtime.outcome import READ_STATE, CommandOutcome
+from actorsrc.runtime.ask_checks import check_flag, check_timeout
+from actorsrc.runtime.command_envelope import READ_STATE
+from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.runtime.sender import DEFAULT_ASK, AskOptions, CommandSender, HandlerWaits
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ import msgspec
 
 if TYPE_CHECKING:
     from actorsrc.projection import Handler
+    from actorsrc.runtime.command_envelope import StateQuery
     from actorsrc.runtime.registry import AggregateEntry
 
 
@@ -33,7 +34,9 @@ class CommandSender(Protocol):
     def default_timeout(self) -> float | None:
         """The timeout of an ask that gives none (None: wait forever)."""
 
-    async def send(self, entry: AggregateEntry, aggregate_id: str, command: Any, options: AskOptions) -> Any:
+    async def send(
+        self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
+    ) -> Any:
         """Deliver `command` to the instance and return its outcome (or the state, for `READ_STATE`)."""
 
 

@@ -1,32 +1,16 @@
-"""Small pieces of command delivery: checking what `ask` is given, waiting for room, giving up a wait,
-timing out a reply."""
+"""Checking what `ask` is given (ids, timeout, flags) before anything is queued."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections.abc import Callable
-from typing import Any
 
-from actorsrc.errors import AskTimeoutError, ConfigurationError, LimitExceededError
+from actorsrc.errors import ConfigurationError, LimitExceededError
 from actorsrc.store.base import MAX_STREAM_ID_LENGTH
 
 MAX_METADATA_ID_LENGTH = MAX_STREAM_ID_LENGTH
 """Command, causation and correlation ids: the length the stores accept for ids in event metadata."""
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what the stores refuse in metadata ids: C0 and C1 controls
-
-Waiter = tuple["asyncio.Future[None]", Callable[[], None]]
-"""A future that resolves when a retry may succeed, and how to hand its wake-up to the next waiter."""
-
-
-def abandon(waiter: Waiter) -> None:
-    """Give up a waiter; if it had already been woken, the wake-up goes to the next one in line."""
-    future, pass_on = waiter
-    if future.done() and not future.cancelled():
-        pass_on()
-    else:
-        future.cancel()
 
 
 def check_ids(**ids: str | None) -> None:
@@ -70,15 +54,6 @@ def check_timeout(timeout: object) -> None:
 
 
 def check_flag(name: str, value: object) -> None:
+    """A flag is True or False, nothing merely truthy."""
     if value is not True and value is not False:
         raise ConfigurationError(f"{name} must be True or False, got {value!r}")
-
-
-def expire(reply: asyncio.Future[Any], aggregate: str, aggregate_id: str, command: object, limit: float) -> None:
-    if not reply.done():
-        reply.set_exception(
-            AskTimeoutError(
-                f"{aggregate} {aggregate_id!r} did not reply to {type(command).__qualname__} within "
-                f"{limit} s; the command may still be carried out"
-            )
-        )

@@ -1,4 +1,4 @@
-"""The dispatcher: one subscription per handler, tailing the global log from its checkpoint.
+"""Subscriptions (the dispatcher): one per handler, tailing the global log from its checkpoint.
 
 A subscription reads the log in batches, hands each batch to its handler, and moves its checkpoint
 in the same read-model transaction as the handler's writes. It wakes as soon as this process appends
