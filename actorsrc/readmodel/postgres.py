@@ -24,7 +24,6 @@ back; a portable handler's thread cannot be stopped, but every statement it trie
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -34,77 +33,21 @@ import asyncpg
 
 from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
-from actorsrc.readmodel.portable import PlaceholderError, PortableConnection, is_async, translate
-from actorsrc.sql.encoding import micros_to_datetime, now_micros
-from actorsrc.sql.postgres import LINK_FAILURES, check_schema_name
+from actorsrc.readmodel.parked_rows import PARKED_COLUMNS, parked_from_row
+from actorsrc.readmodel.portable import PortableConnection, is_async
+from actorsrc.readmodel.postgres_ddl import read_model_ddl
+from actorsrc.readmodel.postgres_failures import DATABASE_FAILURES, OWN_FAILURES
+from actorsrc.readmodel.postgres_handler_code import LET_GO, in_thread, not_awaitable, query_arguments, roll_back
+from actorsrc.sql.encoding import now_micros
+from actorsrc.sql.postgres import check_schema_name
 
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
     from actorsrc.sql.postgres import PgConnection
 
+__all__ = ["LET_GO", "PostgresReadModel"]
+
 T = TypeVar("T")
-
-# Raised in a handler's statements, these are the database's or the link's failures, not the handler's.
-# (A statement cancelled by the server's statement_timeout is the handler's: its query is too slow.)
-_DATABASE_FAILURES: tuple[type[BaseException], ...] = (
-    *LINK_FAILURES,
-    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
-    asyncpg.PostgresSystemError,  # I/O errors
-    asyncpg.TransactionRollbackError,  # deadlock, serialization failure: clears on a retry
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.DatabaseDroppedError,
-)
-# Raised in the read model's own statements, any failure is the read model's.
-_OWN_FAILURES: tuple[type[BaseException], ...] = (asyncpg.PostgresError, asyncpg.InterfaceError, *_DATABASE_FAILURES)
-
-
-def _ddl(s: str) -> list[str]:
-    return [
-        f'CREATE SCHEMA IF NOT EXISTS "{s}"',
-        f'CREATE TABLE IF NOT EXISTS "{s}".checkpoints (name TEXT PRIMARY KEY, position BIGINT NOT NULL,'
-        " updated_at BIGINT NOT NULL)",
-        f'CREATE TABLE IF NOT EXISTS "{s}".parked (id BIGSERIAL PRIMARY KEY, handler TEXT NOT NULL,'
-        " position BIGINT NOT NULL, stream_id TEXT NOT NULL, version BIGINT NOT NULL, type TEXT NOT NULL,"
-        " error TEXT NOT NULL, attempts INT NOT NULL, parked_at BIGINT NOT NULL, UNIQUE (handler, position))",
-        f'CREATE TABLE IF NOT EXISTS "{s}".process_state (manager TEXT NOT NULL, key TEXT NOT NULL,'
-        " state BYTEA NOT NULL, PRIMARY KEY (manager, key))",
-        f'CREATE TABLE IF NOT EXISTS "{s}".process_settled (manager TEXT NOT NULL, command_id TEXT NOT NULL,'
-        " outcome TEXT NOT NULL, PRIMARY KEY (manager, command_id))",
-    ]
-
-
-LET_GO = 2.0
-"""Seconds a transaction's clean-up (asyncpg cancelling a statement, then ROLLBACK) may take before its
-connection is terminated instead."""
-
-
-async def _roll_back(conn: PgConnection) -> None:
-    """Roll back, even while cancelled. A statement the body left running (cancelled by a timeout or a
-    stop) is still being cancelled by asyncpg, which refuses other statements until the server confirms:
-    wait for that (briefly) rather than terminate the connection under asyncpg's own cancel request."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(LET_GO):
-        while not conn.is_closed():
-            try:
-                await conn.execute("ROLLBACK", timeout=LET_GO)
-                return
-            except asyncpg.InterfaceError as exc:
-                if "cancelling" not in str(exc):
-                    break
-            except Exception:
-                break
-            await anyio.sleep(0.005)
-    conn.terminate()  # a broken link goes, rather than back to the pool mid-transaction
-
-
-def _not_awaitable(result: Any, whose: str) -> None:
-    if inspect.isawaitable(result):
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()  # never awaited: say so once, here, rather than as a warning
-        raise ConfigurationError(
-            f"{whose} returned an awaitable from a plain function: declare it `async def` (asyncpg, PostgreSQL "
-            "only) or make it synchronous over the portable connection"
-        )
 
 
 class PostgresReadModel:
@@ -147,7 +90,7 @@ class PostgresReadModel:
             )
             async with model._pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"actorsrc-read:{model.schema}")
-                for statement in _ddl(model.schema):
+                for statement in read_model_ddl(model.schema):
                     await conn.execute(statement)
         except (OSError, asyncpg.PostgresError) as exc:
             if model._pool is not None:
@@ -182,12 +125,12 @@ class PostgresReadModel:
                     yield conn
                 except BaseException as exc:
                     from_body = exc
-                    await _roll_back(conn)
+                    await roll_back(conn)
                     raise
                 try:
                     await conn.execute("COMMIT", timeout=timeout)
                 except BaseException:
-                    await _roll_back(conn)
+                    await roll_back(conn)
                     raise
         except Exception as exc:
             if exc is from_body:
@@ -198,7 +141,7 @@ class PostgresReadModel:
         """One of the read model's own statements: any failure is the read model's."""
         try:
             return await statement
-        except _OWN_FAILURES as exc:
+        except OWN_FAILURES as exc:
             raise self._failed(what, exc) from exc
 
     async def _theirs(self, conn: PgConnection, whose: str, code: Callable[[], Awaitable[None]]) -> None:
@@ -206,7 +149,7 @@ class PostgresReadModel:
         try:
             await code()
         except Exception as exc:
-            if isinstance(exc, _DATABASE_FAILURES) or conn.is_closed():
+            if isinstance(exc, DATABASE_FAILURES) or conn.is_closed():
                 raise self._failed(whose, exc) from exc
             raise
 
@@ -221,21 +164,12 @@ class PostgresReadModel:
                 "(raise FailurePolicy.timeout if it needs longer)"
             )
 
-    async def _in_thread(self, conn: PgConnection, work: Callable[[PortableConnection], None]) -> None:
-        """Portable (synchronous) handler code, in a worker thread, its statements bridged into the
-        transaction on `conn`; given up when cancelled (the thread's later statements are refused)."""
-        db = PortableConnection(conn)
-        try:
-            await anyio.to_thread.run_sync(work, db, abandon_on_cancel=True)
-        finally:
-            await db.close(LET_GO)
-
     async def _call(self, conn: PgConnection, whose: str, code: Callable[[Any], Any]) -> None:
         """A projection's `setup` or `reset`, async (over `conn`) or portable (in a thread)."""
         if is_async(code):
             await code(conn)
         else:
-            await self._in_thread(conn, lambda db: _not_awaitable(code(db), whose))
+            await in_thread(conn, lambda db: not_awaitable(code(db), whose))
 
     async def _fetch(self, what: str, sql: str, *params: Any) -> list[Any]:
         pool = self._require_pool()
@@ -245,13 +179,7 @@ class PostgresReadModel:
     async def query(self, sql: str, *params: Any) -> list[Any]:
         """Rows (tuples) of a read query. Portable: ``query("... WHERE a = ?", (a,))``, as on SQLite; also
         asyncpg's own form, ``query("... WHERE a = $1", a)``."""
-        translated, marks, numbered = translate(sql)
-        if marks or (not numbered and len(params) == 1 and _empty_sequence(params[0])):
-            if len(params) != 1 or not isinstance(params[0], (tuple, list)):
-                raise PlaceholderError(
-                    f"a query with ? placeholders takes its parameters as one tuple or list, got {params!r}"
-                )
-            sql, params = translated, tuple(params[0])
+        sql, params = query_arguments(sql, params)
         return [tuple(row) for row in await self._require_pool().fetch(sql, *params)]
 
     async def _move_checkpoint(self, conn: PgConnection, checkpoint: Checkpoint | None) -> None:
@@ -323,10 +251,10 @@ class PostgresReadModel:
 
                 def work(db: PortableConnection) -> None:
                     for envelope in envelopes:
-                        _not_awaitable(handle(db, envelope), whose)
+                        not_awaitable(handle(db, envelope), whose)
 
                 async def run() -> None:
-                    await self._in_thread(conn, work)
+                    await in_thread(conn, work)
 
             await self._timed(conn, whose, run, timeout)
             await self._move_checkpoint(conn, checkpoint)
@@ -370,20 +298,18 @@ class PostgresReadModel:
         where, params = ("WHERE handler = $1", [name]) if name is not None else ("", [])
         rows = await self._fetch(
             "listing parked events",
-            "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            f' FROM "{self.schema}".parked {where} ORDER BY handler, position',
+            f'SELECT {PARKED_COLUMNS} FROM "{self.schema}".parked {where} ORDER BY handler, position',
             *params,
         )
-        return [_parked(row) for row in rows]
+        return [parked_from_row(row) for row in rows]
 
     async def parked_event(self, parked_id: int) -> ParkedEvent | None:
         rows = await self._fetch(
             "reading a parked event",
-            "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            f' FROM "{self.schema}".parked WHERE id = $1',
+            f'SELECT {PARKED_COLUMNS} FROM "{self.schema}".parked WHERE id = $1',
             parked_id,
         )
-        return _parked(rows[0]) if rows else None
+        return parked_from_row(rows[0]) if rows else None
 
     async def discard_parked(self, parked_id: int) -> None:
         async with self._transaction() as conn:
@@ -454,14 +380,3 @@ class PostgresReadModel:
                 )
             await self._move_checkpoint(conn, checkpoint)
             await self._unpark(conn, unpark)
-
-
-def _empty_sequence(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and not value
-
-
-def _parked(row: Sequence[Any]) -> ParkedEvent:
-    id_, handler, position, stream_id, version, type_name, error, attempts, parked_at = row
-    return ParkedEvent(
-        id_, handler, position, stream_id, version, type_name, error, attempts, micros_to_datetime(parked_at)
-    )

@@ -18,10 +18,22 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from actorsrc.errors import ConfigurationError, ReadModelError, StoreClosedError, StoreError
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
+from actorsrc.readmodel.base import Checkpoint, ParkedEvent, handler_code
+from actorsrc.readmodel.parked_rows import PARKED_COLUMNS, parked_from_row
 from actorsrc.readmodel.portable import is_async
 from actorsrc.readmodel.sqlite_connection import ConnectionThread
-from actorsrc.sql.encoding import micros_to_datetime, now_micros
+from actorsrc.readmodel.sqlite_failures import is_database_failure
+from actorsrc.readmodel.sqlite_rows import (
+    delete_parked,
+    load_process_state,
+    move_checkpoint,
+    read_checkpoint,
+    record_settled,
+    save_process_state,
+    settled_commands,
+)
+from actorsrc.readmodel.sqlite_schema import configure
+from actorsrc.sql.encoding import now_micros
 from actorsrc.sql.private_files import ensure_private_file
 
 T = TypeVar("T")
@@ -29,93 +41,11 @@ T = TypeVar("T")
 if TYPE_CHECKING:
     from actorsrc.projection import EventEnvelope, Projection
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS actorsrc_checkpoints (
-    name       TEXT PRIMARY KEY,
-    position   INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS actorsrc_parked (
-    id        INTEGER PRIMARY KEY,
-    handler   TEXT    NOT NULL,
-    position  INTEGER NOT NULL,
-    stream_id TEXT    NOT NULL,
-    version   INTEGER NOT NULL,
-    type      TEXT    NOT NULL,
-    error     TEXT    NOT NULL,
-    attempts  INTEGER NOT NULL,
-    parked_at INTEGER NOT NULL,
-    UNIQUE (handler, position)
-);
-CREATE TABLE IF NOT EXISTS actorsrc_process_settled (
-    manager    TEXT NOT NULL,
-    command_id TEXT NOT NULL,
-    outcome    TEXT NOT NULL,
-    PRIMARY KEY (manager, command_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS actorsrc_process_state (
-    manager TEXT NOT NULL,
-    key     TEXT NOT NULL,
-    state   BLOB NOT NULL,
-    PRIMARY KEY (manager, key)
-) WITHOUT ROWID;
-"""
-
 Work = Callable[[sqlite3.Connection], T]
-
-# Result codes (the low byte of an extended code) that mean the database failed, whoever's statement met
-# them: they are the read model's failures, retried until they clear, never a handler's to be parked.
-_DATABASE_FAILURES = frozenset(
-    {
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-        sqlite3.SQLITE_NOMEM,
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_CORRUPT,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_PROTOCOL,
-        sqlite3.SQLITE_NOTADB,
-    }
-)
 
 
 class _Abandoned(Exception):
     """The caller of a transaction gave up on it (timed out or cancelled): it rolls back."""
-
-
-def _is_database_failure(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _DATABASE_FAILURES
-
-
-def _set_checkpoint(conn: sqlite3.Connection, name: str, position: int) -> None:
-    conn.execute(
-        "INSERT INTO actorsrc_checkpoints (name, position, updated_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
-        (name, position, now_micros()),
-    )
-
-
-def _read_checkpoint(conn: sqlite3.Connection, name: str) -> int:
-    row = conn.execute("SELECT position FROM actorsrc_checkpoints WHERE name = ?", (name,)).fetchone()
-    return int(row[0]) if row else 0
-
-
-def _move_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
-    if checkpoint.after is not None:
-        found = _read_checkpoint(conn, checkpoint.name)
-        if found != checkpoint.after:
-            raise CheckpointMovedError(checkpoint.name, checkpoint.after, found)
-    _set_checkpoint(conn, checkpoint.name, checkpoint.position)
-
-
-def _parked(row: Sequence[Any]) -> ParkedEvent:
-    id_, handler, position, stream_id, version, type_name, error, attempts, parked_at = row
-    return ParkedEvent(
-        id_, handler, position, stream_id, version, type_name, error, attempts, micros_to_datetime(parked_at)
-    )
 
 
 class SQLiteReadModel:
@@ -151,7 +81,7 @@ class SQLiteReadModel:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None)
         try:
-            _configure(conn)
+            configure(conn)
         except BaseException:
             conn.close()
             raise
@@ -176,7 +106,7 @@ class SQLiteReadModel:
         try:
             yield
         except sqlite3.Error as exc:
-            if _is_database_failure(exc):
+            if is_database_failure(exc):
                 raise ReadModelError(f"SQLite read model {self.path!r}: the database failed in {whose}: {exc}") from exc
             raise
 
@@ -199,7 +129,7 @@ class SQLiteReadModel:
                 result = work(conn)
             with self._ours("moving the checkpoint"):
                 if checkpoint is not None:
-                    _move_checkpoint(conn, checkpoint)
+                    move_checkpoint(conn, checkpoint)
                 if unpark is not None:
                     delete_parked(conn, unpark)
             if not thread.may_commit():
@@ -240,7 +170,7 @@ class SQLiteReadModel:
     # -- checkpoints and parked events -------------------------------------------------------------
 
     async def checkpoint(self, name: str) -> int:
-        return await self._own("reading a checkpoint", lambda conn: _read_checkpoint(conn, name))
+        return await self._own("reading a checkpoint", lambda conn: read_checkpoint(conn, name))
 
     async def park(
         self,
@@ -272,20 +202,14 @@ class SQLiteReadModel:
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
         where, params = ("WHERE handler = ?", (name,)) if name is not None else ("", ())
-        sql = (
-            "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            f" FROM actorsrc_parked {where} ORDER BY handler, position"
-        )
+        sql = f"SELECT {PARKED_COLUMNS} FROM actorsrc_parked {where} ORDER BY handler, position"
         rows = await self._own("listing parked events", lambda conn: conn.execute(sql, params).fetchall())
-        return [_parked(row) for row in rows]
+        return [parked_from_row(row) for row in rows]
 
     async def parked_event(self, parked_id: int) -> ParkedEvent | None:
-        sql = (
-            "SELECT id, handler, position, stream_id, version, type, error, attempts, parked_at"
-            " FROM actorsrc_parked WHERE id = ?"
-        )
+        sql = f"SELECT {PARKED_COLUMNS} FROM actorsrc_parked WHERE id = ?"
         rows = await self._own("reading a parked event", lambda conn: conn.execute(sql, (parked_id,)).fetchall())
-        return _parked(rows[0]) if rows else None
+        return parked_from_row(rows[0]) if rows else None
 
     async def discard_parked(self, parked_id: int) -> None:
         await self._require_thread().call(
@@ -379,52 +303,3 @@ def _check_portable(projection: Projection) -> None:
                 " write it as a plain function over db.execute(sql, params) with ? placeholders to run it on"
                 " every read model"
             )
-
-
-def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA journal_mode = WAL")
-    # The checkpoint commits with the projection's writes, so a lost tail after a power cut is
-    # simply replayed: exactly-once holds without an fsync per batch.
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.executescript(_DDL)
-
-
-def delete_parked(conn: sqlite3.Connection, parked_id: int) -> None:
-    conn.execute("DELETE FROM actorsrc_parked WHERE id = ?", (parked_id,))
-
-
-def load_process_state(conn: sqlite3.Connection, manager: str, key: str) -> bytes | None:
-    row = conn.execute(
-        "SELECT state FROM actorsrc_process_state WHERE manager = ? AND key = ?", (manager, key)
-    ).fetchone()
-    return bytes(row[0]) if row else None
-
-
-def save_process_state(conn: sqlite3.Connection, manager: str, key: str, state: bytes) -> None:
-    conn.execute(
-        "INSERT INTO actorsrc_process_state (manager, key, state) VALUES (?, ?, ?)"
-        " ON CONFLICT (manager, key) DO UPDATE SET state = excluded.state",
-        (manager, key, state),
-    )
-
-
-def settled_commands(conn: sqlite3.Connection, manager: str, command_ids: list[str]) -> set[str]:
-    """Which of `command_ids` were rejected or wrote nothing before: they must not be sent again."""
-    found: set[str] = set()
-    for start in range(0, len(command_ids), 500):
-        chunk = command_ids[start : start + 500]
-        rows = conn.execute(
-            "SELECT command_id FROM actorsrc_process_settled WHERE manager = ?"
-            f" AND command_id IN ({','.join('?' * len(chunk))})",
-            (manager, *chunk),
-        )
-        found.update(row[0] for row in rows)
-    return found
-
-
-def record_settled(conn: sqlite3.Connection, manager: str, outcomes: dict[str, str]) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO actorsrc_process_settled (manager, command_id, outcome) VALUES (?, ?, ?)",
-        [(manager, command_id, outcome) for command_id, outcome in outcomes.items()],
-    )
