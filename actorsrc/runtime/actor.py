@@ -14,37 +14,38 @@ next command, and the runtime's shared `StoreHealth` breaker decides when the st
 A healthy actor over a store that takes appends without a coroutine needs no task at all: it decides
 inline and its append is settled by a callback. Both paths settle a batch in `_settle`. The actor
 knows its host only through the `ActorHost` port (settings, the store, the breaker, three hooks).
+Recovery and crashes live in `actor_lifecycle`, the task path's bounded append in `timed_append`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actorsrc.errors import (
-    AggregateFailedError,
-    ConcurrencyError,
-    LimitExceededError,
-    PersistTimeoutError,
-    RecoveryError,
-    RuntimeClosedError,
-    StoreError,
-)
+from actorsrc.errors import ConcurrencyError, RecoveryError, RuntimeClosedError
 from actorsrc.observability import logger
-from actorsrc.records import AppendResult, NewEvent, Snapshot
-from actorsrc.recovery import load_state
+from actorsrc.records import AppendResult, Snapshot
+from actorsrc.runtime.actor_lifecycle import (
+    LOOKUP_FAILED,
+    PERSIST_FAILED,
+    RECOVERY_FAILED,
+    crashed,
+    failed_error,
+    log_bug,
+    recover,
+    refused_before_writing,
+)
 from actorsrc.runtime.command_envelope import CommandEnvelope
 from actorsrc.runtime.command_memory import CommandMemory
 from actorsrc.runtime.decision import BatchDecision, Crash, decide_batch, fail
 from actorsrc.runtime.host import ActorHost
 from actorsrc.runtime.outcome import CommandOutcome
-from actorsrc.runtime.store_health import is_store_failure
 from actorsrc.runtime.supervision import RestartTracker
+from actorsrc.runtime.timed_append import append_within_timeout, persist_timeout_error
 from actorsrc.runtime.waiting import Waiter
 
 if TYPE_CHECKING:
@@ -52,25 +53,6 @@ if TYPE_CHECKING:
 
 
 NO_MAIL: tuple[()] = ()
-
-# Crash reasons. The first three are store operations: if the store itself failed, the actor is not to blame.
-RECOVERY_FAILED = "recovery failed"
-LOOKUP_FAILED = "looking up command ids failed"
-PERSIST_FAILED = "persist failed"
-_STORE_OPERATIONS = frozenset((RECOVERY_FAILED, LOOKUP_FAILED, PERSIST_FAILED))
-
-
-def refused_before_writing(error: BaseException) -> bool:
-    """Whether the store refused an append while validating it (too large, a bad id): nothing was
-    written and the actor's state was never advanced, so there is nothing to rebuild."""
-    return isinstance(error, LimitExceededError | ValueError | TypeError) and not isinstance(error, StoreError)
-
-
-def persist_timeout_error(stream_id: str, timeout: float) -> PersistTimeoutError:
-    return PersistTimeoutError(
-        f"append to {stream_id!r} did not complete within {timeout} s; "
-        "its outcome is unknown until the actor reloads the stream"
-    )
 
 
 class AggregateActor:
@@ -143,7 +125,7 @@ class AggregateActor:
                 if supervision is not None and not self.recovered:
                     now = loop.time()
                     if supervision.is_failed(now):
-                        self.fail_queued(self._failed_error(supervision.failed_until - now))
+                        self.fail_queued(failed_error(self, supervision.failed_until - now))
                         break
                     if supervision.not_before > now:  # restart backoff
                         await anyio.sleep(supervision.not_before - now)
@@ -161,7 +143,7 @@ class AggregateActor:
             self.recovered = False
             if not isinstance(exc, Exception):
                 raise
-            self._log_bug(exc)
+            log_bug(self, exc)
         finally:
             health = self.host.store_health
             if health.probe is self:  # ended without a verdict on the store (a query, a rejection, a bug)
@@ -215,87 +197,21 @@ class AggregateActor:
                         fail(envelope, refusal)
                     return
                 try:
-                    await self._recover()
+                    await recover(self)
                 except Exception as exc:
                     error = RecoveryError(f"cannot recover {self.stream_id!r} from the store: {exc}")
                     error.__cause__ = exc
                     for envelope in batch:
                         fail(envelope, error)
-                    self._crashed(RECOVERY_FAILED, exc)
+                    crashed(self, RECOVERY_FAILED, exc)
                     return
             try:
                 decision = await self._decide(batch)
             except Crash as crash:
-                self._crashed(crash.reason, crash.cause)
+                crashed(self, crash.reason, crash.cause)
                 return
             if not await self._persist(decision, attempt):
                 return
-
-    async def _recover(self) -> None:
-        started = time.perf_counter()
-        if self.supervision is None:
-            logger.debug("actor.started", aggregate=self.entry.aggregate.name, aggregate_id=self.aggregate_id)
-        loaded = await load_state(self.host.store, self.entry.aggregate, self.aggregate_id)
-        self.state, self.version, self.position = loaded.state, loaded.version, loaded.position
-        self.recovered = True
-        fields = {
-            "aggregate": self.entry.aggregate.name,
-            "aggregate_id": self.aggregate_id,
-            "version": loaded.version,
-            "snapshot_version": loaded.snapshot_version,
-            "events_replayed": loaded.events_replayed,
-            "seconds": round(time.perf_counter() - started, 6),
-        }
-        if self.supervision is not None and self.supervision.restarts:
-            logger.info("actor.restarted", restarts_in_window=len(self.supervision.restarts), **fields)
-        else:
-            logger.debug("actor.recovered", **fields)
-
-    def _crashed(self, reason: str, cause: BaseException) -> None:
-        """The state is unknown: forget it, and let the policy decide when to rebuild it."""
-        self.recovered = False
-        if reason in _STORE_OPERATIONS and is_store_failure(cause):
-            # Not this aggregate's fault: no restart is counted (a short outage would use up every actor's
-            # budget). The state is rebuilt on the next command the shared breaker lets through.
-            self.host.store_health.failed(self, cause, write=reason == PERSIST_FAILED)
-            logger.debug(
-                "actor.store_failed",
-                aggregate=self.entry.aggregate.name,
-                aggregate_id=self.aggregate_id,
-                reason=reason,
-                error=repr(cause),
-            )
-            return
-        # Its own failure says nothing about the store: if it was the breaker's probe, another may probe now
-        # (rather than wait out this actor's restart backoff).
-        self.host.store_health.release(self)
-        tracker = self.supervision
-        if tracker is None:
-            tracker = self.supervision = RestartTracker()
-        now = asyncio.get_running_loop().time()
-        policy = self.host.supervisor
-        log = logger.bind(aggregate=self.entry.aggregate.name, aggregate_id=self.aggregate_id)
-        if tracker.record_crash(policy, now):
-            log.warning(
-                "actor.crashed", reason=reason, error=repr(cause), restart_in=round(tracker.not_before - now, 3)
-            )
-            return
-        log.error(
-            "actor.gave_up",
-            reason=reason,
-            error=repr(cause),
-            max_restarts=policy.max_restarts,
-            window=policy.window,
-            cooldown=policy.cooldown,
-        )
-        self.fail_queued(self._failed_error(policy.cooldown))
-
-    def _failed_error(self, remaining: float) -> AggregateFailedError:
-        policy = self.host.supervisor
-        return AggregateFailedError(
-            f"{self.entry.aggregate.name} {self.aggregate_id!r} crashed {policy.max_restarts + 1} times within "
-            f"{policy.window} s and refuses commands for another {remaining:.1f} s; see the actor.gave_up log"
-        )
 
     async def _decide(self, batch: list[CommandEnvelope]) -> BatchDecision:
         """Decide `batch` against the current state, after looking up the command ids it carries."""
@@ -322,7 +238,7 @@ class AggregateActor:
             self._refuse(decision)
             return False
         try:
-            result = await self._append_within_timeout(decision.new_events)
+            result = await append_within_timeout(self, decision.new_events)
         except Exception as exc:
             return self._settle(decision, None, exc, attempt)
         return self._settle(decision, result, None, attempt)
@@ -369,10 +285,10 @@ class AggregateActor:
                 if refused_before_writing(error):  # nothing was sent: the actor's state is still right
                     health.release(self)
                 else:
-                    self._crashed(PERSIST_FAILED, error)
+                    crashed(self, PERSIST_FAILED, error)
         except Crash as crash:
             self.requeue_front(crash.rest)
-            self._crashed(crash.reason, crash.cause)
+            crashed(self, crash.reason, crash.cause)
         return False
 
     def _refuse(self, decision: BatchDecision) -> None:
@@ -463,7 +379,7 @@ class AggregateActor:
         except Exception as bug:  # a bug in the runtime itself: nobody may hang
             decision.fail(RuntimeClosedError(f"actor {self.stream_id!r} failed: {bug!r}"))
             self.recovered = False
-            self._log_bug(bug)
+            log_bug(self, bug)
         finally:
             appends.inline_finished()
         if not self._continue_inline():
@@ -474,42 +390,12 @@ class AggregateActor:
         self.conflicts_carried = 1
         self.requeue_front(decision.batch)
 
-    def _log_bug(self, bug: BaseException) -> None:
-        logger.error(
-            "actor.crashed",
-            aggregate=self.entry.aggregate.name,
-            aggregate_id=self.aggregate_id,
-            reason="runtime bug",
-            error=repr(bug),
-        )
-
     def _stopped(self) -> None:
         self.running = False
         if not self.mailbox:
             self.mailbox = NO_MAIL
         self.wake_space_waiters(len(self.mailbox) + 1_000_000)
         self.host.stopped(self)
-
-    async def _append_within_timeout(self, new_events: list[NewEvent]) -> AppendResult:
-        """The batch's append, bounded by `persist_timeout` (see `AppendWatch`).
-
-        Nothing but the watchdog ever cancels an actor task (the runtime refuses queued commands
-        instead), so a cancellation that finds `append_expired` set is the watchdog's.
-        """
-        host = self.host
-        task = asyncio.current_task()
-        assert task is not None
-        appends = host.appends
-        appends.watch(self, task)
-        try:
-            return await host.store.append(self.stream_id, new_events, self.version)
-        except asyncio.CancelledError:
-            if not self.append_expired:
-                raise
-            task.uncancel()
-            raise persist_timeout_error(self.stream_id, host.persist_timeout) from None
-        finally:
-            appends.unwatch(self)
 
     def snapshot_of(self, state: Any, version: int, position: int) -> Snapshot:
         data = self.entry.codec.encode_state(state)
