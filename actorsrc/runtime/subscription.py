@@ -14,8 +14,6 @@ looked failed but did commit (a timeout or a cancel during COMMIT) is recognised
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -27,25 +25,18 @@ from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
 from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, HandlerStuckError, ReadModel
 from actorsrc.records import RecordedEvent
+from actorsrc.runtime.giving_up import FailedEvent, log_parked, park
 from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
+from actorsrc.runtime.position_waiters import PositionWaiters
 from actorsrc.runtime.process import Addressing, ProcessRunner
+from actorsrc.runtime.subscription_signals import HandlerStopped, Resync
+from actorsrc.runtime.undecodable_rows import reread, undecodable_position
 from actorsrc.store.base import EventStore
 
 STOP_TIMEOUT = 10.0
 """Seconds `stop` waits for a subscription's task; the read models bound their own waits well within it."""
 
-_tiebreak = itertools.count()
-
-
-class HandlerStopped(Exception):
-    """The handler's failure policy said stop (or it cannot go on: stuck, or its store closed)."""
-
-
-class _Resync(Exception):
-    """The stored checkpoint is not where this subscription thought: carry on from `found`."""
-
-    def __init__(self, found: int) -> None:
-        self.found = found
+__all__ = ["STOP_TIMEOUT", "HandlerStopped", "Subscription"]
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
@@ -68,7 +59,7 @@ class Subscription:
         self.parked = 0
         self._codec = handler.event_codec()
         self._wake = asyncio.Event()
-        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters = PositionWaiters()
         self._task: asyncio.Task[None] | None = None
         self._process = ProcessRunner(handler, addressing, read_model) if not isinstance(handler, Projection) else None
 
@@ -126,10 +117,7 @@ class Subscription:
         self.health.set("stopped", reason)
         logger.error("handler.stopped", handler=self.name, position=self.position, reason=reason)
         # Nothing moves until someone restarts it: whoever waits for it hears so now, not at their timeout.
-        while self._waiters:
-            target, _, waiter = heapq.heappop(self._waiters)
-            if not waiter.done():
-                waiter.set_exception(self._stopped_error(target))
+        self._waiters.fail_all(self._stopped_error)
 
     def _stopped_error(self, target: int) -> WaitTimeoutError:
         return WaitTimeoutError(
@@ -194,7 +182,7 @@ class Subscription:
                         task.add_done_callback(_retrieve)
                         ahead = (records[-1].position, task)
                     await self._handle(records)
-                except _Resync as resync:
+                except Resync as resync:
                     logger.warning("handler.resync", handler=self.name, expected=self.position, found=resync.found)
                     if ahead is not None:
                         ahead[1].cancel()
@@ -218,11 +206,7 @@ class Subscription:
                     )
                 )
             except EventDecodeError as bad:
-                position = bad.position
-                if position is None or position <= after:
-                    raise HandlerStopped(
-                        f"the store could not decode an event after position {after} and did not say which: {bad}"
-                    ) from bad
+                position = undecodable_position(bad, after)
                 if position > after + 1:
                     limit = position - after - 1  # the rows before it, as a batch of their own
                     continue
@@ -235,21 +219,20 @@ class Subscription:
         """Apply the policy to the row at `position`, which does not decode: re-read it (the failure may
         have been transient), then park it or stop. Returns the row if a re-read decodes it."""
         store = self.store
-        policy = self.handler.failure
-        attempt = 1
-        error = describe(bad)
-        while attempt <= policy.retries:
-            await self._failed_attempt(position, attempt, error)
-            try:
-                return list(
-                    await self._until_done(
-                        "reading the event log", lambda: store.read_all(position - 1, 1), is_log_read_failure
-                    )
+
+        async def read_row() -> list[RecordedEvent]:
+            return list(
+                await self._until_done(
+                    "reading the event log", lambda: store.read_all(position - 1, 1), is_log_read_failure
                 )
-            except EventDecodeError as again:
-                attempt += 1
-                error = describe(again)
-        await self._give_up(position, bad.stream_id, bad.version, bad.type_name, error, attempt, bad)
+            )
+
+        records, error, attempt = await reread(
+            bad, position, self.handler.failure.retries, read_row, self._failed_attempt
+        )
+        if records is not None:
+            return records
+        await self._give_up(FailedEvent(position, bad.stream_id, bad.version, bad.type_name, error, attempt), bad)
         return []
 
     # -- handling -------------------------------------------------------------------------------
@@ -279,7 +262,7 @@ class Subscription:
         try:
             await self._until_done("applying events", lambda: self.apply(envelopes, checkpoint))
         except CheckpointMovedError as moved:
-            raise _Resync(moved.found) from None
+            raise Resync(moved.found) from None
         except HandlerStuckError as stuck:
             raise HandlerStopped(str(stuck)) from stuck
         except StoreClosedError as closed:
@@ -291,7 +274,7 @@ class Subscription:
             envelopes = [e for e in map(self.envelope, records) if e is not None]
             await self._commit(envelopes, last)
             self.events_handled += len(envelopes)
-        except (HandlerStopped, _Resync):
+        except (HandlerStopped, Resync):
             raise
         except Exception as exc:
             # Something in the batch fails: go event by event, so only the culprit is retried or parked.
@@ -315,61 +298,32 @@ class Subscription:
             try:
                 envelope = self.envelope(record)
                 await self._commit([envelope] if envelope is not None else [], record.position)
-            except (HandlerStopped, _Resync):
+            except (HandlerStopped, Resync):
                 raise
             except Exception as exc:
                 attempt += 1
                 if attempt <= policy.retries:
                     await self._failed_attempt(record.position, attempt, describe(exc))
                     continue
-                await self._give_up(
-                    record.position, record.stream_id, record.version, record.type, describe(exc), attempt, exc
+                failed = FailedEvent(
+                    record.position, record.stream_id, record.version, record.type, describe(exc), attempt
                 )
+                await self._give_up(failed, exc)
                 return
             self.events_handled += envelope is not None
             self.health.recovered()
             self._advance(record.position)
             return
 
-    async def _give_up(
-        self,
-        position: int,
-        stream_id: str,
-        version: int,
-        type_name: str,
-        error: str,
-        attempts: int,
-        cause: BaseException,
-    ) -> None:
-        """The policy's last word on the event at `position`: stop, or park it and go on."""
+    async def _give_up(self, event: FailedEvent, cause: BaseException) -> None:
+        """The policy's last word on `event`: stop, or park it and go on."""
         if self.handler.failure.then == "stop":
-            raise HandlerStopped(
-                f"event at position {position} ({type_name} on {stream_id!r} v{version}) failed {attempts} times: "
-                f"{error}"
-            ) from cause
-        after = self.position
-        try:
-            # A park that fails for the read model's reasons is retried: the event is never skipped unrecorded.
-            await self._until_done(
-                "parking an event",
-                lambda: self.read_model.park(
-                    self.name, position, stream_id, version, type_name, error, attempts, after=after
-                ),
-            )
-        except CheckpointMovedError as moved:
-            raise _Resync(moved.found) from None
+            raise HandlerStopped(event.stop_reason()) from cause
+        await park(self.read_model, self.name, event, self.position, self._until_done)
         self.parked += 1
         self.health.recovered()
-        self._advance(position)
-        logger.error(
-            "handler.parked",
-            handler=self.name,
-            position=position,
-            type=type_name,
-            stream_id=stream_id,
-            attempts=attempts,
-            error=error,
-        )
+        self._advance(event.position)
+        log_parked(self.name, event)
 
     # -- read-your-writes -----------------------------------------------------------------------
 
@@ -378,11 +332,7 @@ class Subscription:
         self._release_waiters()
 
     def _release_waiters(self) -> None:
-        waiters = self._waiters
-        while waiters and waiters[0][0] <= self.position:
-            _, _, waiter = heapq.heappop(waiters)
-            if not waiter.done():
-                waiter.set_result(None)
+        self._waiters.release(self.position)
         self.health.changed.set()
 
     def _serving(self) -> bool:
@@ -393,12 +343,8 @@ class Subscription:
             return
         if self.status == "stopped":
             raise self._stopped_error(position)
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (position, next(_tiebreak), waiter))
-        with anyio.move_on_after(timeout):
-            await waiter
+        if await self._waiters.wait(position, timeout):
             return
-        waiter.cancel()
         state = f"retrying: {self.health.last_error}" if self.status == "retrying" else self.status
         raise WaitTimeoutError(
             f"{self.name!r} did not reach position {position} within {timeout} s; it is at {self.position} ({state})"
