@@ -22,8 +22,10 @@ from actorsrc import (
     SupervisorPolicy,
     WriteSettings,
 )
+from actorsrc.records import Metadata, NewEvent, next_event_id
+from actorsrc.recovery import codec_for
 from actorsrc.testing.faults import FaultyStore
-from examples.bank import Credit, OpenAccount, account
+from examples.bank import AccountCredited, Credit, OpenAccount, account
 from tests.helpers import bank, replayed_account, wait_until
 from tests.read_side_fixtures import balances, read_balances, read_side
 
@@ -171,3 +173,48 @@ async def test_an_app_hands_its_settings_to_the_runtime(tmp_path: Path) -> None:
     async with app.run() as runtime:
         assert (runtime.max_batch, runtime.supervisor) == (3, supervisor)
         await runtime.ref(account, "a").ask(OpenAccount("ann"))
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [("max_batch", 0), ("max_conflict_retries", -1), ("persist_timeout", 0), ("mailbox_capacity", 0)],
+)
+async def test_settings_changed_on_a_running_runtime_are_checked_too(tmp_path: Path, name: str, bad: object) -> None:
+    async with bank(tmp_path / "bank.db") as (_, runtime):
+        before = getattr(runtime, name)
+        with pytest.raises(ConfigurationError, match=name):
+            setattr(runtime, name, bad)  # max_batch=0 would spin an actor forever without awaiting
+        assert getattr(runtime, name) == before
+
+
+async def test_a_batch_out_of_conflict_attempts_is_requeued_not_dropped(tmp_path: Path) -> None:
+    """The retry limit raised while a batch's append is in flight: the batch's attempts were counted with
+    the old limit, so it goes back to the mailbox and is served, rather than left unanswered."""
+    async with SQLiteEventStore.open(tmp_path / "events.db") as inner:
+        store = FaultyStore(inner)  # the task path
+        async with Runtime(store, [account], write=WriteSettings(max_conflict_retries=0)) as runtime:
+            ref = runtime.ref(account, "a")
+            await ref.ask(OpenAccount("ann"), timeout=10)
+            store.hold_appends()
+            async with anyio.create_task_group() as tg:
+                outcomes: list[Any] = []
+                answered = anyio.Event()
+
+                async def credit() -> None:
+                    outcomes.append(await ref.ask(Credit(1), timeout=30))
+                    answered.set()
+
+                tg.start_soon(credit)
+                await store.held()
+                # Another writer moves the stream on, so the held append will conflict ...
+                await inner.append(account.stream_id("a"), [_credit_event(5)], 1)
+                runtime.max_conflict_retries = 3  # ... and now a conflict may be retried
+                store.release_appends()
+                with anyio.fail_after(10):  # before the fix the batch was dropped: this waited 30 s
+                    await answered.wait()
+            assert outcomes[0].version == 3
+
+
+def _credit_event(amount: int) -> Any:
+    name, version, data = codec_for(account).encode(AccountCredited(amount))
+    return NewEvent(name, data, Metadata(next_event_id()), version)

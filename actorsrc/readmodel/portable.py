@@ -70,6 +70,10 @@ def translate(sql: str) -> tuple[str, int, bool]:
     while i < n:
         c = sql[i]
         if c == "?":
+            if i + 1 < n and sql[i + 1].isdigit():
+                raise PlaceholderError(
+                    f"numbered ?NNN placeholders are SQLite's own: use plain ? (in order) to run anywhere: {sql!r}"
+                )
             if i + 1 < n and sql[i + 1] == "?":
                 out.append("?")
                 i += 2
@@ -149,15 +153,18 @@ def parameters(sql: str, params: Any) -> tuple[str, tuple[Any, ...]]:
 
 
 _ROWS_FIRST = frozenset({"SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN"})
-_FIRST_WORD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*([A-Za-z]+)", re.DOTALL)
+_FIRST_WORD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*[(\s]*([A-Za-z]+)", re.DOTALL)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_LITERALS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 @lru_cache(maxsize=2048)
 def returns_rows(sql: str) -> bool:
     """Whether a statement yields rows (a query, or a write with RETURNING) rather than a row count."""
     first = _FIRST_WORD.match(sql)
-    return bool(first and first.group(1).upper() in _ROWS_FIRST) or bool(_RETURNING.search(sql))
+    if first and first.group(1).upper() in _ROWS_FIRST:  # also `(SELECT ...) UNION (SELECT ...)`
+        return True
+    return bool(_RETURNING.search(_LITERALS.sub(" ", sql)))  # RETURNING in a string literal does not count
 
 
 def _row_count(status: str) -> int:

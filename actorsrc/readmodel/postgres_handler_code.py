@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import ConfigurationError
-from actorsrc.readmodel.portable import PlaceholderError, PortableConnection, translate
+from actorsrc.readmodel.portable import PortableConnection, translate
 
 if TYPE_CHECKING:
     from actorsrc.sql.postgres import PgConnection
@@ -63,17 +63,11 @@ async def in_thread(conn: PgConnection, work: Callable[[PortableConnection], Non
 
 
 def query_arguments(sql: str, params: tuple[Any, ...]) -> tuple[str, tuple[Any, ...]]:
-    """A read query's statement and parameters as asyncpg takes them: portable (``?`` placeholders, the
-    parameters as one tuple or list) translated to ``$n``, asyncpg's own form left as it is."""
-    translated, marks, numbered = translate(sql)
-    if marks or (not numbered and len(params) == 1 and _empty_sequence(params[0])):
-        if len(params) != 1 or not isinstance(params[0], (tuple, list)):
-            raise PlaceholderError(
-                f"a query with ? placeholders takes its parameters as one tuple or list, got {params!r}"
-            )
-        return translated, tuple(params[0])
+    """A read query's statement and parameters as asyncpg takes them: the portable form (``?``
+    placeholders, the parameters as one tuple or list) is translated to ``$n``; anything else (asyncpg's
+    own ``$n`` form, a jsonb ``?`` operator with ``$n`` parameters, no parameters) is left as it is."""
+    if len(params) == 1 and isinstance(params[0], (tuple, list)):
+        translated, _, numbered = translate(sql)
+        if not numbered:
+            return translated, tuple(params[0])
     return sql, params
-
-
-def _empty_sequence(value: Any) -> bool:
-    return isinstance(value, (tuple, list)) and not value

@@ -32,7 +32,7 @@ from actorsrc.readmodel.sqlite_rows import (
     save_process_state,
     settled_commands,
 )
-from actorsrc.readmodel.sqlite_schema import configure
+from actorsrc.readmodel.sqlite_schema import ReadModelConnection, configure
 from actorsrc.sql.encoding import now_micros
 from actorsrc.sql.private_files import ensure_private_file
 
@@ -79,7 +79,7 @@ class SQLiteReadModel:
             await thread.close(model.close_timeout)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(self.path, isolation_level=None, factory=ReadModelConnection)
         try:
             configure(conn)
         except BaseException:

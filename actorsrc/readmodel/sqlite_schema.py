@@ -45,3 +45,26 @@ def configure(conn: sqlite3.Connection) -> None:
     # simply replayed: exactly-once holds without an fsync per batch.
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.executescript(READ_MODEL_DDL)
+
+
+class ReadModelConnection(sqlite3.Connection):
+    """The read model's connection: `executescript` keeps to the open transaction.
+
+    sqlite3's `executescript` COMMITs any open transaction first, which would commit half a projection
+    batch (and its handler would then run outside the transaction that moves the checkpoint). Inside a
+    transaction the script runs statement by statement instead; outside one, as sqlite3 does.
+    """
+
+    def executescript(self, sql_script: str, /) -> sqlite3.Cursor:
+        if not self.in_transaction:
+            return super().executescript(sql_script)
+        cursor = self.cursor()
+        statement = ""
+        for char in sql_script:
+            statement += char
+            if char == ";" and sqlite3.complete_statement(statement):
+                cursor.execute(statement)
+                statement = ""
+        if statement.strip():
+            cursor.execute(statement)
+        return cursor

@@ -212,6 +212,9 @@ class AggregateActor:
                 return
             if not await self._persist(decision, attempt):
                 return
+        # Out of attempts while the batch still asks to be decided again (the retry limit was changed while
+        # it ran): it goes back to the mailbox rather than leave its callers waiting.
+        self.requeue_front(batch)
 
     async def _decide(self, batch: list[CommandEnvelope]) -> BatchDecision:
         """Decide `batch` against the current state, after looking up the command ids it carries."""

@@ -174,6 +174,7 @@ class Runtime:
 
     @max_batch.setter
     def max_batch(self, value: int) -> None:
+        WriteSettings(max_batch=value)  # refused as WriteSettings refuses it
         self._host.max_batch = value
 
     @property
@@ -182,6 +183,7 @@ class Runtime:
 
     @max_conflict_retries.setter
     def max_conflict_retries(self, value: int) -> None:
+        WriteSettings(max_conflict_retries=value)  # refused as WriteSettings refuses it
         self._host.max_conflict_retries = value
 
     @property
@@ -190,6 +192,7 @@ class Runtime:
 
     @persist_timeout.setter
     def persist_timeout(self, seconds: float) -> None:
+        WriteSettings(persist_timeout=seconds)  # refused as WriteSettings refuses it
         self._host.persist_timeout = seconds
 
     @property
@@ -198,6 +201,7 @@ class Runtime:
 
     @mailbox_capacity.setter
     def mailbox_capacity(self, value: int) -> None:
+        WriteSettings(mailbox_capacity=value)  # refused as WriteSettings refuses it
         self._sender.mailbox_capacity = value
 
     @property
@@ -206,6 +210,7 @@ class Runtime:
 
     @default_timeout.setter
     def default_timeout(self, seconds: float | None) -> None:
+        WriteSettings(default_timeout=seconds)  # refused as WriteSettings refuses it
         self._sender.default_timeout = seconds
 
     # -- addressing -----------------------------------------------------------------------------
