@@ -361,3 +361,9 @@ def test_given_process_skips_events_outside_its_types() -> None:
     assert outcome.states == {}
     with pytest.raises(AssertionError, match=r"(?s)expected 1, got 0.*  actual:\n    \(none\)\n"):
         outcome.then_sends(Send(order, "o-1", MarkShipped()))
+
+
+def test_then_state_with_no_expectation_is_refused_rather_than_passing() -> None:
+    decision = given(account, AccountOpened(owner="ann", overdraft_limit=0)).when(Credit(70))
+    with pytest.raises(TypeError, match="needs the expected state"):
+        decision.then_state()

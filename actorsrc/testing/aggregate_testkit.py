@@ -258,6 +258,8 @@ class Decision(Generic[S, C, E]):
     def then_state(self, expected: S = _UNSET, **fields: object) -> Self:
         """The state after the command equals `expected`, or has these attribute values (or both)."""
         __tracebackhide__ = True  # pytest shows the test's line, not the kit's
+        if expected is _UNSET and not fields:  # an expectation of nothing would pass whatever happened
+            raise TypeError("then_state() needs the expected state or some of its fields, e.g. then_state(balance=5)")
         if self.error is not None:
             raise self._rejected("a new state")
         if expected is not _UNSET:
