@@ -36,7 +36,7 @@ from actorsrc.runtime.ref import AggregateRef
 from actorsrc.runtime.store_health import StoreBreakerPolicy, is_store_failure
 from actorsrc.store.base import ExpectedVersion
 from examples.bank import Credit, Debit, InsufficientFunds, OpenAccount, account
-from tests.helpers import replayed_account
+from tests.helpers import replayed_account, wait_until
 
 QUICK = StoreBreakerPolicy(min_backoff=0.01, max_backoff=0.04)
 
@@ -125,13 +125,6 @@ async def served(
             await anyio.sleep(max(0.005, runtime.store_status().next_probe_in))
 
 
-async def until(condition: Any, what: str, limit: float = 5.0) -> None:
-    with anyio.fail_after(limit):
-        while not condition():  # noqa: ASYNC110 - waiting on a condition, bounded
-            await anyio.sleep(0.005)
-    assert condition(), what
-
-
 @pytest.mark.parametrize("path", ["inline", "task"])
 @pytest.mark.parametrize("outage", ["appends", "reads and appends"])
 async def test_after_a_store_outage_every_actor_serves_again_and_none_is_failed(
@@ -200,11 +193,13 @@ async def test_while_the_store_fails_commands_are_refused_at_once_and_one_probe_
             with pytest.raises(StoreError, match="disk is full") as caught:
                 await runtime.ref(account, "a0").ask(Credit(1))
             assert not isinstance(caught.value, StoreUnavailableError)  # the first caller hears what happened
-            await until(lambda: runtime.store_status().next_probe_in == 0, "the first probe is due at once")
+            await wait_until(
+                lambda: runtime.store_status().next_probe_in == 0, 5.0, what="the first probe is due at once"
+            )
             store.held = asyncio.Event()  # the probe's append hangs, and with it the verdict
             attempts = store.append_attempts
             probe = asyncio.ensure_future(runtime.ref(account, "a1").ask(Credit(1)))
-            await until(lambda: store.append_attempts == attempts + 1, "the probe reached the store")
+            await wait_until(lambda: store.append_attempts == attempts + 1, 5.0, what="the probe reached the store")
             for n in range(2, 20):  # everyone else is refused at once: they do not wait behind the probe
                 with pytest.raises(StoreUnavailableError) as refused:
                     await runtime.ref(account, f"a{n}").ask(Credit(1), timeout=5)
@@ -311,7 +306,7 @@ async def test_a_hung_store_opens_the_breaker_so_others_do_not_each_wait_for_the
                 await runtime.ref(account, "a").ask(Credit(1))
             assert not runtime.stats().store_available
             probe = asyncio.ensure_future(runtime.ref(account, "a").ask(Credit(2)))  # hangs, as the probe
-            await until(lambda: runtime.store_health.probe is not None, "a probe is under way")
+            await wait_until(lambda: runtime.store_health.probe is not None, 5.0, what="a probe is under way")
             with pytest.raises(StoreUnavailableError, match="PersistTimeoutError"):
                 await runtime.ref(account, "b").ask(Credit(1), timeout=5)  # at once, not after persist_timeout
             store.held.set()

@@ -23,9 +23,10 @@ from actorsrc import (
     StoreError,
     WriteSettings,
 )
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import PersistTimeoutError, StoreUnavailableError
 from actorsrc.runtime.store_health import StoreBreakerPolicy
-from actorsrc.runtime.supervision import RestartTracker, SupervisorPolicy, exponential_backoff
+from actorsrc.runtime.supervision import RestartTracker, SupervisorPolicy
 from actorsrc.testing.faults import FaultyStore
 from examples.bank import AccountCredited, AccountState, Credit, OpenAccount, account
 from examples.bank.domain import Event

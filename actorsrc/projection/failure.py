@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import ConfigurationError
 
 
@@ -41,4 +42,4 @@ class FailurePolicy:
             )
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        return exponential_backoff(self.backoff, self.max_backoff, 0.0, attempt)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from actorsrc.errors import ConfigurationError, LimitExceededError
-from actorsrc.store.base import MAX_STREAM_ID_LENGTH
-
-MAX_METADATA_ID_LENGTH = MAX_STREAM_ID_LENGTH
-"""Command, causation and correlation ids: the length the stores accept for ids in event metadata."""
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # what the stores refuse in metadata ids: C0 and C1 controls
+from actorsrc.store.base import CONTROL_CHARACTERS, MAX_METADATA_ID_LENGTH, is_utf8_text
 
 
 def check_ids(**ids: str | None) -> None:
@@ -29,20 +22,12 @@ def check_ids(**ids: str | None) -> None:
                 size=len(value),
                 limit=MAX_METADATA_ID_LENGTH,
             )
-        if not value.isascii() and not _encodable(value):
+        if not value.isascii() and not is_utf8_text(value):
             raise ConfigurationError(f"{name} must be valid UTF-8 text (no lone surrogates), got {value!r}")
-        if _CONTROL.search(value):
+        if CONTROL_CHARACTERS.search(value):
             raise ConfigurationError(
                 f"{name} must not contain control characters (NUL, tab, newline, ...), got {value!r}"
             )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def check_timeout(timeout: object) -> None:

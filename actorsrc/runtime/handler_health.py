@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 
 import anyio
 
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import EventDecodeError, RecoveryError, StoreClosedError, StoreError
 from actorsrc.observability import logger
 
@@ -87,7 +88,6 @@ class Health:
         self, what: str, op: Callable[[], Awaitable[T]], position: int, retry: Callable[[BaseException], bool]
     ) -> T:
         """`op()`, retried with capped backoff for as long as it fails in a way `retry` accepts."""
-        delay = FIRST_DELAY
         attempt = 0
         while True:
             try:
@@ -96,6 +96,7 @@ class Health:
                 if not retry(exc):
                     raise
                 attempt += 1
+                delay = exponential_backoff(FIRST_DELAY, MAX_DELAY, 0.0, attempt)
                 error = f"{what}: {describe(exc)}"
                 self.failing(error)
                 logger.warning(
@@ -107,7 +108,6 @@ class Health:
                     error=error,
                 )
                 await anyio.sleep(delay)
-                delay = min(delay * 2, MAX_DELAY)
                 continue
             if attempt:
                 logger.warning(

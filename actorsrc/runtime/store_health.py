@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import (
     CodecError,
     ConfigurationError,
@@ -27,7 +28,6 @@ from actorsrc.errors import (
     StoreUnavailableError,
 )
 from actorsrc.observability import logger
-from actorsrc.runtime.supervision import exponential_backoff
 
 # A store error caused by one of these is about the data of one append or one row, not the store's health.
 _DATA_ERRORS = (ValueError, TypeError, ArithmeticError, LookupError, CodecError)

@@ -3,10 +3,10 @@ and a cool-down once the limit is hit (Akka's BackoffSupervisor, in miniature)."
 
 from __future__ import annotations
 
-import random
 from collections import deque
 from dataclasses import dataclass
 
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import ConfigurationError
 
 
@@ -45,13 +45,6 @@ class SupervisorPolicy:
 
     def backoff(self, restart_number: int) -> float:
         return exponential_backoff(self.min_backoff, self.max_backoff, self.jitter, restart_number)
-
-
-def exponential_backoff(minimum: float, maximum: float, jitter: float, attempt: int) -> float:
-    """The delay before retry number `attempt` (1-based): ``min(maximum, minimum * 2**(attempt-1))``,
-    stretched by up to `jitter` (0.2 = up to 20 % longer) so that many waiters do not retry in lockstep."""
-    base: float = min(maximum, minimum * 2 ** min(attempt - 1, 60))  # capped: a float cannot hold 2**1024
-    return base * (1 + jitter * random.random())
 
 
 class RestartTracker:

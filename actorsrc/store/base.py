@@ -17,6 +17,8 @@ from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits, check_append_size, over_limits
 
 MAX_STREAM_ID_LENGTH = 512
+MAX_METADATA_ID_LENGTH = 512
+"""Event type names and metadata ids (event, command, causation, correlation): the longest text accepted."""
 
 
 class StreamState(enum.Enum):
@@ -48,12 +50,13 @@ def validate_stream_id(stream_id: object) -> str:
         raise InvalidStreamIdError(
             f"stream id is {len(stream_id)} characters, over the limit of {MAX_STREAM_ID_LENGTH}: {stream_id[:40]!r}..."
         )
-    if "\x00" in stream_id or not (stream_id.isascii() or _encodable(stream_id)):
+    if "\x00" in stream_id or not (stream_id.isascii() or is_utf8_text(stream_id)):
         raise InvalidStreamIdError(f"stream id must be valid UTF-8 text without NUL characters: {stream_id!r}")
     return stream_id
 
 
-def _encodable(text: str) -> bool:
+def is_utf8_text(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (a lone surrogate does not)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates
@@ -69,7 +72,7 @@ def check_int(name: str, value: object, minimum: int) -> int:
 
 # C0 and C1 control characters, NUL included: PostgreSQL cannot store NUL in text, and a tab or newline
 # in an id or type name is a bug upstream, not data. Both stores refuse them the same way.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 _METADATA_IDS = ("command_id", "causation_id", "correlation_id", "command_digest")
 
 
@@ -78,11 +81,12 @@ def _check_text(stream_id: str, what: str, value: object, *, optional: bool) -> 
         return
     if _plain(value):  # the common case, cheaply
         return
-    if not isinstance(value, str) or not value or len(value) > 512 or not _encodable(value):
+    if not isinstance(value, str) or not value or len(value) > MAX_METADATA_ID_LENGTH or not is_utf8_text(value):
         raise TypeError(
-            f"append to {stream_id!r}: {what} must be a non-empty UTF-8 str of at most 512 characters, got {value!r}"
+            f"append to {stream_id!r}: {what} must be a non-empty UTF-8 str of at most {MAX_METADATA_ID_LENGTH}"
+            f" characters, got {value!r}"
         )
-    if _CONTROL.search(value):
+    if CONTROL_CHARACTERS.search(value):
         raise ValueError(
             f"append to {stream_id!r}: {what} must not contain control characters (NUL, tab, newline, ...),"
             f" got {value!r}"
@@ -100,7 +104,7 @@ def validate_expected_version(expected: object) -> ExpectedVersion:
 def _plain(text: object) -> bool:
     """A short printable ASCII str: what ids and type names nearly always are (isprintable() on ASCII
     refuses exactly the control characters)."""
-    return type(text) is str and 0 < len(text) <= 512 and text.isascii() and text.isprintable()
+    return type(text) is str and 0 < len(text) <= MAX_METADATA_ID_LENGTH and text.isascii() and text.isprintable()
 
 
 _known_types: set[str] = set()  # type names already found plain: an app has a few dozen, checked once each

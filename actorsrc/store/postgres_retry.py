@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import anyio
 import asyncpg
 
+from actorsrc.backoff import exponential_backoff
 from actorsrc.errors import OutcomeUnknownError, StoreError
 from actorsrc.observability import logger
 from actorsrc.records import AppendResult
@@ -36,7 +37,7 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 def backoff(first_delay: float, attempt: int) -> float:
     """Seconds to wait before retry number `attempt` + 1: doubling from `first_delay`, at most 2 s."""
-    return float(min(2.0, first_delay * 2**attempt))
+    return exponential_backoff(first_delay, 2.0, 0.0, attempt + 1)
 
 
 async def write_with_retries(
