@@ -171,3 +171,40 @@ class RecoveryError(ActorsrcError):
 
 class HandlerTimeoutError(ActorsrcError, TimeoutError):
     """A projection or process manager took longer than its `FailurePolicy.timeout` over one batch."""
+
+
+class FencedAppendError(ActorsrcError):
+    """An append carried a shard's fencing token older than the store's fence for that shard: another
+    node has owned the shard since. Nothing was written; the command is retried on the new owner."""
+
+    def __init__(self, stream_id: str, shard: int, token: int, fence: int) -> None:
+        super().__init__(
+            f"append to {stream_id!r} refused: shard {shard} is fenced at token {fence}, this writer holds "
+            f"{token} (another node owns the shard now)"
+        )
+        self.stream_id = stream_id
+        self.shard = shard
+        self.token = token
+        self.fence = fence
+
+
+class ClusterError(ActorsrcError):
+    """The cluster could not do what was asked (see the subclasses)."""
+
+
+class ClusterUnavailableError(ClusterError):
+    """NATS is unreachable, or has no JetStream, so the node cannot join its cluster."""
+
+
+class ShardMovingError(ClusterError):
+    """The command's shard had no owner (it was moving between nodes) for the whole of the ask's timeout.
+    The command was not carried out by any node, or was and its retry will be recognised by command id."""
+
+
+class RemoteCommandError(ClusterError):
+    """The owning node failed the command with an error this process cannot rebuild as its own type;
+    `remote_type` names it and the message is the remote one."""
+
+    def __init__(self, remote_type: str, message: str) -> None:
+        super().__init__(f"{remote_type}: {message}")
+        self.remote_type = remote_type

@@ -11,7 +11,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from actorsrc.errors import AggregateFailedError, LimitExceededError, StoreError
+from actorsrc.errors import AggregateFailedError, FencedAppendError, LimitExceededError, StoreError
 from actorsrc.observability import logger
 from actorsrc.recovery import load_state
 from actorsrc.runtime.store_health import is_store_failure
@@ -45,7 +45,10 @@ class LivingActor(Protocol):
 
 def refused_before_writing(error: BaseException) -> bool:
     """Whether the store refused an append while validating it (too large, a bad id): nothing was
-    written and the actor's state was never advanced, so there is nothing to rebuild."""
+    written and the actor's state was never advanced, so there is nothing to rebuild. A fenced append
+    (another node owns the shard now) wrote nothing either."""
+    if isinstance(error, FencedAppendError):
+        return True
     return isinstance(error, LimitExceededError | ValueError | TypeError) and not isinstance(error, StoreError)
 
 
