@@ -85,8 +85,10 @@ class OutageStore:
             raise self.error(f"reading {stream_id!r}")
         return await self.inner.read_stream(stream_id, from_version, to_version)
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return await self.inner.read_all(after_position, limit)
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
+        return await self.inner.read_all(after_position, limit, slices=slices)
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         if self.reads_down:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeGuard, TypeVar, runtime_checkable
 
 from actorsrc.errors import InvalidStreamIdError, LimitExceededError
+from actorsrc.hashing import SLICES
 from actorsrc.records import AppendResult, Metadata, NewEvent, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import MAX_SQL_INT
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits, check_append_size, over_limits
@@ -38,6 +39,9 @@ ANY = StreamState.ANY
 
 ExpectedVersion = int | StreamState
 """A version number (0 means no stream yet), `NO_STREAM` or `ANY`."""
+
+Fence = tuple[int, int]
+"""(shard, token) carried by an append: refused if the store's fence for that shard is above the token."""
 
 
 def validate_stream_id(stream_id: object) -> str:
@@ -74,6 +78,40 @@ def check_int(name: str, value: object, minimum: int) -> int:
 # in an id or type name is a bug upstream, not data. Both stores refuse them the same way.
 CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 _METADATA_IDS = ("command_id", "causation_id", "correlation_id", "command_digest")
+
+
+def check_slices(slices: object) -> tuple[int, int] | None:
+    """`slices` of a `read_all`: None (every slice) or (low, high) with 0 <= low < high <= SLICES."""
+    if slices is None:
+        return None
+    if (
+        type(slices) is not tuple
+        or len(slices) != 2
+        or not all(type(bound) is int for bound in slices)
+        or not 0 <= slices[0] < slices[1] <= SLICES
+    ):
+        raise ValueError(f"slices must be a tuple (low, high) of ints with 0 <= low < high <= {SLICES}, got {slices!r}")
+    return slices
+
+
+def _check_fence_part(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}: {value!r}")
+    if not 0 <= value <= MAX_SQL_INT:
+        raise ValueError(f"{what} must be from 0 to 2**63-1, got {value!r}")
+    return value
+
+
+def check_fence_token(shard: object, token: object) -> Fence:
+    """A shard and its fencing token: non-negative ints (`TypeError` / `ValueError` naming the value)."""
+    return _check_fence_part("shard", shard), _check_fence_part("fencing token", token)
+
+
+def check_fence(fence: object) -> Fence:
+    """The `fence` of an append: a (shard, token) tuple of non-negative ints."""
+    if type(fence) is not tuple or len(fence) != 2:
+        raise TypeError(f"fence must be a tuple (shard, token), got {fence!r}")
+    return check_fence_token(fence[0], fence[1])
 
 
 def _check_text(stream_id: str, what: str, value: object, *, optional: bool) -> None:
@@ -209,14 +247,26 @@ class EventStore(Protocol):
         """Events of one stream with from_version <= version <= to_version, in version order."""
         ...
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
         """Up to `limit` events of the global log with position > after_position, in order.
+
+        With ``slices=(low, high)``, only events whose stream's slice (`actorsrc.hashing.slice_of`, stored
+        with each event) is in [low, high), still in position order and up to `limit`; `ValueError` unless
+        0 <= low < high <= 1024. Positions are then not contiguous.
 
         If a row in that range does not decode (corrupt metadata, an impossible timestamp, ...), raises
         `EventDecodeError` for the first such row, with its stream, version and `position`. The rows
         before it are still readable: ``read_all(after_position, limit=error.position - after_position - 1)``
         returns them (when that limit is at least 1), and ``read_all(error.position)`` continues after it,
         so a subscriber can deal with that one event and go on.
+
+        With `slices`, a read that meets an undecodable row after decodable ones returns those (a batch
+        shorter than `limit`, ending before it), so the error is raised only when the undecodable row is
+        the first of those slices after `after_position`: there are no rows before it to read, the same
+        read with ``limit=error.position - after_position - 1`` raises again, ``read_all(error.position - 1,
+        1, slices=...)`` re-reads it, and ``read_all(error.position, slices=...)`` continues after it.
         """
         ...
 
@@ -313,5 +363,43 @@ class AppendSubmitter(Protocol):
     """
 
     def submit_append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        fence: Fence | None = None,
     ) -> asyncio.Future[AppendResult]: ...
+
+
+@runtime_checkable
+class FencingStore(Protocol):
+    """Stores that keep a single writer per shard, even against a zombie node that still thinks it owns it.
+
+    A node that takes a shard over raises the shard's fence to its new token (greater than any earlier
+    owner's) before it writes; every append then carries ``fence=(shard, token)``, and one whose token is
+    below the shard's fence is refused with `FencedAppendError`, inside the transaction that would have
+    written it, so the old owner can write nothing once `raise_fence` has returned.
+    """
+
+    async def raise_fence(self, shard: int, token: int) -> int:
+        """Set the shard's fence to max(its fence, `token`), ordered with appends (an append in flight
+        either committed before, or is checked against the new fence); returns the fence now in force.
+        Persistent: the fence survives restarts."""
+        ...
+
+    async def fences(self) -> dict[int, int]:
+        """Every shard's fence (for status displays)."""
+        ...
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        fence: Fence | None = None,
+    ) -> AppendResult:
+        """`EventStore.append`; with `fence`, refused with `FencedAppendError` (nothing written) if the
+        stored fence of its shard is above its token. Appends without `fence` are never checked."""
+        ...

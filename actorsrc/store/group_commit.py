@@ -17,7 +17,7 @@ import anyio
 from actorsrc.errors import OutcomeUnknownError, StoreClosedError, StoreError
 from actorsrc.observability import logger
 from actorsrc.records import AppendResult, NewEvent, Snapshot
-from actorsrc.store.base import ExpectedVersion
+from actorsrc.store.base import ExpectedVersion, Fence
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 
 
@@ -27,6 +27,8 @@ class PendingAppend:
     events: Sequence[NewEvent]
     expected_version: ExpectedVersion
     reply: asyncio.Future[AppendResult] = field(repr=False)
+    fence: Fence | None = None
+    """(shard, token): the append is refused if the shard's stored fence is above the token."""
 
 
 @dataclass(slots=True)
@@ -88,12 +90,12 @@ class GroupCommitter:
             await self._room.wait()
 
     def submit(
-        self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion
+        self, stream_id: str, events: Sequence[NewEvent], expected: ExpectedVersion, fence: Fence | None = None
     ) -> asyncio.Future[AppendResult]:
         if self._closing:
             raise StoreClosedError(f"{self._store_name} is closed; open it again to append")
         reply: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(PendingAppend(stream_id, events, expected, reply))
+        self._queue.append(PendingAppend(stream_id, events, expected, reply, fence))
         self._has_work.set()
         return reply
 

@@ -30,14 +30,14 @@ from actorsrc.observability import logger
 from actorsrc.records import AppendResult, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import micros_to_datetime
 from actorsrc.sql.postgres import check_schema_name
-from actorsrc.store.base import StoredPayload, check_int, validate_stream_id
+from actorsrc.store.base import StoredPayload, check_int, check_slices, validate_stream_id
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 from actorsrc.store.postgres_retry import TRANSIENT_ERRORS, backoff, write_with_retries
 from actorsrc.store.postgres_schema import migrate
-from actorsrc.store.postgres_writer import notify_channel
-from actorsrc.store.rows import recorded_event
+from actorsrc.store.postgres_writer import notify_channel, raise_fence
+from actorsrc.store.rows import log_records, recorded_event
 
 if TYPE_CHECKING:
     from actorsrc.sql.postgres import PgConnection
@@ -294,16 +294,49 @@ class PostgresEventStore(GroupCommitFrontend):
         finally:
             self._payload_reader = None
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)
         check_int("limit", limit, 1)
+        if check_slices(slices) is None:
+            rows = await self._fetch(
+                f'SELECT s.name, {_COLUMNS} FROM "{self.schema}".events e JOIN "{self.schema}".streams s'
+                " ON s.key = e.stream_key WHERE e.position > $1 ORDER BY e.position LIMIT $2",
+                after_position,
+                limit,
+            )
+            return [recorded_event(row[0], tuple(row)[1:]) for row in rows]
+        assert slices is not None
         rows = await self._fetch(
             f'SELECT s.name, {_COLUMNS} FROM "{self.schema}".events e JOIN "{self.schema}".streams s'
-            " ON s.key = e.stream_key WHERE e.position > $1 ORDER BY e.position LIMIT $2",
+            " ON s.key = e.stream_key WHERE e.slice >= $1 AND e.slice < $2 AND e.position > $3"
+            " ORDER BY e.position LIMIT $4",
+            slices[0],
+            slices[1],
             after_position,
             limit,
         )
-        return [recorded_event(row[0], tuple(row)[1:]) for row in rows]
+        return log_records(rows, sliced=True)
+
+    async def _raise_fence(self, shard: int, token: int) -> int:
+        for attempt in range(self.retries + 1):  # safe to repeat: the fence only ever moves up to `token`
+            try:
+                async with self._acquire() as conn:
+                    return await raise_fence(conn, self.schema, shard, token)
+            except TRANSIENT_ERRORS as exc:
+                if attempt == self.retries:
+                    raise StoreError(
+                        f"raising the fence of shard {shard} failed after {attempt + 1} attempts: {exc!r}"
+                    ) from exc
+                await anyio.sleep(backoff(self.retry_delay, attempt))
+            except asyncpg.PostgresError as exc:
+                raise StoreError(f"raising the fence of shard {shard} failed: {exc!r}") from exc
+        raise AssertionError("unreachable")
+
+    async def fences(self) -> dict[int, int]:
+        rows = await self._fetch(f'SELECT shard, token FROM "{self.schema}".fences')
+        return {int(shard): int(token) for shard, token in rows}
 
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actorsrc.errors import ConcurrencyError
+from actorsrc.errors import ConcurrencyError, FencedAppendError
+from actorsrc.hashing import slice_of
 from actorsrc.records import AppendResult
 from actorsrc.store.base import expectation_holds
 from actorsrc.store.group_commit import PendingAppend, PendingSnapshot
@@ -27,7 +28,17 @@ if TYPE_CHECKING:
 from actorsrc.sql.encoding import micros_to_datetime, now_micros
 from actorsrc.store.rows import event_row, note_command
 
-EVENT_COLUMNS = ["position", "stream_key", "version", "type", "schema_version", "data", "metadata", "recorded_at"]
+EVENT_COLUMNS = [
+    "position",
+    "stream_key",
+    "version",
+    "type",
+    "schema_version",
+    "data",
+    "metadata",
+    "recorded_at",
+    "slice",
+]
 
 
 def notify_channel(schema: str) -> str:
@@ -65,6 +76,7 @@ async def write_batch(
             doubt.committed = await _committed(conn, s, doubt.probe)
             if doubt.committed:
                 return doubt.outcomes
+        fences = await _load_fences(conn, s, batch)
         names = list(dict.fromkeys(p.stream_id for p in batch))
         rows = await conn.fetch(f'SELECT name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])', names)
         streams: dict[str, list[int]] = {name: [key, version] for name, key, version in rows}
@@ -74,6 +86,12 @@ async def write_batch(
         outcomes = attempt.outcomes
         planned: list[tuple[PendingAppend, int, int]] = []  # (append, first version, first position)
         for pending in batch:
+            if fences and pending.fence is not None:
+                shard, token = pending.fence
+                fence = fences.get(shard, token)
+                if token < fence:  # part of this attempt's outcomes: refused whether or not it commits
+                    outcomes.append(FencedAppendError(pending.stream_id, shard, token, fence))
+                    continue
             key, version = streams.get(pending.stream_id, (0, 0))
             if not expectation_holds(pending.expected_version, version):
                 outcomes.append(ConcurrencyError(pending.stream_id, pending.expected_version, version))
@@ -106,6 +124,30 @@ async def write_batch(
             )
         attempt.committing = True
     return outcomes
+
+
+async def _load_fences(conn: PgConnection, s: str, batch: list[PendingAppend]) -> dict[int, int]:
+    """The stored fences of the shards the batch's fenced appends name; read under the log-head lock,
+    which `raise_fence` takes too, so no fence moves before this batch commits. No query without any."""
+    shards = list({p.fence[0] for p in batch if p.fence is not None})
+    if not shards:
+        return {}
+    rows = await conn.fetch(f'SELECT shard, token FROM "{s}".fences WHERE shard = ANY($1::bigint[])', shards)
+    return {shard: token for shard, token in rows}
+
+
+async def raise_fence(conn: PgConnection, s: str, shard: int, token: int) -> int:
+    """Set the shard's fence to max(fence, token); after the log-head lock, so it waits for any batch in
+    flight, and every later batch reads the new fence."""
+    async with conn.transaction():
+        await conn.execute(f'SELECT position FROM "{s}".log_head WHERE id = 1 FOR UPDATE')
+        fence = await conn.fetchval(
+            f'INSERT INTO "{s}".fences AS f (shard, token) VALUES ($1, $2)'
+            " ON CONFLICT (shard) DO UPDATE SET token = greatest(f.token, excluded.token) RETURNING token",
+            shard,
+            token,
+        )
+    return int(fence)
 
 
 async def _committed(conn: PgConnection, s: str, probe: tuple[int, int, bytes]) -> bool:
@@ -149,16 +191,17 @@ async def _write_events(
     commands: dict[tuple[int, str], list[int]] = {}
     for pending, first_version, first_position in planned:
         key = streams[pending.stream_id][0]
+        slice_ = slice_of(pending.stream_id)
         for offset, event in enumerate(pending.events):
             version = first_version + offset
-            records.append(event_row(first_position + offset, key, version, event, micros))
+            records.append(event_row(first_position + offset, key, version, event, micros, slice_))
             note_command(commands, key, version, event)
     # One INSERT over arrays rather than COPY: as fast at these batch sizes, and a connection dropped
     # mid-statement fails just this await (asyncpg's COPY leaves an internal future unretrieved).
     columns = list(zip(*records, strict=True))
     await conn.execute(
         f'INSERT INTO "{s}".events ({", ".join(EVENT_COLUMNS)}) SELECT * FROM unnest($1::bigint[], $2::bigint[],'
-        " $3::bigint[], $4::text[], $5::int[], $6::bytea[], $7::bytea[], $8::bigint[])",
+        " $3::bigint[], $4::text[], $5::int[], $6::bytea[], $7::bytea[], $8::bigint[], $9::int[])",
         *columns,
     )
     if commands:

@@ -20,8 +20,10 @@ def decode_metadata(raw: bytes) -> Metadata:
     return _metadata_decoder.decode(raw)
 
 
-def event_row(position: int, stream_key: int, version: int, event: NewEvent, micros: int) -> tuple[Any, ...]:
-    """Columns: position, stream_key, version, type, schema_version, data, metadata, recorded_at."""
+def event_row(
+    position: int, stream_key: int, version: int, event: NewEvent, micros: int, slice_: int
+) -> tuple[Any, ...]:
+    """Columns: position, stream_key, version, type, schema_version, data, metadata, recorded_at, slice."""
     return (
         position,
         stream_key,
@@ -31,7 +33,27 @@ def event_row(position: int, stream_key: int, version: int, event: NewEvent, mic
         event.data,
         _encode_metadata(event.metadata),
         micros,
+        slice_,
     )
+
+
+def log_records(rows: Sequence[Sequence[Any]], *, sliced: bool) -> list[RecordedEvent]:
+    """`read_all`'s rows (stream name, then the columns of `recorded_event`) as records.
+
+    An undecodable row raises `EventDecodeError`; in a `sliced` read, only when it is the first row: after
+    decodable rows the read ends before it (a short batch), see `EventStore.read_all`.
+    """
+    if not sliced:
+        return [recorded_event(row[0], tuple(row)[1:]) for row in rows]
+    records: list[RecordedEvent] = []
+    for row in rows:
+        try:
+            records.append(recorded_event(row[0], tuple(row)[1:]))
+        except EventDecodeError:
+            if not records:
+                raise
+            break
+    return records
 
 
 def note_command(spans: dict[tuple[int, str], list[int]], stream_key: int, version: int, event: NewEvent) -> None:

@@ -30,14 +30,15 @@ from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
     StoredPayload,
     check_int,
+    check_slices,
     validate_stream_id,
 )
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
-from actorsrc.store.rows import recorded_event
+from actorsrc.store.rows import log_records, recorded_event
 from actorsrc.store.sqlite_reads import BatchedReader, UndecodableText, with_text_checked
-from actorsrc.store.sqlite_writer import StreamCache, write_batch
+from actorsrc.store.sqlite_writer import StreamCache, raise_fence, write_batch
 
 # Errors one bad append can cause; on these the batch is split so the others still commit. Errors of
 # the database itself (locked, I/O, disk full) fail the whole batch once instead of once per append.
@@ -68,6 +69,11 @@ _READ_STREAM_SQL = (
 _READ_ALL_SQL = (
     _READ_ALL.format("s.name, " + _EVENT_COLUMNS),
     _READ_ALL.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
+)
+_READ_SLICES = _READ_ALL.replace("WHERE e.position > ?", "WHERE e.slice >= ? AND e.slice < ? AND e.position > ?")
+_READ_SLICES_SQL = (
+    _READ_SLICES.format("s.name, " + _EVENT_COLUMNS),
+    _READ_SLICES.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
 )
 
 
@@ -179,6 +185,17 @@ class SQLiteEventStore(GroupCommitFrontend):
         assert writer is not None
         return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
 
+    async def _raise_fence(self, shard: int, token: int) -> int:
+        writer = self._writer
+        assert writer is not None
+        try:  # on the writer's thread, between batches; BEGIN IMMEDIATE orders it with other processes too
+            return await run_on_connection_thread(writer, raise_fence, shard, token)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store {self.path!r}: raising the fence of shard {shard} failed: {exc}") from exc
+
+    async def fences(self) -> dict[int, int]:
+        return {int(shard): int(token) for shard, token in await self._fetch("SELECT shard, token FROM fences", ())}
+
     # -- snapshots ------------------------------------------------------------------------------
 
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
@@ -217,11 +234,18 @@ class SQLiteEventStore(GroupCommitFrontend):
             (stream_id, from_version, upper),
         )
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
         check_int("after_position", after_position, 0)
         check_int("limit", limit, 1)
-        rows = await self._fetch_events(_READ_ALL_SQL, (after_position, limit))
-        return [recorded_event(row[0], row[1:]) for row in rows]
+        if check_slices(slices) is None:
+            rows = await self._fetch_events(_READ_ALL_SQL, (after_position, limit))
+            return [recorded_event(row[0], row[1:]) for row in rows]
+        assert slices is not None
+        low, high = slices
+        rows = await self._fetch_events(_READ_SLICES_SQL, (low, high, after_position, limit), sliced=True)
+        return log_records(rows, sliced=True)
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         validate_stream_id(stream_id)
@@ -248,17 +272,18 @@ class SQLiteEventStore(GroupCommitFrontend):
         return int(rows[0][0])
 
     async def _fetch_events(
-        self, sql: tuple[str, str], params: tuple[Any, ...], stream_id: str | None = None
+        self, sql: tuple[str, str], params: tuple[Any, ...], stream_id: str | None = None, *, sliced: bool = False
     ) -> list[Any]:
         """Event rows (after the stream name when `stream_id` is None) of the first SQL of `sql`.
 
         SQLite cannot hand back text that is not UTF-8 (written by another program) and names only the
-        column; the rows are then read again with the second SQL, text as bytes, to name the first bad row.
+        column; the rows are then read again with the second SQL, text as bytes, to name the first bad row
+        (a `sliced` read ends before it instead, unless it is the first row: see `EventStore.read_all`).
         """
         try:
             return await self._fetch(sql[0], params)
         except UndecodableText:
-            return with_text_checked(await self._fetch(sql[1], params), stream_id)
+            return with_text_checked(await self._fetch(sql[1], params), stream_id, sliced=sliced)
 
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         self._check_open()

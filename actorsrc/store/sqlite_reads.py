@@ -92,9 +92,10 @@ class UndecodableText(StoreError):
     """A read hit text that is not UTF-8; the caller reads the rows again with the text as bytes."""
 
 
-def with_text_checked(rows: list[Any], stream_id: str | None) -> list[Any]:
+def with_text_checked(rows: list[Any], stream_id: str | None, *, sliced: bool = False) -> list[Any]:
     """Event rows read with their type (and stream name, first, when `stream_id` is None) as bytes, with that
-    text decoded back; the first row whose text is not UTF-8 raises `EventDecodeError` naming its position."""
+    text decoded back; the first row whose text is not UTF-8 raises `EventDecodeError` naming its position
+    (in a `sliced` read of the log, only if it is the first row: the rows before it are returned instead)."""
     offset = 1 if stream_id is None else 0
     decoded: list[Any] = []
     for raw in rows:
@@ -106,6 +107,8 @@ def with_text_checked(rows: list[Any], stream_id: str | None) -> list[Any]:
         except UnicodeDecodeError as exc:
             name = stream_id if stream_id is not None else bytes(raw[0]).decode("utf-8", "backslashreplace")
             version, position, type_name = raw[offset], raw[offset + 1], raw[offset + 2]
+            if sliced and decoded:
+                return decoded
             raise EventDecodeError(
                 name,
                 version,

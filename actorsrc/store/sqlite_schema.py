@@ -15,9 +15,11 @@ from __future__ import annotations
 import sqlite3
 
 from actorsrc.errors import ForeignDatabaseError
+from actorsrc.hashing import slice_of
 
-SCHEMA_VERSION = 4
-"""1: streams and events; 2: snapshots; 3: command ids; 4: the application id marker (no table change)."""
+SCHEMA_VERSION = 5
+"""1: streams and events; 2: snapshots; 3: command ids; 4: the application id marker (no table change);
+5: each event's slice (and its index), shard fences."""
 APPLICATION_ID = 0x61637372  # "acsr": an actorsrc event store
 _SQLITE_NOTADB = 26
 
@@ -35,7 +37,8 @@ STATEMENTS = [
     schema_version INTEGER NOT NULL,
     data           BLOB    NOT NULL,
     metadata       BLOB    NOT NULL,
-    recorded_at    INTEGER NOT NULL
+    recorded_at    INTEGER NOT NULL,
+    slice          INTEGER NOT NULL
 )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_key, version)",
     """CREATE TABLE IF NOT EXISTS snapshots (
@@ -57,6 +60,17 @@ STATEMENTS = [
 ]
 """Run in order inside one transaction: a failure leaves nothing half made."""
 
+LATER_STATEMENTS = [
+    # Serves "events of slices [low, high) after position p in position order" (read_all's slices).
+    "CREATE INDEX IF NOT EXISTS events_by_slice ON events (slice, position)",
+    """CREATE TABLE IF NOT EXISTS fences (
+    shard INTEGER PRIMARY KEY,
+    token INTEGER NOT NULL
+)""",
+]
+"""Run after an older store's events have their slice column (version 5)."""
+_SLICE_BATCH = 1000  # streams whose events get their slice per statement batch
+
 # Our tables' columns, to recognise a store written before version 4 (no application id yet).
 _COLUMNS = {
     "streams": ("key", "name", "version"),
@@ -65,6 +79,7 @@ _COLUMNS = {
     "command_ids": ("stream_key", "command_id", "first_version", "last_version"),
 }
 _REQUIRED_BEFORE_MARKER = ("streams", "events")  # version 1 had only these
+_ADDED_COLUMNS = {"events": ("slice",)}  # by version 5; tolerated on an unmarked store (see _add_slices)
 
 
 def configure(conn: sqlite3.Connection, *, durable: bool, in_memory: bool = False) -> None:
@@ -95,6 +110,10 @@ def migrate(conn: sqlite3.Connection, *, where: str = "the database") -> None:
         if found < SCHEMA_VERSION:
             for statement in STATEMENTS:
                 conn.execute(statement)
+            if 1 <= found < 5:
+                _add_slices(conn)
+            for statement in LATER_STATEMENTS:
+                conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
@@ -102,6 +121,16 @@ def migrate(conn: sqlite3.Connection, *, where: str = "the database") -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _add_slices(conn: sqlite3.Connection) -> None:
+    """Version 5: give every event of an older store its slice, computed per stream (it depends on the
+    stream id only), stream by stream through the (stream_key, version) index."""
+    if "slice" not in [row[1] for row in conn.execute("PRAGMA table_info(events)")]:
+        conn.execute("ALTER TABLE events ADD COLUMN slice INTEGER NOT NULL DEFAULT 0")
+    streams = conn.execute("SELECT key, name FROM streams ORDER BY key")
+    while chunk := streams.fetchmany(_SLICE_BATCH):
+        conn.executemany("UPDATE events SET slice = ? WHERE stream_key = ?", [(slice_of(n), k) for k, n in chunk])
 
 
 def _found_version(conn: sqlite3.Connection, where: str) -> int:
@@ -148,7 +177,7 @@ def _has_our_tables(conn: sqlite3.Connection, tables: list[str]) -> bool:
     for name, columns in _COLUMNS.items():
         if name in tables:
             found = tuple(row[1] for row in conn.execute(f"PRAGMA table_info({name})"))
-            if found != columns:
+            if found not in (columns, columns + _ADDED_COLUMNS.get(name, ())):
                 return False
     return True
 

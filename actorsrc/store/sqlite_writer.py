@@ -12,7 +12,8 @@ import itertools
 import sqlite3
 from collections.abc import Iterable
 
-from actorsrc.errors import ConcurrencyError
+from actorsrc.errors import ConcurrencyError, FencedAppendError
+from actorsrc.hashing import slice_of
 from actorsrc.records import AppendResult
 from actorsrc.sql.encoding import micros_to_datetime, now_micros
 from actorsrc.store.base import expectation_holds
@@ -21,8 +22,8 @@ from actorsrc.store.rows import event_row, note_command
 
 _SELECT_CHUNK = 500
 _INSERT_EVENT = (
-    "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at, slice)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _UPSERT_STREAM = (
     "INSERT INTO streams (key, name, version) VALUES (?, ?, ?)"
@@ -65,6 +66,38 @@ def _load_streams(conn: sqlite3.Connection, names: Iterable[str], into: dict[str
             into[name] = (key, version)
 
 
+def _load_fences(conn: sqlite3.Connection, batch: list[PendingAppend]) -> dict[int, int]:
+    """The stored fences of the shards the batch's fenced appends name (no query without any)."""
+    shards = {p.fence[0] for p in batch if p.fence is not None}
+    if not shards:
+        return {}
+    found: dict[int, int] = {}
+    pending = list(shards)
+    for start in range(0, len(pending), _SELECT_CHUNK):
+        chunk = pending[start : start + _SELECT_CHUNK]
+        rows = conn.execute(f"SELECT shard, token FROM fences WHERE shard IN ({','.join('?' * len(chunk))})", chunk)
+        found.update(rows)
+    return found
+
+
+def raise_fence(conn: sqlite3.Connection, shard: int, token: int) -> int:
+    """Set the shard's fence to max(fence, token) in its own write transaction (so ordered with batches)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "INSERT INTO fences (shard, token) VALUES (?, ?)"
+            " ON CONFLICT (shard) DO UPDATE SET token = max(token, excluded.token)",
+            (shard, token),
+        )
+        (fence,) = conn.execute("SELECT token FROM fences WHERE shard = ?", (shard,)).fetchone()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return int(fence)
+
+
 def write_batch(
     conn: sqlite3.Connection, batch: list[PendingAppend], snapshots: list[PendingSnapshot], cache: StreamCache
 ) -> list[AppendResult | BaseException]:
@@ -103,6 +136,7 @@ def _write_in_transaction(
     if missing:
         _load_streams(conn, missing, updates)
 
+    fences = _load_fences(conn, batch)
     micros = now_micros()
     recorded_at = micros_to_datetime(micros)
     position, next_key = cache.next_position, cache.next_key
@@ -111,6 +145,12 @@ def _write_in_transaction(
     command_rows: dict[tuple[int, str], list[int]] = {}  # (stream key, command id) -> [first, last] version
     for pending in batch:
         stream_id = pending.stream_id
+        if fences and pending.fence is not None:
+            shard, token = pending.fence
+            fence = fences.get(shard, token)
+            if token < fence:
+                outcomes.append(FencedAppendError(stream_id, shard, token, fence))
+                continue
         key, version = updates.get(stream_id) or known.get(stream_id) or (0, 0)
         if not expectation_holds(pending.expected_version, version):
             outcomes.append(ConcurrencyError(stream_id, pending.expected_version, version))
@@ -118,10 +158,11 @@ def _write_in_transaction(
         if key == 0:
             key, next_key = next_key, next_key + 1
         first_version, first_position = version + 1, position
+        slice_ = slice_of(stream_id)
         for event in pending.events:
             version += 1
             note_command(command_rows, key, version, event)
-            event_rows.append(event_row(position, key, version, event, micros))
+            event_rows.append(event_row(position, key, version, event, micros, slice_))
             position += 1
         updates[stream_id] = (key, version)
         outcomes.append(AppendResult(stream_id, first_version, version, first_position, position - 1, recorded_at))

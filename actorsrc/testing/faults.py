@@ -16,7 +16,7 @@ import anyio
 
 from actorsrc.errors import StoreError
 from actorsrc.records import AppendResult, NewEvent, RecordedEvent, Snapshot
-from actorsrc.store.base import AppendSubmitter, EventStore, ExpectedVersion, SnapshotStore
+from actorsrc.store.base import AppendSubmitter, EventStore, ExpectedVersion, Fence, FencingStore, SnapshotStore
 
 
 class FaultyStore:
@@ -74,14 +74,28 @@ class FaultyStore:
         raise TimeoutError(f"{self.held_appends} of the {count} appends awaited reached the gate in {timeout} s")
 
     async def append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        fence: Fence | None = None,
     ) -> AppendResult:
         if self._gate is not None:
             await self._wait_at_gate(self._gate)
         self._maybe_fail(stream_id)
-        result = await self.inner.append(stream_id, events, expected_version)
+        if fence is None:
+            result = await self.inner.append(stream_id, events, expected_version)
+        else:
+            result = await _fencing(self.inner).append(stream_id, events, expected_version, fence=fence)
         self._count(events)
         return result
+
+    async def raise_fence(self, shard: int, token: int) -> int:
+        return await _fencing(self.inner).raise_fence(shard, token)
+
+    async def fences(self) -> dict[int, int]:
+        return await _fencing(self.inner).fences()
 
     async def _wait_at_gate(self, gate: anyio.Event) -> None:
         self._held(+1)
@@ -111,8 +125,10 @@ class FaultyStore:
     ) -> list[RecordedEvent]:
         return await self.inner.read_stream(stream_id, from_version, to_version)
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        return await self.inner.read_all(after_position, limit)
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
+        return await self.inner.read_all(after_position, limit, slices=slices)
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         return await self.inner.find_commands(stream_id, command_ids)
@@ -148,7 +164,12 @@ class InlineFaultyStore(FaultyStore):
         self._tasks: set[asyncio.Task[None]] = set()  # held submissions, referenced until they finish
 
     def submit_append(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: ExpectedVersion,
+        *,
+        fence: Fence | None = None,
     ) -> asyncio.Future[AppendResult]:
         loop = asyncio.get_running_loop()
         self.submitted += 1
@@ -159,9 +180,11 @@ class InlineFaultyStore(FaultyStore):
                 failed: asyncio.Future[AppendResult] = loop.create_future()
                 failed.set_exception(exc)
                 return failed
-            return self._submit_inner(stream_id, events, expected_version)
+            return self._submit_inner(stream_id, events, expected_version, fence)
         outer: asyncio.Future[AppendResult] = loop.create_future()
-        task = loop.create_task(self._submit_when_released(self._gate, outer, stream_id, events, expected_version))
+        task = loop.create_task(
+            self._submit_when_released(self._gate, outer, stream_id, events, expected_version, fence)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         outer.add_done_callback(lambda done: task.cancel() if done.cancelled() else None)
@@ -174,6 +197,7 @@ class InlineFaultyStore(FaultyStore):
         stream_id: str,
         events: Sequence[NewEvent],
         expected_version: ExpectedVersion,
+        fence: Fence | None,
     ) -> None:
         try:
             await self._wait_at_gate(gate)
@@ -183,7 +207,7 @@ class InlineFaultyStore(FaultyStore):
             return
         try:
             self._maybe_fail(stream_id)
-            inner = self._submit_inner(stream_id, events, expected_version)
+            inner = self._submit_inner(stream_id, events, expected_version, fence)
         except Exception as exc:
             outer.set_exception(exc)
             return
@@ -191,15 +215,25 @@ class InlineFaultyStore(FaultyStore):
         inner.add_done_callback(lambda done: _copy_outcome(done, outer))
 
     def _submit_inner(
-        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: ExpectedVersion, fence: Fence | None
     ) -> asyncio.Future[AppendResult]:
         inner = self.inner
-        if isinstance(inner, AppendSubmitter):
+        if fence is None and isinstance(inner, AppendSubmitter):
             future = inner.submit_append(stream_id, events, expected_version)
-        else:
+        elif isinstance(inner, AppendSubmitter) and isinstance(inner, FencingStore):
+            future = inner.submit_append(stream_id, events, expected_version, fence=fence)
+        elif fence is None:
             future = asyncio.ensure_future(inner.append(stream_id, events, expected_version))
+        else:
+            future = asyncio.ensure_future(_fencing(inner).append(stream_id, events, expected_version, fence=fence))
         future.add_done_callback(lambda done: None if done.cancelled() or done.exception() else self._count(events))
         return future
+
+
+def _fencing(store: EventStore) -> FencingStore:
+    if not isinstance(store, FencingStore):
+        raise StoreError(f"the wrapped store {type(store).__name__} keeps no shard fences")
+    return store
 
 
 def _copy_outcome(source: asyncio.Future[Any], target: asyncio.Future[Any]) -> None:

@@ -15,6 +15,7 @@ contract class implements it, or those tests are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -26,12 +27,14 @@ import pytest
 from actorsrc.errors import (
     ConcurrencyError,
     EventDecodeError,
+    FencedAppendError,
     InvalidStreamIdError,
     LimitExceededError,
     StoreClosedError,
 )
-from actorsrc.records import Metadata, NewEvent, RecordedEvent
-from actorsrc.store.base import ANY, NO_STREAM, EventStore
+from actorsrc.hashing import SLICES, slice_of
+from actorsrc.records import AppendResult, Metadata, NewEvent, RecordedEvent
+from actorsrc.store.base import ANY, NO_STREAM, AppendSubmitter, EventStore, FencingStore
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[EventStore]]
@@ -405,3 +408,183 @@ class EventStoreContract:
         assert [r.position for r in await store.read_all(bad)] == [4, 5]
         with pytest.raises(EventDecodeError):
             await store.read_all(2, limit=1)
+
+    async def test_a_sliced_read_stops_before_an_undecodable_row_it_does_not_start_with(
+        self, store: EventStore
+    ) -> None:
+        await self._log_with_a_bad_row(store, "metadata", b"garbage")
+        of_a, of_b = (slice_of("a"), slice_of("a") + 1), (slice_of("b"), slice_of("b") + 1)
+        assert slice_of("a") != slice_of("b")
+        # Stream a holds positions 1, 3 (undecodable) and 5; b holds 2 and 4.
+        assert [r.position for r in await store.read_all(slices=of_a)] == [1]  # a short batch, ending before it
+        with pytest.raises(EventDecodeError) as caught:
+            await store.read_all(1, slices=of_a)
+        assert (caught.value.stream_id, caught.value.position) == ("a", 3)
+        with pytest.raises(EventDecodeError):
+            await store.read_all(2, 1, slices=of_a)  # re-reading the row itself
+        assert [r.position for r in await store.read_all(0, limit=1, slices=of_a)] == [1]
+        assert [r.position for r in await store.read_all(3, slices=of_a)] == [5]
+        assert [r.position for r in await store.read_all(slices=of_b)] == [2, 4]
+        with pytest.raises(EventDecodeError):
+            await store.read_all()  # unsliced reads keep raising for the first undecodable row
+
+    # -- slices --------------------------------------------------------------------------------
+
+    async def test_sliced_reads_return_the_events_of_those_slices_in_position_order(self, store: EventStore) -> None:
+        names = [f"s-{i}" for i in range(12)]
+        for round_ in range(3):
+            for name in names:
+                await store.append(name, [new_event(f"{name}.{round_}")], ANY)
+        everything = await _read_everything(store, page=100)
+        assert len(everything) == 36
+        for low, high in [(0, SLICES), (0, 300), (300, 600), (109, 110), (600, SLICES), (1000, SLICES)]:
+            wanted = [r for r in everything if low <= slice_of(r.stream_id) < high]
+            assert await store.read_all(0, 1000, slices=(low, high)) == wanted
+            paged: list[RecordedEvent] = []
+            while chunk := await store.read_all(paged[-1].position if paged else 0, 4, slices=(low, high)):
+                assert len(chunk) <= 4
+                paged.extend(chunk)
+            assert paged == wanted
+        middle = everything[17].position
+        assert (
+            await store.read_all(middle, 3, slices=(0, 400))
+            == [r for r in everything if r.position > middle and slice_of(r.stream_id) < 400][:3]
+        )
+
+    @pytest.mark.parametrize(
+        "bad", [(0, 0), (5, 3), (-1, 4), (0, SLICES + 1), (1,), (1, 2, 3), [0, 4], (0.0, 4), (True, 4), "0:4", 4]
+    )
+    async def test_bad_slices_are_refused(self, store: EventStore, bad: object) -> None:
+        await store.append("s", [new_event()], NO_STREAM)
+        with pytest.raises(ValueError, match="slices") as caught:
+            await store.read_all(0, 10, slices=bad)  # type: ignore[arg-type]
+        assert repr(bad) in str(caught.value)
+
+    # -- fencing -------------------------------------------------------------------------------
+
+    def _fencing(self, store: EventStore) -> FencingStore:
+        if not isinstance(store, FencingStore):
+            pytest.skip(f"{type(store).__name__} keeps no shard fences")
+        return store
+
+    async def test_an_append_below_its_shards_fence_is_refused_and_writes_nothing(self, store: EventStore) -> None:
+        fencing = self._fencing(store)
+        assert await fencing.fences() == {}
+        assert await fencing.raise_fence(3, 5) == 5
+        with pytest.raises(FencedAppendError) as caught:
+            await fencing.append("s", [new_event("zombie")], NO_STREAM, fence=(3, 4))
+        error = caught.value
+        assert (error.stream_id, error.shard, error.token, error.fence) == ("s", 3, 4, 5)
+        assert "'s'" in str(error)
+        assert await store.stream_version("s") == 0
+        assert await store.last_position() == 0
+
+    async def test_appends_at_or_above_the_fence_or_without_one_are_written(self, store: EventStore) -> None:
+        fencing = self._fencing(store)
+        await fencing.raise_fence(3, 5)
+        await fencing.append("s", [new_event("at")], NO_STREAM, fence=(3, 5))
+        await fencing.append("s", [new_event("above")], 1, fence=(3, 6))
+        await fencing.append("s", [new_event("unfenced")], 2)  # never checked
+        await fencing.append("t", [new_event("no fence row")], NO_STREAM, fence=(4, 0))
+        assert _payloads(await store.read_stream("s")) == [b'{"p":"at"}', b'{"p":"above"}', b'{"p":"unfenced"}']
+        assert await store.stream_version("t") == 1
+        assert await fencing.fences() == {3: 5}  # appends never move a fence
+
+    async def test_a_fence_never_goes_down(self, store: EventStore) -> None:
+        fencing = self._fencing(store)
+        assert await fencing.raise_fence(1, 10) == 10
+        assert await fencing.raise_fence(1, 3) == 10
+        assert await fencing.raise_fence(2, 0) == 0
+        assert await fencing.raise_fence(1, 11) == 11
+        assert await fencing.fences() == {1: 11, 2: 0}
+        with pytest.raises(FencedAppendError):
+            await fencing.append("s", [new_event()], NO_STREAM, fence=(1, 10))
+
+    async def test_one_fenced_append_of_a_batch_is_refused_and_the_others_written(self, store: EventStore) -> None:
+        fencing = self._fencing(store)
+        await fencing.raise_fence(1, 2)
+        await store.append("c", [new_event("seed")], NO_STREAM)
+        if isinstance(store, AppendSubmitter):  # submitted together: they share a group commit
+            futures = [
+                store.submit_append("a", [new_event("zombie")], NO_STREAM, fence=(1, 1)),
+                store.submit_append("b", [new_event("owner")], NO_STREAM, fence=(1, 2)),
+                store.submit_append("c", [new_event("stale")], NO_STREAM, fence=(1, 2)),
+                store.submit_append("d", [new_event("free")], NO_STREAM),
+            ]
+        else:
+            futures = [
+                asyncio.ensure_future(fencing.append("a", [new_event("zombie")], NO_STREAM, fence=(1, 1))),
+                asyncio.ensure_future(fencing.append("b", [new_event("owner")], NO_STREAM, fence=(1, 2))),
+                asyncio.ensure_future(fencing.append("c", [new_event("stale")], NO_STREAM, fence=(1, 2))),
+                asyncio.ensure_future(fencing.append("d", [new_event("free")], NO_STREAM)),
+            ]
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        assert isinstance(outcomes[0], FencedAppendError)
+        assert isinstance(outcomes[1], AppendResult)
+        assert isinstance(outcomes[2], ConcurrencyError)
+        assert isinstance(outcomes[3], AppendResult)
+        assert [await store.stream_version(name) for name in "abcd"] == [0, 1, 1, 1]
+        assert [r.data for r in await _read_everything(store)] == [b'{"p":"seed"}', b'{"p":"owner"}', b'{"p":"free"}']
+
+    @pytest.mark.parametrize(
+        ("shard", "token", "error"),
+        [(-1, 0, ValueError), (0, -1, ValueError), ("1", 0, TypeError), (True, 0, TypeError), (0, 1.0, TypeError)],
+    )
+    async def test_bad_fences_are_refused(
+        self, store: EventStore, shard: object, token: object, error: type[Exception]
+    ) -> None:
+        fencing = self._fencing(store)
+        with pytest.raises(error, match=repr(shard) if shard in (-1, "1", True) else repr(token)):
+            await fencing.raise_fence(shard, token)  # type: ignore[arg-type]
+        with pytest.raises(error):
+            await fencing.append("s", [new_event()], NO_STREAM, fence=(shard, token))  # type: ignore[arg-type]
+        for bad in [(1,), [1, 2], (1, 2, 3), 7]:
+            with pytest.raises(TypeError, match="fence"):
+                await fencing.append("s", [new_event()], NO_STREAM, fence=bad)  # type: ignore[arg-type]
+        assert await fencing.fences() == {}
+        assert await store.last_position() == 0
+
+    async def test_a_fence_survives_reopen(self, store_factory: StoreFactory) -> None:
+        self._require_shared_database()
+        async with store_factory() as store:
+            await self._fencing(store).raise_fence(9, 4)
+        async with store_factory() as store:
+            fencing = self._fencing(store)
+            assert await fencing.fences() == {9: 4}
+            with pytest.raises(FencedAppendError):
+                await fencing.append("s", [new_event()], NO_STREAM, fence=(9, 3))
+
+    async def test_a_fence_from_another_store_instance_holds(self, store_factory: StoreFactory) -> None:
+        self._require_shared_database()
+        async with store_factory() as first, store_factory() as second:
+            await self._fencing(second).raise_fence(2, 8)
+            with pytest.raises(FencedAppendError):
+                await self._fencing(first).append("s", [new_event()], NO_STREAM, fence=(2, 7))
+            assert await self._fencing(first).fences() == {2: 8}
+
+    async def test_an_append_in_flight_when_the_fence_rises_committed_before_or_is_refused(
+        self, store: EventStore
+    ) -> None:
+        fencing = self._fencing(store)
+        seen = {"before": 0, "refused": 0}
+        for round_ in range(20):
+            stream = f"s-{round_}"
+            token = round_ + 1
+            if isinstance(store, AppendSubmitter):
+                pending = store.submit_append(stream, [new_event()], NO_STREAM, fence=(0, round_))
+            else:
+                pending = asyncio.ensure_future(fencing.append(stream, [new_event()], NO_STREAM, fence=(0, round_)))
+            if round_ % 2:
+                await asyncio.sleep(0)  # let the append's batch start on odd rounds
+            assert await fencing.raise_fence(0, token) == token
+            visible = await store.stream_version(stream)  # what was written before the fence rose
+            (outcome,) = await asyncio.gather(pending, return_exceptions=True)
+            if visible:
+                assert isinstance(outcome, AppendResult)
+                seen["before"] += 1
+            else:  # not written before the fence rose: refused, never written after
+                assert isinstance(outcome, FencedAppendError), outcome
+                assert (outcome.token, outcome.fence) == (round_, token)
+                seen["refused"] += 1
+            assert await store.stream_version(stream) == visible
+        assert sum(seen.values()) == 20
