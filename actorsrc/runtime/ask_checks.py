@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from actorsrc.errors import ConfigurationError, LimitExceededError
+from typing import Any
+
+from actorsrc.domain import Aggregate
+from actorsrc.errors import ConfigurationError, LimitExceededError, UnknownCommandError
+from actorsrc.runtime.command_envelope import READ_STATE
 from actorsrc.store.base import CONTROL_CHARACTERS, MAX_METADATA_ID_LENGTH, is_utf8_text
 
 
@@ -42,3 +46,17 @@ def check_flag(name: str, value: object) -> None:
     """A flag is True or False, nothing merely truthy."""
     if value is not True and value is not False:
         raise ConfigurationError(f"{name} must be True or False, got {value!r}")
+
+
+def check_command(aggregate: Aggregate[Any, Any, Any], command: object) -> None:
+    """`UnknownCommandError` unless `command` is an instance of one of the aggregate's commands (or `READ_STATE`)."""
+    if command is READ_STATE or isinstance(command, aggregate.commands):
+        return
+    if isinstance(command, type) and command in aggregate.commands:
+        raise UnknownCommandError(
+            f"ask got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
+        )
+    raise UnknownCommandError(
+        f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
+        f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
+    )

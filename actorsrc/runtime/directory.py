@@ -82,6 +82,12 @@ class ActorDirectory:
             self._passivate(key, actor, "idle")
         return len(stale)
 
+    def remove(self, key: ActorKey, reason: str) -> None:
+        """Drop an actor that has no mail and no task (its shard moved to another node)."""
+        actor = self.actors.get(key)
+        if actor is not None:
+            self._passivate(key, actor, reason)
+
     def _passivate(self, key: ActorKey, actor: AggregateActor, reason: str) -> None:
         del self.actors[key]
         self.passivated += 1

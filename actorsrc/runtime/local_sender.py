@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from actorsrc.errors import MailboxFullError, RuntimeClosedError, UnknownCommandError
+from actorsrc.errors import MailboxFullError, RuntimeClosedError
 from actorsrc.runtime.actor import AggregateActor
-from actorsrc.runtime.ask_checks import check_ids
-from actorsrc.runtime.command_envelope import READ_STATE, CommandEnvelope, StateQuery
+from actorsrc.runtime.ask_checks import check_command, check_ids
+from actorsrc.runtime.command_envelope import CommandEnvelope, StateQuery
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.host import ActorHost
 from actorsrc.runtime.registry import AggregateEntry
@@ -29,20 +29,15 @@ class LocalSender:
         self.mailbox_capacity = mailbox_capacity
         self.default_timeout = default_timeout
         self.accepting = False
+        # A cluster's check that this node serves the instance's shard (raises `ShardMovingError` if not);
+        # run at delivery, also for a command that waited for room, so none lands on a shard given away.
+        self.gate: Callable[[AggregateEntry, str], None] | None = None
 
     async def send(
         self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
     ) -> Any:
         aggregate = entry.aggregate
-        if command is not READ_STATE and not isinstance(command, aggregate.commands):
-            if isinstance(command, type) and command in aggregate.commands:
-                raise UnknownCommandError(
-                    f"ask got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
-                )
-            raise UnknownCommandError(
-                f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
-                f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
-            )
+        check_command(aggregate, command)
         command_id, causation_id, correlation_id = options.command_id, options.causation_id, options.correlation_id
         if command_id is not None or causation_id is not None or correlation_id is not None:
             check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
@@ -85,6 +80,8 @@ class LocalSender:
         """Queue `envelope`, or return a waiter that resolves when it is worth trying again."""
         if not self.accepting:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
+        if self.gate is not None:
+            self.gate(entry, aggregate_id)
         found = self.directory.lookup(
             (entry.aggregate.name, aggregate_id), lambda: AggregateActor(self.host, entry, aggregate_id)
         )

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import anyio
 
@@ -24,6 +24,11 @@ from actorsrc.runtime.settings import ReadSettings, WriteSettings
 from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreStatus
 from actorsrc.runtime.supervision import SupervisorPolicy
 from actorsrc.store.base import EventStore
+
+if TYPE_CHECKING:
+    from actorsrc.cluster.node import ClusterNode
+    from actorsrc.cluster.settings import Cluster
+    from actorsrc.runtime.sender import CommandSender
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -79,6 +84,8 @@ class Runtime:
     - ``store_breaker`` (`StoreBreakerPolicy`): when a failing store is probed again. While the store
       fails, commands that need it are refused at once with `StoreUnavailableError`, and no actor
       counts a restart for it.
+    - ``cluster`` (`actorsrc.cluster.Cluster`): join a cluster over NATS JetStream; each aggregate
+      instance then lives on one node, and `ref(...).ask` reaches it from any node (the `cluster` extra).
     """
 
     def __init__(
@@ -92,6 +99,7 @@ class Runtime:
         read: ReadSettings = _DEFAULT_READ,
         supervisor: SupervisorPolicy = _DEFAULT_SUPERVISOR,
         store_breaker: StoreBreakerPolicy = _DEFAULT_STORE_BREAKER,
+        cluster: Cluster | None = None,
     ) -> None:
         _require("write", write, WriteSettings)
         _require("read", read, ReadSettings)
@@ -100,9 +108,16 @@ class Runtime:
         self.store = store
         self._entries = build_entries(aggregates)
         self._directory = ActorDirectory(write.max_live_actors, write.passivate_after)
+        self._cluster: ClusterNode | None = None
+        actor_store: EventStore = store
+        if cluster is not None:
+            from actorsrc.cluster.node import ClusterNode  # here: nats-py only with the cluster extra
+
+            self._cluster = ClusterNode(cluster, store, self._entries)
+            actor_store = self._cluster.actor_store  # appends carry the shard's fencing token
         # The actors' port (settings, hooks, tasks) and the refs' (sending); both replaceable pieces.
         self._host = LocalActorHost(
-            store,
+            actor_store,
             max_batch=write.max_batch,
             max_conflict_retries=write.max_conflict_retries,
             persist_timeout=write.persist_timeout,
@@ -112,6 +127,9 @@ class Runtime:
         )
         self.store_health = self._host.store_health
         self._sender = LocalSender(self._host, self._directory, write.mailbox_capacity, write.default_timeout)
+        self._refs_sender: CommandSender = self._sender
+        if self._cluster is not None:
+            self._cluster.attach(self._sender, self._directory)
         self._read_side = ReadSide(store, self, handlers, read_model, read.poll_interval)
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -125,6 +143,17 @@ class Runtime:
         self._sweeper = loop.create_task(self._directory.sweep_forever())
         self._watchdog = loop.create_task(self._host.appends.run())
         self._sender.accepting = True
+        if self._cluster is not None:
+            try:
+                await self._cluster.start()
+            except BaseException:
+                self._sender.accepting = False
+                for task in (self._sweeper, self._watchdog):
+                    task.cancel()
+                raise
+            assert self._cluster.router is not None
+            self._refs_sender = self._cluster.router
+            self._cluster.router.accepting = True
         self._read_side.start()
         return self
 
@@ -135,6 +164,9 @@ class Runtime:
         # whatever it had not finished is redelivered (with the same command ids) on the next start.
         with anyio.CancelScope(shield=True):
             await self._read_side.stop()
+            if self._cluster is not None and self._cluster.router is not None:
+                self._cluster.router.accepting = False
+                await self._cluster.stop()  # hands every shard off: their mailboxes are finished first
         self._sender.accepting = False
         self._sender.wake_all_waiters()
         try:
@@ -218,7 +250,7 @@ class Runtime:
     def ref(self, aggregate: Aggregate[S, C, E], aggregate_id: str) -> AggregateRef[S, C, E]:
         """A handle to one aggregate instance; cheap, and valid across passivation."""
         entry = self._entry(aggregate)
-        return AggregateRef(self._sender, entry, validate_aggregate_id(aggregate, aggregate_id), self._read_side)
+        return AggregateRef(self._refs_sender, entry, validate_aggregate_id(aggregate, aggregate_id), self._read_side)
 
     def _entry(self, aggregate: Aggregate[Any, Any, Any]) -> AggregateEntry:
         name = getattr(aggregate, "name", None)

@@ -1,0 +1,165 @@
+"""Leases on keys (shards, read-side partitions) in a JetStream key-value bucket whose TTL is the lease's.
+
+- Taken with compare-and-set (`create` succeeds for one node only); the revision it returns is the
+  lease's **fencing token**: every later lease on the key has a higher one, so a store that remembers
+  the highest token it has seen can refuse a former owner's late write.
+- Renewed with `update(last=revision)`: refused if anyone else has written the key since, so a node
+  never renews a lease it lost.
+- Released with a delete conditional on the revision; a dead node's lease expires with the bucket TTL.
+
+`LeaseBook` is the bookkeeping (no I/O): which leases this node holds and until when it may trust them.
+A lease is trusted until `sent + ttl - margin`, where `sent` is when the request that created or renewed
+it was sent: the server's expiry is counted from when it received that request, which is later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import msgspec
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+
+@dataclass(slots=True)
+class Lease:
+    key: str
+    token: int  # the revision that created it: the fencing token
+    revision: int  # the latest revision (what the next renewal must name)
+    valid_until: float  # time.monotonic() after which this node must not act on it
+
+
+class LeaseValue(msgspec.Struct, frozen=True):
+    node: str
+    token: int = 0  # 0 in the create request itself: its revision is the token
+
+
+def trusted_for(ttl: float) -> float:
+    """How long after sending a renewal the lease is trusted: the TTL less a margin for clock drift and
+    for acting on a decision already taken."""
+    return ttl - min(1.0, ttl * 0.2)
+
+
+class LeaseBook:
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.held: dict[str, Lease] = {}
+        self.last_tokens: dict[str, int] = {}  # kept after a lease is lost: a late write carries it
+
+    def took(self, key: str, revision: int, sent: float) -> Lease:
+        lease = Lease(key, revision, revision, sent + trusted_for(self.ttl))
+        self.held[key] = lease
+        self.last_tokens[key] = revision
+        return lease
+
+    def renewed(self, key: str, revision: int, sent: float) -> None:
+        lease = self.held.get(key)
+        if lease is not None:
+            lease.revision = revision
+            lease.valid_until = sent + trusted_for(self.ttl)
+
+    def dropped(self, key: str) -> Lease | None:
+        return self.held.pop(key, None)
+
+    def valid(self, key: str) -> Lease | None:
+        lease = self.held.get(key)
+        if lease is None or lease.valid_until <= self.clock():
+            return None
+        return lease
+
+    def expired(self) -> list[str]:
+        now = self.clock()
+        return [key for key, lease in self.held.items() if lease.valid_until <= now]
+
+
+_ENCODE = msgspec.json.Encoder().encode
+_DECODE = msgspec.json.Decoder(LeaseValue).decode
+
+
+class LeaseKeeper:
+    """Takes, renews and releases this node's leases in `kv` (a bucket created with TTL = the lease TTL)."""
+
+    def __init__(self, kv: KeyValue, node_id: str, book: LeaseBook, request_timeout: float) -> None:
+        self.kv = kv
+        self.node_id = node_id
+        self.book = book
+        self.request_timeout = request_timeout
+
+    async def take(self, key: str) -> Lease | None:
+        """The lease on `key` if nobody holds it; None if somebody does."""
+        sent = self.book.clock()
+        try:
+            revision = await asyncio.wait_for(
+                self.kv.create(key, _ENCODE(LeaseValue(self.node_id))), self.request_timeout
+            )
+        except KeyWrongLastSequenceError:
+            return None
+        return self.book.took(key, revision, sent)
+
+    async def renew(self, keys: Iterable[str]) -> list[str]:
+        """Renew the given held leases at once; returns the keys whose lease was refused (taken over or
+        gone). A renewal that fails for another reason (NATS unreachable) is retried next round; the
+        lease runs out by itself if that keeps happening (see `LeaseBook.expired`)."""
+        leases = [self.book.held[key] for key in keys if key in self.book.held]
+        sent = self.book.clock()
+        results = await asyncio.gather(
+            *(
+                asyncio.wait_for(
+                    self.kv.update(lease.key, _ENCODE(LeaseValue(self.node_id, lease.token)), last=lease.revision),
+                    self.request_timeout,
+                )
+                for lease in leases
+            ),
+            return_exceptions=True,
+        )
+        refused: list[str] = []
+        for lease, result in zip(leases, results, strict=True):
+            if isinstance(result, int):
+                self.book.renewed(lease.key, result, sent)
+            elif isinstance(result, KeyWrongLastSequenceError):
+                refused.append(lease.key)
+        return refused
+
+    async def release(self, key: str) -> None:
+        """Give the lease up (after the work under it is finished); a failure only delays the next owner
+        until the TTL runs out."""
+        lease = self.book.dropped(key)
+        if lease is None:
+            return
+        try:
+            await asyncio.wait_for(self.kv.delete(key, last=lease.revision), self.request_timeout)
+        except Exception:
+            return
+
+    async def holders(self) -> dict[str, tuple[str, int]]:
+        """key -> (node, token) for every lease in the bucket (for status and for choosing what to take)."""
+        found: dict[str, tuple[str, int]] = {}
+        watcher = await self.kv.watchall(ignore_deletes=True)
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                if entry.value:
+                    try:
+                        value = _DECODE(entry.value)
+                    except msgspec.DecodeError:
+                        continue
+                    found[entry.key] = (value.node, value.token or entry.revision or 0)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return found
+
+
+async def read_holder(kv: KeyValue, key: str) -> tuple[str, int] | None:
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None
+    if not entry.value:
+        return None
+    value = _DECODE(entry.value)
+    return value.node, value.token or entry.revision or 0

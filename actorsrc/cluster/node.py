@@ -1,0 +1,302 @@
+"""A runtime's membership of a cluster: its heartbeat, the shards it owns, hand-offs and lease loss.
+
+Every `renew_every` seconds the node announces itself, reads the live members, renews its leases and
+works out which shards it should own (rendezvous hashing over the members that host shards). It then
+hands off the shards it should no longer own and tries to take the ones it should, every quarter second
+while some are still held by their previous owner.
+
+- **Taking a shard**: lease (CAS in KV) -> raise the store's fence to the lease's token -> subscribe to
+  the shard's subject -> serve. Its actors recover from the store (snapshots first) on first use.
+- **Handing off** (a member joined, or this node leaves): stop taking commands for the shard (callers
+  get "moving" and retry), finish the mailboxes, passivate the actors, release the lease.
+- **Losing a lease** (refused at renewal, or not renewed in time): stop at once, fail the queued
+  commands as "moving" (their callers retry elsewhere), drop the actors; an append already sent carries
+  the old token and is refused by the store once the new owner has raised the fence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from actorsrc.cluster.fenced_store import FencedStoreView
+from actorsrc.cluster.leases import Lease, LeaseBook, LeaseKeeper
+from actorsrc.cluster.membership import MemberInfo, Membership
+from actorsrc.cluster.nats_link import NatsLink, connect
+from actorsrc.cluster.placement import owner_of, shard_key
+from actorsrc.cluster.router import ClusterSender
+from actorsrc.cluster.settings import Cluster
+from actorsrc.cluster.shard_server import ShardServer
+from actorsrc.errors import ConfigurationError, ShardMovingError
+from actorsrc.hashing import shard_of
+from actorsrc.observability import logger
+from actorsrc.runtime.directory import ActorDirectory
+from actorsrc.runtime.local_sender import LocalSender
+from actorsrc.runtime.registry import AggregateEntry
+from actorsrc.store.base import EventStore, Fence, FencingStore
+
+_RETRY_TAKE = 0.25  # seconds between attempts to take shards still held by their previous owner
+
+
+class ClusterNode:
+    def __init__(self, cluster: Cluster, store: EventStore, entries: Mapping[str, AggregateEntry]) -> None:
+        if not isinstance(cluster, Cluster):
+            raise ConfigurationError(f"Runtime's cluster= must be a Cluster, got {type(cluster).__name__}")
+        if not isinstance(store, FencingStore):
+            raise ConfigurationError(
+                f"a clustered runtime needs a store that fences appends per shard (PostgreSQL, SQLite or "
+                f"in-memory); {type(store).__name__} does not"
+            )
+        self.cluster = cluster
+        self.store: FencingStore = store
+        self.entries = entries
+        self.book = LeaseBook(cluster.lease_ttl)
+        self.tokens: dict[int, int] = {}  # shard -> the last token this node held it with
+        self.serving: dict[int, Lease] = {}
+        self.subscriptions: dict[int, Subscription] = {}
+        self.handing_off: set[int] = set()
+        self.actor_store = FencedStoreView(store, self.fence_of)
+        self.local: LocalSender | None = None
+        self.directory: ActorDirectory | None = None
+        self.link: NatsLink | None = None
+        self.keeper: LeaseKeeper | None = None
+        self.membership: Membership | None = None
+        self.router: ClusterSender | None = None
+        self.server: ShardServer | None = None
+        self.hosts: list[str] = []
+        self._desired: set[int] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    # -- the runtime's hooks ----------------------------------------------------------------------
+
+    def attach(self, local: LocalSender, directory: ActorDirectory) -> None:
+        self.local = local
+        self.directory = directory
+        local.gate = self.gate
+
+    def fence_of(self, stream_id: str) -> Fence:
+        shard = shard_of(stream_id, self.cluster.shards)
+        return shard, self.tokens.get(shard, 0)
+
+    def serves_shard(self, shard: int) -> bool:
+        lease = self.serving.get(shard)
+        return lease is not None and lease.valid_until > time.monotonic()
+
+    def serves_stream(self, stream_id: str) -> bool:
+        return self.serves_shard(shard_of(stream_id, self.cluster.shards))
+
+    def gate(self, entry: AggregateEntry, aggregate_id: str) -> None:
+        stream_id = entry.aggregate.stream_id(aggregate_id)
+        shard = shard_of(stream_id, self.cluster.shards)
+        if not self.serves_shard(shard):
+            raise ShardMovingError(f"shard {shard} of {stream_id!r} is not served by node {self.cluster.node_id}")
+
+    # -- life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert self.local is not None, "attach() first"
+        cluster = self.cluster
+        self.link = link = await connect(cluster)
+        request_timeout = max(1.0, cluster.lease_ttl / 5)
+        self.keeper = LeaseKeeper(link.leases, cluster.node_id, self.book, request_timeout)
+        info = MemberInfo(cluster.node_id, cluster.role, os.getpid(), socket.gethostname(), time.time())
+        self.membership = Membership(link.members, cluster, info)
+        self.router = ClusterSender(
+            self.local, link.client, lambda shard: cluster.subject("shard", shard), cluster.shards, self.serves_shard
+        )
+        self.server = ShardServer(self.entries, self.local, self.serves_stream)
+        try:
+            await self._heartbeat()
+        except BaseException:
+            await link.close()
+            raise
+        logger.info("cluster.joined", node=cluster.node_id, cluster=cluster.name, role=cluster.role, members=self.hosts)
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link."""
+        self._stopping = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        try:
+            if self.serving or self.book.held:
+                await self._hand_off(set(self.serving) | {int(k.split(".")[1]) for k in self.book.held})
+            await asyncio.gather(*self._background, return_exceptions=True)
+            if self.membership is not None:
+                try:
+                    await asyncio.wait_for(self.membership.leave(), 5.0)
+                except Exception as exc:
+                    logger.warning("cluster.leave_failed", error=repr(exc))
+            logger.info("cluster.left", node=self.cluster.node_id, cluster=self.cluster.name)
+        finally:
+            if self.link is not None:
+                await self.link.close()
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        next_heartbeat = time.monotonic() + self.cluster.renew_every
+        while True:
+            try:
+                if time.monotonic() >= next_heartbeat:
+                    next_heartbeat = time.monotonic() + self.cluster.renew_every
+                    await self._heartbeat()
+                self._lose_expired()
+                await self._rebalance()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("cluster.round_failed", node=self.cluster.node_id, error=repr(exc))
+            pending = self._desired - set(self.serving) - self.handing_off
+            pause = _RETRY_TAKE if pending else max(0.0, next_heartbeat - time.monotonic())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
+
+    async def _heartbeat(self) -> None:
+        assert self.membership is not None
+        assert self.keeper is not None
+        membership = self.membership
+        timeout = max(1.0, self.cluster.lease_ttl / 5)
+        await asyncio.wait_for(membership.announce(len(self.serving), 0), timeout)
+        before = set(self.hosts)
+        await asyncio.wait_for(membership.refresh(), timeout)
+        self.hosts = membership.hosts()
+        for node in sorted(set(self.hosts) - before):
+            if before:
+                logger.info("cluster.member_joined", node=self.cluster.node_id, member=node)
+        for node in sorted(before - set(self.hosts)):
+            logger.info("cluster.member_left", node=self.cluster.node_id, member=node)
+        refused = await self.keeper.renew(list(self.book.held))
+        if refused:
+            self._lose({int(key.split(".")[1]) for key in refused if key.startswith("shard.")}, "renewal refused")
+        if self.cluster.hosts_shards and not self._stopping:
+            me = self.cluster.node_id
+            hosts = self.hosts if me in self.hosts else [*self.hosts, me]
+            self._desired = {s for s in range(self.cluster.shards) if owner_of(shard_key(s), hosts) == me}
+
+    def _lose_expired(self) -> None:
+        expired = {int(key.split(".")[1]) for key in self.book.expired() if key.startswith("shard.")}
+        if expired:
+            self._lose(expired, "not renewed in time")
+
+    async def _rebalance(self) -> None:
+        if self._stopping:
+            return
+        surplus = set(self.serving) - self._desired - self.handing_off
+        if surplus:
+            self._spawn(self._hand_off(surplus))
+        wanted = sorted(self._desired - set(self.serving) - self.handing_off)
+        if wanted:
+            await self._take(wanted)
+
+    async def _take(self, shards: list[int]) -> None:
+        assert self.keeper is not None
+        keeper = self.keeper
+        leases = await asyncio.gather(*(keeper.take(shard_key(s)) for s in shards), return_exceptions=True)
+        taken = 0
+        for shard, lease in zip(shards, leases, strict=True):
+            if isinstance(lease, Lease):
+                if await self._serve(shard, lease):
+                    taken += 1
+            elif isinstance(lease, BaseException) and not isinstance(lease, Exception):
+                raise lease
+        if taken:
+            logger.info("cluster.shards_taken", node=self.cluster.node_id, shards=taken, serving=len(self.serving))
+
+    async def _serve(self, shard: int, lease: Lease) -> bool:
+        assert self.link is not None
+        assert self.keeper is not None
+        self.tokens[shard] = lease.token
+        try:
+            await self.store.raise_fence(shard, lease.token)
+            subscription = await self.link.client.subscribe(self.cluster.subject("shard", shard), cb=self._on_request)
+        except Exception as exc:
+            logger.warning("cluster.take_failed", node=self.cluster.node_id, shard=shard, error=repr(exc))
+            await self.keeper.release(shard_key(shard))
+            return False
+        self.subscriptions[shard] = subscription
+        self.serving[shard] = lease
+        return True
+
+    async def _on_request(self, msg: Msg) -> None:
+        assert self.server is not None
+        # Each request in a task of its own: the subscription's callbacks run one at a time, and a
+        # command waits for its batch to be durable, so handling it here would serialise the shard.
+        self._spawn(self.server.handle(msg))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- giving shards up -----------------------------------------------------------------------
+
+    def _stop_serving(self, shards: set[int]) -> None:
+        for shard in shards:
+            self.serving.pop(shard, None)
+            subscription = self.subscriptions.pop(shard, None)
+            if subscription is not None:
+                self._spawn(subscription.unsubscribe())
+
+    def _actors_of(self, shards: set[int]) -> list[tuple[tuple[str, str], Any]]:
+        assert self.directory is not None
+        count = self.cluster.shards
+        return [(key, a) for key, a in self.directory.actors.items() if shard_of(a.stream_id, count) in shards]
+
+    def _lose(self, shards: set[int], reason: str) -> None:
+        if not shards:
+            return
+        self._stop_serving(shards)
+        for shard in shards:
+            self.book.dropped(shard_key(shard))
+        assert self.directory is not None
+        error = ShardMovingError(f"node {self.cluster.node_id} lost the lease of the shard ({reason})")
+        for key, actor in self._actors_of(shards):
+            actor.fail_queued(error)
+            actor.recovered = False  # whatever it holds may be stale by the time it is used again
+            if not actor.running:
+                self.directory.remove(key, "shard lost")
+        logger.warning("cluster.lease_lost", node=self.cluster.node_id, shards=sorted(shards), reason=reason)
+        self._wake.set()
+
+    async def _hand_off(self, shards: set[int]) -> None:
+        assert self.keeper is not None
+        assert self.directory is not None
+        shards = shards - self.handing_off
+        if not shards:
+            return
+        self.handing_off |= shards
+        try:
+            self._stop_serving(shards)
+            # Finish what is queued (commands that arrive now are told "moving" by the gate).
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + max(5.0, 2 * self.cluster.lease_ttl)
+            while loop.time() < deadline:
+                busy = [a for _, a in self._actors_of(shards) if a.running or a.mailbox]
+                if not busy:
+                    break
+                await asyncio.sleep(0.005)
+            for key, actor in self._actors_of(shards):
+                if actor.running or actor.mailbox:  # still busy at the deadline: treat it as lost
+                    actor.fail_queued(ShardMovingError(f"node {self.cluster.node_id} handed the shard off"))
+                    actor.recovered = False
+                else:
+                    self.directory.remove(key, "shard handed off")
+            await asyncio.gather(*(self.keeper.release(shard_key(s)) for s in shards))
+            logger.info("cluster.shards_handed_off", node=self.cluster.node_id, shards=len(shards))
+        finally:
+            self.handing_off -= shards
+            self._wake.set()

@@ -1,0 +1,65 @@
+"""Serving routed commands: a request for a shard this node serves runs through its local actor exactly
+as a local `ask` would, and the reply goes back once the events are durable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nats.aio.msg import Msg
+
+from actorsrc.cluster import wire
+from actorsrc.errors import FencedAppendError, ShardMovingError, UnknownCommandError
+from actorsrc.observability import logger
+from actorsrc.runtime.command_envelope import READ_STATE
+from actorsrc.runtime.registry import AggregateEntry
+from actorsrc.runtime.sender import CommandSender
+
+
+class ShardServer:
+    def __init__(
+        self,
+        entries: Mapping[str, AggregateEntry],
+        local: CommandSender,
+        serves: Callable[[str], bool],
+    ) -> None:
+        self.entries = entries
+        self.local = local
+        self.serves = serves  # stream id -> whether this node serves its shard now (lease valid)
+        self.served = 0
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            data = await self._answer(msg.data)
+        except Exception as bug:
+            logger.error("cluster.serve_failed", error=repr(bug))
+            data = wire.encode_failure(bug)
+        try:
+            await msg.respond(data)
+        except Exception as exc:
+            logger.warning("cluster.reply_failed", error=repr(exc))
+
+    async def _answer(self, data: bytes) -> bytes:
+        try:
+            request = wire.decode_request(data)
+        except Exception as exc:
+            return wire.encode_failure(UnknownCommandError(f"a routed command could not be decoded: {exc}"))
+        entry = self.entries.get(request.aggregate)
+        if entry is None:
+            return wire.encode_failure(
+                UnknownCommandError(f"aggregate {request.aggregate!r} is not registered on this node")
+            )
+        stream_id = entry.aggregate.stream_id(request.aggregate_id)
+        if not self.serves(stream_id):
+            return wire.encode_moving(f"{stream_id!r} is not served here")
+        try:
+            command = wire.decode_command(entry, request)
+            result: Any = await self.local.send(entry, request.aggregate_id, command, wire.request_options(request))
+        except (ShardMovingError, FencedAppendError) as exc:  # nothing was written: the caller asks again
+            return wire.encode_moving(str(exc))
+        except Exception as exc:
+            return wire.encode_failure(exc)
+        self.served += 1
+        if command is READ_STATE:
+            return wire.encode_state(entry, result)
+        return wire.encode_outcome(entry, result)

@@ -1,0 +1,204 @@
+"""What travels between nodes: a routed command and its reply, msgpack-encoded with msgspec.
+
+Only registered types are ever decoded: a command's class is looked up among its aggregate's
+`commands`, events through the aggregate's codec, and an error's class among actorsrc's errors and the
+`DomainError` subclasses this process has imported. Nothing names a module to import or a class to build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import msgspec
+
+from actorsrc.errors import ActorsrcError, ConfigurationError, RemoteCommandError, UnknownCommandError
+from actorsrc.recovery import codec_for
+from actorsrc.runtime.command_envelope import READ_STATE, StateQuery
+from actorsrc.runtime.outcome import CommandOutcome
+from actorsrc.runtime.registry import AggregateEntry
+from actorsrc.runtime.sender import AskOptions
+
+
+class CommandRequest(msgspec.Struct, frozen=True, array_like=True):
+    aggregate: str
+    aggregate_id: str
+    command_type: str  # "" for a state query
+    command: bytes
+    command_id: str | None
+    causation_id: str | None
+    correlation_id: str | None
+    timeout: float | None
+    wait_for_space: bool
+
+
+class WireEvent(msgspec.Struct, frozen=True, array_like=True):
+    type: str
+    schema_version: int
+    data: bytes
+
+
+class OutcomeReply(msgspec.Struct, frozen=True, array_like=True, tag="o"):
+    stream_id: str
+    version: int
+    position: int
+    events: list[WireEvent]
+    duplicate: bool
+    command_digest: str | None
+
+
+class StateReply(msgspec.Struct, frozen=True, array_like=True, tag="s"):
+    data: bytes
+
+
+class MovingReply(msgspec.Struct, frozen=True, array_like=True, tag="m"):
+    """The receiver does not (or no longer) serve the shard: nothing was done; ask again."""
+
+    reason: str
+
+
+class FailureReply(msgspec.Struct, frozen=True, array_like=True, tag="f"):
+    error_type: str  # module.qualname of the exception
+    message: str
+    args: list[Any] | None  # the exception's args, when they encode
+    attrs: dict[str, Any]  # its plain attributes that encode
+
+
+Reply = OutcomeReply | StateReply | MovingReply | FailureReply
+
+_encoder = msgspec.msgpack.Encoder()
+_request_decoder = msgspec.msgpack.Decoder(CommandRequest)
+_reply_decoder = msgspec.msgpack.Decoder(Reply)
+
+
+def type_key(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def encode_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> bytes:
+    if command is READ_STATE:
+        command_type, payload = "", b""
+    else:
+        command_type = type_key(type(command))
+        try:
+            payload = _encoder.encode(command)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"command {type(command).__qualname__} cannot be sent to another node: {exc} (commands routed "
+                "in a cluster must be msgspec-encodable: dataclasses, msgspec Structs, plain values)"
+            ) from exc
+    return _encoder.encode(
+        CommandRequest(
+            entry.aggregate.name,
+            aggregate_id,
+            command_type,
+            payload,
+            options.command_id,
+            options.causation_id,
+            options.correlation_id,
+            options.timeout,
+            options.wait_for_space,
+        )
+    )
+
+
+def decode_request(data: bytes) -> CommandRequest:
+    return _request_decoder.decode(data)
+
+
+def decode_command(entry: AggregateEntry, request: CommandRequest) -> object | StateQuery:
+    if not request.command_type:
+        return READ_STATE
+    for cls in entry.aggregate.commands:
+        if type_key(cls) == request.command_type:
+            command: object = msgspec.msgpack.decode(request.command, type=cls)
+            return command
+    raise UnknownCommandError(
+        f"{request.command_type} is not a command of aggregate {entry.aggregate.name!r} on this node"
+    )
+
+
+def request_options(request: CommandRequest) -> AskOptions:
+    return AskOptions(
+        request.timeout, request.command_id, request.causation_id, request.correlation_id, request.wait_for_space
+    )
+
+
+def encode_outcome(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> bytes:
+    codec = codec_for(entry.aggregate)
+    events = [WireEvent(*codec.encode(event)) for event in outcome.events]
+    return _encoder.encode(
+        OutcomeReply(
+            outcome.stream_id,
+            outcome.version,
+            outcome.position,
+            events,
+            outcome.duplicate,
+            outcome.command_digest,
+        )
+    )
+
+
+def encode_state(entry: AggregateEntry, state: object) -> bytes:
+    return _encoder.encode(StateReply(codec_for(entry.aggregate).encode_state(state)))
+
+
+def encode_moving(reason: str) -> bytes:
+    return _encoder.encode(MovingReply(reason))
+
+
+def _plain(value: object) -> bool:
+    try:
+        _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
+def encode_failure(error: BaseException) -> bytes:
+    args = list(error.args) if _plain(list(error.args)) else None
+    attrs = {k: v for k, v in vars(error).items() if not k.startswith("_") and _plain(v)}
+    return _encoder.encode(FailureReply(type_key(type(error)), str(error), args, attrs))
+
+
+def decode_reply(data: bytes) -> Reply:
+    reply: Reply = _reply_decoder.decode(data)
+    return reply
+
+
+def outcome_of(entry: AggregateEntry, reply: OutcomeReply) -> CommandOutcome[Any]:
+    codec = codec_for(entry.aggregate)
+    first = reply.version - len(reply.events) + 1
+    events = tuple(
+        codec.decode_stored(reply.stream_id, first + i, e.type, e.schema_version, e.data)
+        for i, e in enumerate(reply.events)
+    )
+    return CommandOutcome(reply.stream_id, reply.version, reply.position, events, reply.duplicate, reply.command_digest)
+
+
+def state_of(entry: AggregateEntry, stream_id: str, reply: StateReply) -> Any:
+    return codec_for(entry.aggregate).decode_state(stream_id, 0, reply.data)
+
+
+def _known_errors() -> dict[str, type[BaseException]]:
+    known: dict[str, type[BaseException]] = {}
+    pending: list[type[BaseException]] = [ActorsrcError]
+    while pending:
+        cls = pending.pop()
+        known[type_key(cls)] = cls
+        pending.extend(cls.__subclasses__())
+    for builtin in (ValueError, TypeError, KeyError, LookupError, ArithmeticError, RuntimeError):
+        known[type_key(builtin)] = builtin
+    return known
+
+
+def error_of(reply: FailureReply) -> BaseException:
+    """The owner's exception rebuilt as its own class when that class is known here, else `RemoteCommandError`."""
+    cls = _known_errors().get(reply.error_type)
+    if cls is None:
+        return RemoteCommandError(reply.error_type, reply.message)
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *(reply.args if reply.args is not None else (reply.message,)))
+    with contextlib.suppress(AttributeError):  # a class with __slots__ only: its message is enough
+        error.__dict__.update(reply.attrs)
+    return error
