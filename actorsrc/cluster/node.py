@@ -21,8 +21,8 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -44,6 +44,25 @@ from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.store.base import EventStore, Fence, FencingStore
 
 _RETRY_TAKE = 0.25  # seconds between attempts to take shards still held by their previous owner
+
+
+class LeasedWork(Protocol):
+    """Other work a node shares with the cluster under leases (the read side's partitions)."""
+
+    async def round(self, hosts: list[str], heartbeat: bool) -> None:
+        """Called every loop round with the live members that host work; `heartbeat`: renew leases now."""
+
+    def pending(self) -> bool:
+        """Whether it wants work it could not take yet (the loop then comes back soon)."""
+
+    def held(self) -> int:
+        """How many leases it holds (for the member list)."""
+
+    async def stop(self) -> None:
+        """Hand everything off (finishing the batch in hand) and release the leases."""
+
+
+WorkFactory = Callable[[NatsLink, LeaseBook], LeasedWork]
 
 
 class ClusterNode:
@@ -77,6 +96,12 @@ class ClusterNode:
         self._background: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._work_factories: list[WorkFactory] = []
+        self.work: list[LeasedWork] = []
+
+    def add_work(self, factory: WorkFactory) -> None:
+        """Share more leased work (built at start, with the NATS link and the node's lease book)."""
+        self._work_factories.append(factory)
 
     # -- the runtime's hooks ----------------------------------------------------------------------
 
@@ -116,6 +141,7 @@ class ClusterNode:
             self.local, link.client, lambda shard: cluster.subject("shard", shard), cluster.shards, self.serves_shard
         )
         self.server = ShardServer(self.entries, self.local, self.serves_stream)
+        self.work = [factory(link, self.book) for factory in self._work_factories]
         try:
             await self._heartbeat()
         except BaseException:
@@ -131,8 +157,11 @@ class ClusterNode:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
         try:
-            if self.serving or self.book.held:
-                await self._hand_off(set(self.serving) | {int(k.split(".")[1]) for k in self.book.held})
+            for work in self.work:
+                await work.stop()
+            held_shards = {int(key.split(".")[1]) for key in self.book.held if key.startswith("shard.")}
+            if self.serving or held_shards:
+                await self._hand_off(set(self.serving) | held_shards)
             await asyncio.gather(*self._background, return_exceptions=True)
             if self.membership is not None:
                 try:
@@ -150,16 +179,20 @@ class ClusterNode:
         next_heartbeat = time.monotonic() + self.cluster.renew_every
         while True:
             try:
-                if time.monotonic() >= next_heartbeat:
+                heartbeat = time.monotonic() >= next_heartbeat
+                if heartbeat:
                     next_heartbeat = time.monotonic() + self.cluster.renew_every
                     await self._heartbeat()
                 self._lose_expired()
                 await self._rebalance()
+                hosts = self._hosts_with_me()
+                for work in self.work:
+                    await work.round(hosts, heartbeat)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("cluster.round_failed", node=self.cluster.node_id, error=repr(exc))
-            pending = self._desired - set(self.serving) - self.handing_off
+            pending = bool(self._desired - set(self.serving) - self.handing_off) or any(w.pending() for w in self.work)
             pause = _RETRY_TAKE if pending else max(0.0, next_heartbeat - time.monotonic())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
@@ -170,7 +203,8 @@ class ClusterNode:
         assert self.keeper is not None
         membership = self.membership
         timeout = max(1.0, self.cluster.lease_ttl / 5)
-        await asyncio.wait_for(membership.announce(len(self.serving), 0), timeout)
+        partitions = sum(work.held() for work in self.work)
+        await asyncio.wait_for(membership.announce(len(self.serving), partitions), timeout)
         before = set(self.hosts)
         await asyncio.wait_for(membership.refresh(), timeout)
         self.hosts = membership.hosts()
@@ -179,13 +213,22 @@ class ClusterNode:
                 logger.info("cluster.member_joined", node=self.cluster.node_id, member=node)
         for node in sorted(before - set(self.hosts)):
             logger.info("cluster.member_left", node=self.cluster.node_id, member=node)
-        refused = await self.keeper.renew(list(self.book.held))
+        refused = await self.keeper.renew([key for key in self.book.held if key.startswith("shard.")])
         if refused:
             self._lose({int(key.split(".")[1]) for key in refused if key.startswith("shard.")}, "renewal refused")
         if self.cluster.hosts_shards and not self._stopping:
             me = self.cluster.node_id
-            hosts = self.hosts if me in self.hosts else [*self.hosts, me]
+            hosts = self._hosts_with_me()
             self._desired = {s for s in range(self.cluster.shards) if owner_of(shard_key(s), hosts) == me}
+
+    def _hosts_with_me(self) -> list[str]:
+        """The members that host work: this node counts itself in while it is a member and not leaving,
+        before the others have seen it, and out once it is leaving."""
+        me = self.cluster.node_id
+        others = [host for host in self.hosts if host != me]
+        if self.cluster.hosts_shards and not self._stopping:
+            return sorted([*others, me])
+        return others
 
     def _lose_expired(self) -> None:
         expired = {int(key.split(".")[1]) for key in self.book.expired() if key.startswith("shard.")}
