@@ -1,0 +1,164 @@
+"""The cluster's pieces without a server: settings, stable hashes, rendezvous placement, lease
+bookkeeping and the wire format of routed commands."""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+
+import msgspec
+import pytest
+
+from actorsrc.cluster import wire
+from actorsrc.cluster.leases import LeaseBook, trusted_for
+from actorsrc.cluster.placement import assignment, owner_of, shard_key
+from actorsrc.cluster.settings import Cluster
+from actorsrc.errors import ConcurrencyError, ConfigurationError, RemoteCommandError, UnknownCommandError
+from actorsrc.hashing import SLICES, shard_of, slice_of, slice_range, stable_hash
+from actorsrc.runtime.command_envelope import READ_STATE
+from actorsrc.runtime.outcome import CommandOutcome
+from actorsrc.runtime.registry import build_entries
+from actorsrc.runtime.sender import AskOptions
+from examples.bank import AccountCredited, Credit, account
+from examples.bank.domain import InsufficientFunds
+
+URL = "nats://127.0.0.1:4222"
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"nats": "http://127.0.0.1:4222"}, "nats:// URLs"),
+        ({"nats": ()}, "nats:// URLs"),
+        ({"name": "bank.prod"}, "name="),
+        ({"name": ""}, "name="),
+        ({"node_id": "a b"}, "node_id="),
+        ({"role": "owner"}, "role="),
+        ({"shards": 0}, "shards="),
+        ({"shards": True}, "shards="),
+        ({"shards": 70_000}, "shards="),
+        ({"partitions": 2000}, "partitions="),
+        ({"lease_ttl": 0.5}, "lease_ttl="),
+        ({"lease_ttl": float("nan")}, "lease_ttl="),
+        ({"lease_ttl": "15"}, "lease_ttl="),
+        ({"connect_timeout": 0}, "connect_timeout="),
+    ],
+)
+def test_bad_cluster_settings_are_refused_naming_the_value(options: dict[str, object], fragment: str) -> None:
+    settings: dict[str, object] = {"nats": URL, "name": "bank", **options}
+    with pytest.raises(ConfigurationError, match=fragment):
+        Cluster(**settings)  # type: ignore[arg-type]
+
+
+def test_cluster_defaults() -> None:
+    cluster = Cluster(nats=(URL, "nats://127.0.0.1:4223"), name="bank")
+    assert cluster.shards >= 256
+    assert cluster.lease_ttl >= 15
+    assert cluster.servers == [URL, "nats://127.0.0.1:4223"]
+    assert cluster.renew_every == cluster.lease_ttl / 5
+    assert Cluster(nats=URL, name="bank").node_id != cluster.node_id  # unique per runtime
+    assert cluster.subject("shard", 7) == "actorsrc.bank.shard.7"
+
+
+def test_hashes_are_crc32_and_stable_across_processes() -> None:
+    # Fixed values: Python's salted hash() would differ from one process to the next.
+    assert slice_of("account-ann") == zlib.crc32(b"account-ann") % SLICES
+    assert shard_of("account-ann", 256) == zlib.crc32(b"account-ann") % 256
+    assert stable_hash("account-ann") == 1726825274  # the same in every process, on every machine
+    assert shard_of("account-ann", 256) == 1726825274 % 256 == 58
+    assert slice_range(0, 4) == (0, 256)
+    assert slice_range(3, 4) == (768, 1024)
+    ranges = [slice_range(p, 7) for p in range(7)]
+    assert ranges[0][0] == 0
+    assert ranges[-1][1] == SLICES
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))  # contiguous, no overlap
+    with pytest.raises(ValueError, match="partition must be"):
+        slice_range(4, 4)
+    with pytest.raises(ValueError, match="partitions must be"):
+        slice_range(0, 0)
+
+
+def test_rendezvous_moves_about_one_nth_of_the_shards_on_a_join_and_only_the_leavers_on_a_leave() -> None:
+    keys = [shard_key(s) for s in range(256)]
+    three = ["n1", "n2", "n3"]
+    before = {key: owner_of(key, three) for key in keys}
+    after_join = {key: owner_of(key, [*three, "n4"]) for key in keys}
+    moved = [key for key in keys if before[key] != after_join[key]]
+    assert 40 <= len(moved) <= 90  # about 256 / 4
+    assert all(after_join[key] == "n4" for key in moved)  # only to the newcomer
+    after_leave = {key: owner_of(key, ["n1", "n3"]) for key in keys}
+    changed = [key for key in keys if before[key] != after_leave[key]]
+    assert changed
+    assert all(before[key] == "n2" for key in changed)
+    spread = assignment(keys, three)
+    assert sorted(spread) == three
+    assert sum(map(len, spread.values())) == 256
+    assert all(50 <= len(owned) <= 120 for owned in spread.values())
+    assert owner_of("shard.1", []) is None
+
+
+def test_a_lease_is_trusted_until_the_renewal_was_sent_plus_the_ttl_less_a_margin() -> None:
+    now = [100.0]
+    book = LeaseBook(ttl=10.0, clock=lambda: now[0])
+    lease = book.took("shard.3", revision=41, sent=99.0)
+    assert lease.token == 41
+    assert lease.valid_until == 99.0 + trusted_for(10.0) < 99.0 + 10.0
+    assert book.valid("shard.3") is lease
+    now[0] = 99.0 + trusted_for(10.0)
+    assert book.valid("shard.3") is None
+    assert book.expired() == ["shard.3"]
+    book.renewed("shard.3", revision=57, sent=now[0])
+    assert book.valid("shard.3") is lease
+    assert lease.revision == 57
+    assert lease.token == 41
+    book.dropped("shard.3")
+    assert book.valid("shard.3") is None
+    assert book.last_tokens["shard.3"] == 41
+
+
+ENTRY = build_entries([account])["account"]
+
+
+def test_a_routed_command_round_trips_and_only_registered_command_types_decode() -> None:
+    options = AskOptions(timeout=2.5, command_id="c-1", correlation_id="r-1")
+    request = wire.decode_request(wire.encode_request(ENTRY, "ann", Credit(5), options))
+    assert wire.decode_command(ENTRY, request) == Credit(5)
+    assert wire.request_options(request) == options
+    query = wire.decode_request(wire.encode_request(ENTRY, "ann", READ_STATE, AskOptions()))
+    assert wire.decode_command(ENTRY, query) is READ_STATE
+    forged = msgspec.structs.replace(request, command_type="os.system")
+    with pytest.raises(UnknownCommandError, match=r"os\.system is not a command"):
+        wire.decode_command(ENTRY, forged)
+
+
+def test_a_command_that_cannot_be_encoded_is_refused_before_sending() -> None:
+    class Weird:
+        pass
+
+    with pytest.raises(ConfigurationError, match="cannot be sent to another node"):
+        wire.encode_request(ENTRY, "ann", Weird(), AskOptions())
+
+
+def test_outcomes_and_errors_come_back_as_what_the_owner_produced() -> None:
+    outcome = CommandOutcome("account-ann", 3, 17, (AccountCredited(5),), False, "digest")
+    back = wire.decode_reply(wire.encode_outcome(ENTRY, outcome))
+    assert isinstance(back, wire.OutcomeReply)
+    assert wire.outcome_of(ENTRY, back) == outcome
+
+    rejected = wire.decode_reply(wire.encode_failure(InsufficientFunds("balance 0, debit 5")))
+    assert isinstance(rejected, wire.FailureReply)
+    error = wire.error_of(rejected)
+    assert type(error) is InsufficientFunds
+    assert str(error) == "balance 0, debit 5"
+
+    conflict = wire.error_of(wire.decode_reply(wire.encode_failure(ConcurrencyError("account-ann", 2, 3))))  # type: ignore[arg-type]
+    assert isinstance(conflict, ConcurrencyError)
+    assert "account-ann" in str(conflict)
+
+    class LocalOnly(Exception):
+        pass
+
+    unknown = wire.error_of(wire.decode_reply(wire.encode_failure(LocalOnly("boom"))))  # type: ignore[arg-type]
+    assert isinstance(unknown, RemoteCommandError)
+    assert unknown.remote_type.endswith("LocalOnly")
+    assert "boom" in str(unknown)
