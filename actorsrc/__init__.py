@@ -1,26 +1,30 @@
 """actorsrc: event-sourced systems built from async actors.
 
 What a program needs first is importable from here (`__all__` below lists it by topic: aggregates, runtime,
-stores, stored records, read side, state and history, event names, errors); the rest lives in named submodules:
-`actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and `actorsrc.readmodel.postgres`),
-`actorsrc.projection`, `actorsrc.runtime`, `actorsrc.timetravel`, `actorsrc.records` (stored records),
-`actorsrc.recovery` (rebuilding an instance's state from the store), `actorsrc.sql` (database plumbing shared by
-the stores and the read models), `actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store
-contract, fault injection).
+cluster, stores, stored records, read side, state and history, event names, errors); the rest lives in named
+submodules: `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and
+`actorsrc.readmodel.postgres`), `actorsrc.projection`, `actorsrc.runtime`, `actorsrc.cluster` (aggregates across
+processes over NATS), `actorsrc.timetravel`, `actorsrc.records` (stored records), `actorsrc.recovery` (rebuilding
+an instance's state from the store), `actorsrc.sql` (database plumbing shared by the stores and the read models),
+`actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
 """
 
 from actorsrc.app import App
+from actorsrc.cluster.settings import Cluster
 from actorsrc.domain import Aggregate, fold
 from actorsrc.errors import (
     ActorsrcError,
     AggregateFailedError,
     AskTimeoutError,
+    ClusterError,
+    ClusterUnavailableError,
     CodecError,
     CommandIdConflictError,
     ConcurrencyError,
     ConfigurationError,
     DomainError,
     EventDecodeError,
+    FencedAppendError,
     ForeignDatabaseError,
     HandlerTimeoutError,
     InvalidDecisionError,
@@ -31,7 +35,9 @@ from actorsrc.errors import (
     PersistTimeoutError,
     ReadModelError,
     RecoveryError,
+    RemoteCommandError,
     RuntimeClosedError,
+    ShardMovingError,
     StoreClosedError,
     StoreError,
     StoreUnavailableError,
@@ -89,6 +95,8 @@ __all__ = [
     "SupervisorPolicy",
     "WriteSettings",
     "tune_gc",
+    # cluster (the `cluster` extra: NATS JetStream)
+    "Cluster",
     # stores
     "ANY",
     "NO_STREAM",
@@ -125,12 +133,15 @@ __all__ = [
     "ActorsrcError",
     "AggregateFailedError",
     "AskTimeoutError",
+    "ClusterError",
+    "ClusterUnavailableError",
     "CodecError",
     "CommandIdConflictError",
     "ConcurrencyError",
     "ConfigurationError",
     "DomainError",
     "EventDecodeError",
+    "FencedAppendError",
     "ForeignDatabaseError",
     "HandlerTimeoutError",
     "InvalidDecisionError",
@@ -141,7 +152,9 @@ __all__ = [
     "PersistTimeoutError",
     "ReadModelError",
     "RecoveryError",
+    "RemoteCommandError",
     "RuntimeClosedError",
+    "ShardMovingError",
     "StoreClosedError",
     "StoreError",
     "StoreUnavailableError",
