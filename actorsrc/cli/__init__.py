@@ -18,6 +18,7 @@ import structlog
 from actorsrc import ActorsrcError, __version__
 from actorsrc.cli.args import non_negative_int, positive_int
 from actorsrc.cli.bench import add_bench
+from actorsrc.cli.cluster import add_cluster
 from actorsrc.cli.projections import add_projections
 from actorsrc.cli.streams import add_check, add_state, add_streams
 from actorsrc.tuning import tune_gc
@@ -76,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     add_state(subparsers)
     add_check(subparsers)
     add_bench(subparsers)
+    add_cluster(subparsers)
     return parser
 
 
