@@ -151,7 +151,8 @@ class ClusterNode:
         self._loop_task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link."""
+        """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link.
+        Never raises: what cannot be done cleanly (NATS gone) is left to the lease TTL."""
         self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
@@ -164,14 +165,16 @@ class ClusterNode:
                 await self._hand_off(set(self.serving) | held_shards)
             await asyncio.gather(*self._background, return_exceptions=True)
             if self.membership is not None:
-                try:
-                    await asyncio.wait_for(self.membership.leave(), 5.0)
-                except Exception as exc:
-                    logger.warning("cluster.leave_failed", error=repr(exc))
+                await asyncio.wait_for(self.membership.leave(), 5.0)
             logger.info("cluster.left", node=self.cluster.node_id, cluster=self.cluster.name)
+        except Exception as exc:
+            logger.warning("cluster.leave_failed", node=self.cluster.node_id, error=repr(exc))
         finally:
             if self.link is not None:
-                await self.link.close()
+                try:
+                    await self.link.close()
+                except Exception as exc:
+                    logger.warning("cluster.close_failed", node=self.cluster.node_id, error=repr(exc))
 
     # -- the loop ---------------------------------------------------------------------------------
 

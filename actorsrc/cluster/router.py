@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
@@ -116,6 +117,8 @@ class ClusterSender:
                             f"out (a retry with command id {options.command_id!r} is recognised)"
                         ) from None
                     moving = "the request timed out"
+                except NatsError as exc:  # reconnecting, or the link is down: nothing was sent, or the id dedups
+                    moving = f"NATS: {exc!r}"
                 else:
                     self.routed += 1
                     reply = wire.decode_reply(message.data)
