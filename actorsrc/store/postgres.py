@@ -54,6 +54,7 @@ _ONE_APPEND_ERRORS = (
 _COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 
 
+_NARROW_SLICES = 32  # sliced reads of fewer slices merge per-slice index scans
 _IDLE_IN_TRANSACTION_MS = 60_000  # with command_timeout=None: our transactions never sit idle this long
 
 
@@ -308,12 +309,25 @@ class PostgresEventStore(GroupCommitFrontend):
             )
             return [recorded_event(row[0], tuple(row)[1:]) for row in rows]
         assert slices is not None
+        low, high = slices
+        # Two plans with a bounded cost per page (see SQLiteEventStore.read_all): few slices, each one's next
+        # `limit` rows through events_by_slice, merged; many, the log in order skipping other slices
+        # (`slice + 0` keeps the planner on the primary key, whose order is the one wanted).
+        if high - low < _NARROW_SLICES:
+            source = (
+                "generate_series($1::int, $2::int - 1) AS k(n) CROSS JOIN LATERAL"
+                f' (SELECT * FROM "{self.schema}".events WHERE slice = k.n AND position > $3'
+                " ORDER BY position LIMIT $4) AS e"
+            )
+            where = "TRUE"
+        else:
+            source = f'"{self.schema}".events e'
+            where = "e.slice + 0 >= $1 AND e.slice + 0 < $2 AND e.position > $3"
         rows = await self._fetch(
-            f'SELECT s.name, {_COLUMNS} FROM "{self.schema}".events e JOIN "{self.schema}".streams s'
-            " ON s.key = e.stream_key WHERE e.slice >= $1 AND e.slice < $2 AND e.position > $3"
-            " ORDER BY e.position LIMIT $4",
-            slices[0],
-            slices[1],
+            f'SELECT s.name, {_COLUMNS} FROM {source} JOIN "{self.schema}".streams s ON s.key = e.stream_key'
+            f" WHERE {where} ORDER BY e.position LIMIT $4",
+            low,
+            high,
             after_position,
             limit,
         )

@@ -70,10 +70,26 @@ _READ_ALL_SQL = (
     _READ_ALL.format("s.name, " + _EVENT_COLUMNS),
     _READ_ALL.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
 )
-_READ_SLICES = _READ_ALL.replace("WHERE e.position > ?", "WHERE e.slice >= ? AND e.slice < ? AND e.position > ?")
-_READ_SLICES_SQL = (
-    _READ_SLICES.format("s.name, " + _EVENT_COLUMNS),
-    _READ_SLICES.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
+# Sliced reads, two plans with a bounded cost per page of `limit` rows (SQLite cannot merge the slices'
+# ordered index ranges itself, and sorting every later row of the slices would make a catch-up quadratic):
+# few slices: each slice's next `limit` rows through events_by_slice (at most width * limit rows), merged;
+# many slices: the log in position order, skipping other slices (about limit * SLICES / width rows).
+_NARROW_SLICES = 32
+_READ_FEW_SLICES = (
+    "WITH RECURSIVE k(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM k WHERE n + 1 < ?)"
+    " SELECT {} FROM k JOIN events e ON e.position IN"
+    " (SELECT position FROM events WHERE slice = k.n AND position > ? ORDER BY position LIMIT ?)"
+    " JOIN streams s ON s.key = e.stream_key ORDER BY e.position LIMIT ?"
+)
+_READ_MANY_SLICES = _READ_ALL.replace(  # unary + keeps SQLite off the slice index: the rowid scan is in order
+    "WHERE e.position > ?", "WHERE +e.slice >= ? AND +e.slice < ? AND e.position > ?"
+)
+_READ_FEW_SLICES_SQL, _READ_MANY_SLICES_SQL = (
+    (
+        sql.format("s.name, " + _EVENT_COLUMNS),
+        sql.format("CAST(s.name AS BLOB), " + _EVENT_COLUMNS.replace("e.type", "CAST(e.type AS BLOB)")),
+    )
+    for sql in (_READ_FEW_SLICES, _READ_MANY_SLICES)
 )
 
 
@@ -244,8 +260,12 @@ class SQLiteEventStore(GroupCommitFrontend):
             return [recorded_event(row[0], row[1:]) for row in rows]
         assert slices is not None
         low, high = slices
-        rows = await self._fetch_events(_READ_SLICES_SQL, (low, high, after_position, limit), sliced=True)
-        return log_records(rows, sliced=True)
+        params: tuple[int, ...]
+        if high - low < _NARROW_SLICES:
+            sql, params = _READ_FEW_SLICES_SQL, (low, high, after_position, limit, limit)
+        else:
+            sql, params = _READ_MANY_SLICES_SQL, (low, high, after_position, limit)
+        return log_records(await self._fetch_events(sql, params, sliced=True), sliced=True)
 
     async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
         validate_stream_id(stream_id)
