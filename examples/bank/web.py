@@ -1,17 +1,30 @@
 """The bank over HTTP: a Starlette app whose lifespan owns the event store and the runtime.
 
 Run it with ``python -m examples.bank.web`` (needs the ``web`` extra); ``BANK_DB`` names the SQLite
-file (default ``bank.db``). Amounts are integer cents, interest rates basis points.
+file (default ``bank.db``). Amounts are integer cents, interest rates basis points. A request may carry
+an ``Idempotency-Key`` header: it becomes the command id, so a retried request is never applied twice.
+
+Several workers (``uvicorn --workers N --factory examples.bank.web:app_from_env``) share the accounts
+through a cluster, so that each account lives in one worker and the others route its commands there:
+
+- ``BANK_NATS``: a NATS URL (JetStream on) turns the cluster on; ``BANK_CLUSTER`` names it (default
+  ``bank``), ``BANK_SHARDS`` its shard count (default 256). Each worker joins as a node of its own
+  (host, pid and a random suffix).
+- ``BANK_PG``: a PostgreSQL DSN to use instead of the SQLite file (``BANK_PG_SCHEMA``, default ``bank``).
+- ``BANK_LOG=info``: log the runtime's and the cluster's events (joins, leases, conflicts) to stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,6 +35,7 @@ from actorsrc import (
     AskTimeoutError,
     CodecError,
     CommandOutcome,
+    EventStore,
     InvalidStreamIdError,
     LimitExceededError,
     OutcomeUnknownError,
@@ -30,6 +44,8 @@ from actorsrc import (
     SQLiteEventStore,
     StoreUnavailableError,
 )
+from actorsrc.cluster import Cluster
+from actorsrc.errors import ClusterError, ShardMovingError
 from actorsrc.recovery import load_state
 from examples.bank.domain import (
     AccountState,
@@ -82,9 +98,16 @@ _STATUS: dict[type[Exception], int] = {
     StoreUnavailableError: 503,  # nothing was written: retry after a moment
     OutcomeUnknownError: 503,  # may have been written: retry with the same command id
     AskTimeoutError: 504,
+    ShardMovingError: 503,  # the account's shard had no owner for the whole timeout: nothing was done
+    ClusterError: 503,  # NATS unreachable, or the owning node failed in a way this worker cannot rebuild
 }
 # A client may retry these after a moment (the store's breaker probes again within about 2 s).
-_RETRY_AFTER: dict[type[Exception], str] = {StoreUnavailableError: "1", OutcomeUnknownError: "1"}
+_RETRY_AFTER: dict[type[Exception], str] = {
+    StoreUnavailableError: "1",
+    OutcomeUnknownError: "1",
+    ShardMovingError: "1",
+    ClusterError: "1",
+}
 
 
 def _responder(status: int, retry_after: str | None) -> Callable[[Request, Exception], Awaitable[Response]]:
@@ -110,18 +133,35 @@ def _written(outcome: CommandOutcome[Event], **extra: Any) -> dict[str, Any]:
 class _Bank:
     """The endpoints, bound to the store and runtime that exist while the lifespan runs."""
 
-    def __init__(self, db_path: str | os.PathLike[str], ask_timeout: float) -> None:
+    def __init__(
+        self, db_path: str | os.PathLike[str], ask_timeout: float, cluster: Cluster | None, postgres: str | None
+    ) -> None:
         self._db_path = db_path
         self._ask_timeout = ask_timeout
-        self._store: SQLiteEventStore | None = None
+        self._cluster = cluster
+        self._postgres = postgres
+        self._store: EventStore | None = None
         self._runtime: Runtime | None = None
 
     @asynccontextmanager
+    async def _open_store(self) -> AsyncIterator[EventStore]:
+        if self._postgres is None:
+            async with SQLiteEventStore.open(self._db_path) as store:
+                yield store
+            return
+        from actorsrc.store.postgres import PostgresEventStore  # asyncpg only when asked for
+
+        schema = os.environ.get("BANK_PG_SCHEMA", "bank")
+        async with PostgresEventStore.open(self._postgres, schema=schema) as pg_store:
+            yield pg_store
+
+    @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        # Exits in reverse: the runtime finishes queued commands before the store flushes and closes.
+        # Exits in reverse: the runtime finishes queued commands (and, in a cluster, hands its shards
+        # off) before the store flushes and closes.
         async with (
-            SQLiteEventStore.open(self._db_path) as store,
-            Runtime(store, aggregates=[account]) as runtime,
+            self._open_store() as store,
+            Runtime(store, aggregates=[account], cluster=self._cluster) as runtime,
         ):
             self._store, self._runtime = store, runtime
             try:
@@ -135,29 +175,31 @@ class _Bank:
         # ref() validates the id (length, blank, NUL): InvalidStreamIdError becomes a 400.
         return self._runtime.ref(account, request.path_params["account_id"])
 
-    async def _ask(self, ref: AccountRef, command: Command) -> CommandOutcome[Event]:
-        return await ref.ask(command, timeout=self._ask_timeout)
+    async def _ask(self, request: Request, ref: AccountRef, command: Command) -> CommandOutcome[Event]:
+        # The store checks the key like any command id (length, characters): a bad one is a 400.
+        command_id = request.headers.get("idempotency-key")
+        return await ref.ask(command, timeout=self._ask_timeout, command_id=command_id)
 
     async def open_account(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await _body(request, OpenBody)
-        outcome = await self._ask(ref, OpenAccount(body.owner, body.overdraft_limit))
+        outcome = await self._ask(request, ref, OpenAccount(body.owner, body.overdraft_limit))
         return JSONResponse(_written(outcome, account_id=ref.aggregate_id), status_code=201)
 
     async def credit(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await _body(request, AmountBody)
-        return JSONResponse(_written(await self._ask(ref, Credit(body.amount))))
+        return JSONResponse(_written(await self._ask(request, ref, Credit(body.amount))))
 
     async def debit(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await _body(request, AmountBody)
-        return JSONResponse(_written(await self._ask(ref, Debit(body.amount))))
+        return JSONResponse(_written(await self._ask(request, ref, Debit(body.amount))))
 
     async def interest(self, request: Request) -> Response:
         ref = self._ref(request)
         body = await _body(request, InterestBody)
-        return JSONResponse(_written(await self._ask(ref, ApplyInterest(body.rate_bp))))
+        return JSONResponse(_written(await self._ask(request, ref, ApplyInterest(body.rate_bp))))
 
     async def get_account(self, request: Request) -> Response:
         ref = self._ref(request)
@@ -182,9 +224,16 @@ class _Bank:
         )
 
 
-def create_app(db_path: str | os.PathLike[str], *, ask_timeout: float = 5.0) -> Starlette:
-    """A bank app on the SQLite file `db_path`; the store opens when the app's lifespan starts."""
-    bank = _Bank(db_path, ask_timeout)
+def create_app(
+    db_path: str | os.PathLike[str],
+    *,
+    ask_timeout: float = 5.0,
+    cluster: Cluster | None = None,
+    postgres: str | None = None,
+) -> Starlette:
+    """A bank app on the SQLite file `db_path` (or the PostgreSQL DSN `postgres`), in `cluster` if given;
+    the store opens and the node joins when the app's lifespan starts."""
+    bank = _Bank(db_path, ask_timeout, cluster, postgres)
     routes = [
         Route("/accounts/{account_id}", bank.open_account, methods=["POST"]),
         Route("/accounts/{account_id}", bank.get_account, methods=["GET"]),
@@ -200,10 +249,27 @@ def create_app(db_path: str | os.PathLike[str], *, ask_timeout: float = 5.0) -> 
     )
 
 
+def app_from_env() -> Starlette:
+    """The app as the environment describes it (see the module's docstring): ``uvicorn --factory``
+    calls this in every worker, so each worker is a node of its own."""
+    if os.environ.get("BANK_LOG") == "info":
+        structlog.configure(
+            processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+            logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        )
+    nats = os.environ.get("BANK_NATS")
+    cluster = None
+    if nats:
+        shards = int(os.environ.get("BANK_SHARDS", "256"))
+        cluster = Cluster(nats=nats, name=os.environ.get("BANK_CLUSTER", "bank"), shards=shards)
+    return create_app(os.environ.get("BANK_DB", "bank.db"), cluster=cluster, postgres=os.environ.get("BANK_PG"))
+
+
 def main() -> None:
     import uvicorn  # the `web` extra; imported here so building the app needs only Starlette
 
-    app = create_app(os.environ.get("BANK_DB", "bank.db"))
+    app = app_from_env()
     # Loopback only: there is no authentication.
     uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("BANK_PORT", "8000")))
 
