@@ -8,6 +8,8 @@
     actorsrc bench write --plot docs/throughput.png
     actorsrc bench write --quick             # small sizes, a few seconds: a smoke test
     ... --store postgresql://user@127.0.0.1/db   # on PostgreSQL (fresh schemas, dropped afterwards)
+    actorsrc bench write --cluster 3 --store postgresql://... --nats nats://127.0.0.1:4222
+                                             # 1, 2 and 3 node processes in a cluster (see actorsrc.bench.cluster)
 
 --compare and --plot need the `bench` extra (pip install 'actorsrc[bench]'). Figures drift with the
 machine; ratios measured in the same run do not. The report goes to stdout, progress to stderr.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -65,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes that finish in seconds (smoke tests, CI)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'actorsrc[fast]')")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
+    parser.add_argument("--cluster", type=positive_int, default=None, metavar="N", help="write: 1..N node processes")
+    parser.add_argument("--nats", default=None, help="--cluster: NATS URL (default: $ACTORSRC_TEST_NATS)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="--cluster: interleaved rounds (default: 3)")
     group = parser.add_argument_group("workload sizes (default, then --quick's)")
 
     def size(name: str, kind: Any, what: str) -> None:
@@ -131,6 +137,13 @@ def _check_usage(args: argparse.Namespace) -> None:
         raise ValueError("--length must be at least 2 (the account's opening and one credit)")
     if args.workload == "project" and args.events < 1000:
         raise ValueError("--events must be at least 1000 (the log is spread over 1000 accounts)")
+    if args.cluster is not None:
+        args.nats = args.nats or os.environ.get("ACTORSRC_TEST_NATS")
+        if args.workload != "write" or not args.store or not args.nats or args.compare or args.plot:
+            raise ValueError(
+                "--cluster is for the write workload, with --store postgresql://... and --nats (or"
+                " ACTORSRC_TEST_NATS), without --compare or --plot"
+            )
     if args.workload == "saga":
         from actorsrc.bench.saga import check_shop_available
 
@@ -173,7 +186,13 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
     out = _Report(args)
-    if args.workload in ("write", "hot"):
+    if args.cluster is not None:
+        from actorsrc.bench.cluster import Plan, cluster_write
+
+        plan = Plan(args.store, args.nats, args.aggregates, args.commands, args.callers, args.events_per_command)
+        out.results, out.ratios, out.notes = await cluster_write(plan, directory, args.cluster, args.rounds)
+        out.packages.append("nats-py")
+    elif args.workload in ("write", "hot"):
         await _write_or_hot(args, directory, out)
     elif args.workload == "replay":
         from actorsrc.bench.replay import replay
