@@ -42,11 +42,25 @@ class ParkedEvent:
 @dataclass(frozen=True, slots=True)
 class Checkpoint:
     """Move handler `name`'s checkpoint to `position` in the commit; when `after` is given, only if the
-    checkpoint is still at `after` (otherwise the commit is refused with `CheckpointMovedError`)."""
+    checkpoint is still at `after` (otherwise the commit is refused with `CheckpointMovedError`); when
+    `fence` is given, only if no owner with a higher fencing token has claimed the checkpoint since
+    (otherwise `CheckpointFencedError`)."""
 
     name: str
     position: int
     after: int | None = None
+    fence: int | None = None
+
+
+def partition_prefix(handler: str) -> str:
+    """How the checkpoints of a handler's partitions in a cluster begin (`PartitionSpec.checkpoint_name`)."""
+    return f"{handler}#p"
+
+
+def fence_row(name: str) -> str:
+    """The checkpoint row that holds the highest fencing token claimed for checkpoint `name` (a cluster's
+    read-side partition): kept next to the checkpoints, so the claim and the commits lock the same row."""
+    return f"{name}#fence"
 
 
 def handler_code(projection: str, part: str, envelopes: Sequence[EventEnvelope[Any]] = ()) -> str:
@@ -68,6 +82,20 @@ class CheckpointMovedError(ActorsrcError):
         self.expected = expected
         self.found = found
         super().__init__(f"handler {name!r}: checkpoint is at {found}, not at {expected} as expected; nothing written")
+
+
+class CheckpointFencedError(ActorsrcError):
+    """A checkpoint was claimed by a newer owner (a higher fencing token) than the one committing: this
+    owner's lease is gone, so its work is refused and nothing is written."""
+
+    def __init__(self, name: str, fence: int, found: int) -> None:
+        self.name = name
+        self.fence = fence
+        self.found = found
+        super().__init__(
+            f"checkpoint {name!r} is claimed with fencing token {found}, newer than this owner's {fence};"
+            " nothing written"
+        )
 
 
 class HandlerStuckError(HandlerTimeoutError):
@@ -108,8 +136,11 @@ class ReadModel(Protocol):
         attempts: int,
         *,
         after: int | None = None,
+        checkpoint: str | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Record a failed event and move the checkpoint past it, atomically (from `after`, when given)."""
+        """Record a failed event and move the checkpoint past it, atomically (from `after`, when given).
+        The checkpoint moved is `checkpoint` (default: `name`), under `fence` when given (see `Checkpoint`)."""
         ...
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]: ...
@@ -137,4 +168,15 @@ class ReadModel(Protocol):
         unpark: int | None = None,
     ) -> None:
         """A process manager's states, settled commands and checkpoint, in one transaction."""
+        ...
+
+
+@runtime_checkable
+class FencedCheckpoints(Protocol):
+    """Read models whose checkpoints a cluster's partition owners can fence (both built-in ones)."""
+
+    async def claim_checkpoint(self, name: str, fence: int) -> int:
+        """Record `fence` as the checkpoint's newest owner's token and return the checkpoint's position,
+        in one transaction; `CheckpointFencedError` if a higher token has claimed it already. Commits with
+        a lower `Checkpoint.fence` are refused from then on."""
         ...

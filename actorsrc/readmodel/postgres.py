@@ -32,7 +32,15 @@ import anyio
 import asyncpg
 
 from actorsrc.errors import ConfigurationError, HandlerTimeoutError, ReadModelError, StoreClosedError, StoreError
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, ParkedEvent, handler_code
+from actorsrc.readmodel.base import (
+    Checkpoint,
+    CheckpointFencedError,
+    CheckpointMovedError,
+    ParkedEvent,
+    fence_row,
+    handler_code,
+    partition_prefix,
+)
 from actorsrc.readmodel.parked_rows import PARKED_COLUMNS, parked_from_row
 from actorsrc.readmodel.portable import PortableConnection, is_async
 from actorsrc.readmodel.postgres_ddl import read_model_ddl
@@ -187,6 +195,18 @@ class PostgresReadModel:
             return
         timeout = self.command_timeout
         table = f'"{self.schema}".checkpoints'
+        if checkpoint.fence is not None:
+            # Locks the fence row: a claim by a newer owner waits for this commit, or this one sees it.
+            held = await self._ours(
+                "reading the checkpoint's fence",
+                conn.fetchval(
+                    f"SELECT position FROM {table} WHERE name = $1 FOR UPDATE",
+                    fence_row(checkpoint.name),
+                    timeout=timeout,
+                ),
+            )
+            if (held or 0) > checkpoint.fence:
+                raise CheckpointFencedError(checkpoint.name, checkpoint.fence, held)
         if checkpoint.after is not None:
             found = await self._ours(
                 "reading the checkpoint",
@@ -222,6 +242,31 @@ class PostgresReadModel:
             "reading a checkpoint", f'SELECT position FROM "{self.schema}".checkpoints WHERE name = $1', name
         )
         return int(rows[0][0]) if rows else 0
+
+    async def claim_checkpoint(self, name: str, fence: int) -> int:
+        table = f'"{self.schema}".checkpoints'
+        timeout = self.command_timeout
+        async with self._transaction() as conn:
+            # GREATEST: of two racing claims the higher token wins, whichever commits last.
+            held = await self._ours(
+                "claiming a checkpoint",
+                conn.fetchval(
+                    f"INSERT INTO {table} (name, position, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name)"
+                    f" DO UPDATE SET position = GREATEST({table}.position, excluded.position),"
+                    " updated_at = excluded.updated_at RETURNING position",
+                    fence_row(name),
+                    fence,
+                    now_micros(),
+                    timeout=timeout,
+                ),
+            )
+            if held > fence:
+                raise CheckpointFencedError(name, fence, held)
+            found = await self._ours(
+                "reading a checkpoint",
+                conn.fetchval(f"SELECT position FROM {table} WHERE name = $1", name, timeout=timeout),
+            )
+        return int(found or 0)
 
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         whose = handler_code(projection.name, "setup")
@@ -271,6 +316,8 @@ class PostgresReadModel:
         attempts: int,
         *,
         after: int | None = None,
+        checkpoint: str | None = None,
+        fence: int | None = None,
     ) -> None:
         """Record a failed event and move the checkpoint past it, atomically."""
         async with self._transaction() as conn:
@@ -292,7 +339,7 @@ class PostgresReadModel:
                     timeout=self.command_timeout,
                 ),
             )
-            await self._move_checkpoint(conn, Checkpoint(name, position, after))
+            await self._move_checkpoint(conn, Checkpoint(checkpoint or name, position, after, fence))
 
     async def parked(self, name: str | None = None) -> list[ParkedEvent]:
         where, params = ("WHERE handler = $1", [name]) if name is not None else ("", [])
@@ -328,6 +375,15 @@ class PostgresReadModel:
                         f'DELETE FROM "{self.schema}".{table} WHERE {column} = $1', name, timeout=self.command_timeout
                     ),
                 )
+            # A cluster's partitions' checkpoints (and fences) too: they would skip what was reset.
+            await self._ours(
+                "resetting a handler",
+                conn.execute(
+                    f'DELETE FROM "{self.schema}".checkpoints WHERE starts_with(name, $1)',
+                    partition_prefix(name),
+                    timeout=self.command_timeout,
+                ),
+            )
 
     async def load_process_state(self, manager: str, key: str) -> bytes | None:
         rows = await self._fetch(

@@ -18,12 +18,13 @@ from os import PathLike
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from actorsrc.errors import ConfigurationError, ReadModelError, StoreClosedError, StoreError
-from actorsrc.readmodel.base import Checkpoint, ParkedEvent, handler_code
+from actorsrc.readmodel.base import Checkpoint, ParkedEvent, handler_code, partition_prefix
 from actorsrc.readmodel.parked_rows import PARKED_COLUMNS, parked_from_row
 from actorsrc.readmodel.portable import is_async
 from actorsrc.readmodel.sqlite_connection import ConnectionThread
 from actorsrc.readmodel.sqlite_failures import is_database_failure
 from actorsrc.readmodel.sqlite_rows import (
+    claim_checkpoint,
     delete_parked,
     load_process_state,
     move_checkpoint,
@@ -172,6 +173,15 @@ class SQLiteReadModel:
     async def checkpoint(self, name: str) -> int:
         return await self._own("reading a checkpoint", lambda conn: read_checkpoint(conn, name))
 
+    async def claim_checkpoint(self, name: str, fence: int) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            with self._ours("claiming a checkpoint"):
+                return claim_checkpoint(conn, name, fence)
+
+        return await self._require_thread().call(
+            lambda conn: self._in_transaction(conn, work, "claiming a checkpoint"), label=f"claiming {name!r}"
+        )
+
     async def park(
         self,
         name: str,
@@ -183,6 +193,8 @@ class SQLiteReadModel:
         attempts: int,
         *,
         after: int | None = None,
+        checkpoint: str | None = None,
+        fence: int | None = None,
     ) -> None:
         """Record a failed event and move the checkpoint past it, atomically."""
 
@@ -195,7 +207,7 @@ class SQLiteReadModel:
                     (name, position, stream_id, version, type_name, error[:4000], attempts, now_micros()),
                 )
 
-        mark = Checkpoint(name, position, after)
+        mark = Checkpoint(checkpoint or name, position, after, fence)
         await self._require_thread().call(
             lambda conn: self._in_transaction(conn, work, "parking", mark), label=f"parking an event of {name!r}"
         )
@@ -289,6 +301,9 @@ class SQLiteReadModel:
                     ("actorsrc_process_state", "manager"),
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+                # A cluster's partitions' checkpoints (and fences) too: they would skip what was reset.
+                prefix = partition_prefix(name)
+                conn.execute("DELETE FROM actorsrc_checkpoints WHERE substr(name, 1, ?) = ?", (len(prefix), prefix))
 
         await self._require_thread().call(
             lambda conn: self._in_transaction(conn, job, f"the reset of {name!r}"), label=f"resetting {name!r}"

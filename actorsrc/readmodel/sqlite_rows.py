@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError
+from actorsrc.readmodel.base import Checkpoint, CheckpointFencedError, CheckpointMovedError, fence_row
 from actorsrc.sql.encoding import now_micros
 
 
@@ -22,7 +22,20 @@ def read_checkpoint(conn: sqlite3.Connection, name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def claim_checkpoint(conn: sqlite3.Connection, name: str, fence: int) -> int:
+    """Record `fence` as the checkpoint's owner's token (in the caller's transaction); its position."""
+    held = read_checkpoint(conn, fence_row(name))
+    if held > fence:
+        raise CheckpointFencedError(name, fence, held)
+    set_checkpoint(conn, fence_row(name), fence)
+    return read_checkpoint(conn, name)
+
+
 def move_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint) -> None:
+    if checkpoint.fence is not None:
+        held = read_checkpoint(conn, fence_row(checkpoint.name))
+        if held > checkpoint.fence:
+            raise CheckpointFencedError(checkpoint.name, checkpoint.fence, held)
     if checkpoint.after is not None:
         found = read_checkpoint(conn, checkpoint.name)
         if found != checkpoint.after:

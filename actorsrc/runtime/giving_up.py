@@ -33,23 +33,35 @@ class FailedEvent:
         )
 
 
-async def park(read_model: ReadModel, name: str, event: FailedEvent, after: int, until_done: UntilDone) -> None:
-    """Park `event` for handler `name`, moving its checkpoint from `after` past it; a park that fails for
-    the read model's reasons is retried (by `until_done`): the event is never skipped unrecorded."""
-    try:
-        await until_done(
-            "parking an event",
-            lambda: read_model.park(
-                name,
-                event.position,
-                event.stream_id,
-                event.version,
-                event.type_name,
-                event.error,
-                event.attempts,
+async def park(
+    read_model: ReadModel,
+    name: str,
+    event: FailedEvent,
+    after: int,
+    until_done: UntilDone,
+    checkpoint: str | None = None,
+    fence: int | None = None,
+) -> None:
+    """Park `event` for handler `name`, moving its checkpoint (`checkpoint`, default `name`; under `fence`
+    when given) from `after` past it; a park that fails for the read model's reasons is retried (by
+    `until_done`): the event is never skipped unrecorded."""
+    if checkpoint is None:  # as before partitions: read models of the user's own need not know them
+
+        def parking() -> Awaitable[None]:
+            return read_model.park(
+                name, event.position, event.stream_id, event.version, event.type_name, event.error, event.attempts,
                 after=after,
-            ),
-        )
+            )  # fmt: skip
+    else:
+
+        def parking() -> Awaitable[None]:
+            return read_model.park(
+                name, event.position, event.stream_id, event.version, event.type_name, event.error, event.attempts,
+                after=after, checkpoint=checkpoint, fence=fence,
+            )  # fmt: skip
+
+    try:
+        await until_done("parking an event", parking)
     except CheckpointMovedError as moved:
         raise Resync(moved.found) from None
 

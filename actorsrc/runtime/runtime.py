@@ -130,7 +130,14 @@ class Runtime:
         self._refs_sender: CommandSender = self._sender
         if self._cluster is not None:
             self._cluster.attach(self._sender, self._directory)
-        self._read_side = ReadSide(store, self, handlers, read_model, read.poll_interval)
+        handlers = list(handlers)
+        partitions = cluster.partitions if cluster is not None and handlers else None
+        self._read_side = ReadSide(store, self, handlers, read_model, read.poll_interval, partitions)
+        if self._cluster is not None and handlers:
+            from actorsrc.cluster.partitions import PartitionWork
+
+            node, read_side = self._cluster, self._read_side
+            node.add_work(lambda link, book: PartitionWork(link, book, node.cluster, read_side))
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._entered = False
@@ -318,13 +325,11 @@ class Runtime:
         wrote nothing are remembered by the manager and not sent.
         `on_progress(position, target)` is called as it goes. Returns the position it caught up to.
         """
-        return await self._read_side.subscription(handler).rebuild(on_progress)
+        return await self._read_side.rebuild(handler, on_progress)
 
     async def restart_handler(self, handler: Handler | str) -> None:
         """Start a stopped handler again from its checkpoint (after fixing what stopped it)."""
-        subscription = self._read_side.subscription(handler)
-        await subscription.stop()
-        subscription.start()
+        await self._read_side.restart(handler)
 
     def handler_statuses(self) -> list[HandlerStatus]:
         return self._read_side.statuses()

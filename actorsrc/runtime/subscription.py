@@ -21,15 +21,24 @@ from typing import Any
 import anyio
 
 from actorsrc.errors import EventDecodeError, StoreClosedError, WaitTimeoutError
+from actorsrc.hashing import slice_of
 from actorsrc.observability import logger
 from actorsrc.projection import EventEnvelope, Handler, Projection, envelope_of
-from actorsrc.readmodel.base import Checkpoint, CheckpointMovedError, HandlerStuckError, ReadModel
+from actorsrc.readmodel.base import (
+    Checkpoint,
+    CheckpointFencedError,
+    CheckpointMovedError,
+    FencedCheckpoints,
+    HandlerStuckError,
+    ReadModel,
+)
 from actorsrc.records import RecordedEvent
 from actorsrc.runtime.giving_up import FailedEvent, log_parked, park
 from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
 from actorsrc.runtime.position_waiters import PositionWaiters
 from actorsrc.runtime.process import Addressing, ProcessRunner
-from actorsrc.runtime.subscription_signals import HandlerStopped, Resync
+from actorsrc.runtime.subscription_partition import PartitionSpec
+from actorsrc.runtime.subscription_signals import Fenced, HandlerStopped, Resync
 from actorsrc.runtime.undecodable_rows import reread, undecodable_position
 from actorsrc.store.base import EventStore
 
@@ -45,11 +54,27 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 class Subscription:
+    """One handler's subscription; in a cluster, one `partition` of it (its slices, its own checkpoint,
+    claimed with the partition lease's fencing token `fence` before it starts)."""
+
     def __init__(
-        self, handler: Handler, store: EventStore, addressing: Addressing, read_model: ReadModel, poll_interval: float
+        self,
+        handler: Handler,
+        store: EventStore,
+        addressing: Addressing,
+        read_model: ReadModel,
+        poll_interval: float,
+        partition: PartitionSpec | None = None,
     ) -> None:
         self.handler = handler
         self.name = handler.name
+        self.partition = partition
+        self.checkpoint_name = handler.name if partition is None else partition.checkpoint_name(handler.name)
+        self.slices = None if partition is None else partition.slices
+        self.fence: int | None = None
+        self.fenced = False
+        self._finishing = False
+        self._head_seen = 0  # partitions: the log's head when the last short read started
         self.store = store
         self.read_model = read_model
         self.poll_interval = poll_interval
@@ -74,8 +99,9 @@ class Subscription:
     # -- lifecycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.status == "stopped":
+        if self.status in ("stopped", "closed"):
             self.health.set("starting")
+        self.fenced = self._finishing = False
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -90,22 +116,41 @@ class Subscription:
             task.add_done_callback(_retrieve)
             logger.error("handler.stop_timeout", handler=self.name, position=self.position, seconds=STOP_TIMEOUT)
 
+    async def finish(self, timeout: float) -> None:
+        """Stop after the batch in hand (a partition handed off), cancelling after `timeout` seconds."""
+        task = self._task
+        if task is None:
+            return
+        self._finishing = True
+        self._wake.set()
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([task], timeout=timeout)
+        await self.stop()
+
+    @property
+    def active(self) -> bool:
+        """Whether its task runs (a partition held by this node)."""
+        return self._task is not None and not self._task.done()
+
     def wake(self, _position: int = 0) -> None:
         self._wake.set()
 
     async def _run(self) -> None:
         try:
-            self.position = await self._until_done(
-                "reading the checkpoint", lambda: self.read_model.checkpoint(self.name)
-            )
+            await self._start_position()
             # `parked` counts what waits in the dead-letter table now, including from earlier runs.
             parked = await self._until_done("counting parked events", lambda: self.read_model.parked(self.name))
-            self.parked = len(parked)
+            self.parked = sum(1 for event in parked if self._covers(event.stream_id))
             if isinstance(self.handler, Projection):
                 await self._setup(self.handler)
             self.health.set("running")
             self._release_waiters()
             await self._follow()
+            self.health.set("closed", "handed off")
+        except (Fenced, CheckpointFencedError) as fenced:
+            self.fenced = True
+            self.health.set("closed", f"fenced: {fenced}")
+            logger.warning("handler.partition_fenced", handler=self.name, partition=self.checkpoint_name)
         except HandlerStopped as stopped:
             self._stop(str(stopped))
         except StoreClosedError as closed:
@@ -113,13 +158,33 @@ class Subscription:
         except Exception as exc:  # a bug: stop, never take the runtime down
             self._stop(repr(exc))
 
+    def _covers(self, stream_id: str) -> bool:
+        return self.slices is None or self.slices[0] <= slice_of(stream_id) < self.slices[1]
+
+    async def _start_position(self) -> None:
+        model = self.read_model
+        name = self.checkpoint_name
+        fence = self.fence
+        if fence is None:
+            self.position = await self._until_done("reading the checkpoint", lambda: model.checkpoint(name))
+            return
+        assert isinstance(model, FencedCheckpoints)
+        self.position = await self._until_done("claiming the checkpoint", lambda: model.claim_checkpoint(name, fence))
+        if self.position == 0:
+            # First run as partitions: carry on from where the handler got unpartitioned (every slice
+            # was handled up to there), moving the partition's own checkpoint there first.
+            single = await self._until_done("reading the checkpoint", lambda: model.checkpoint(self.name))
+            if single > 0:
+                await self._commit([], single)
+                self.position = single
+
     def _stop(self, reason: str) -> None:
         self.health.set("stopped", reason)
         logger.error("handler.stopped", handler=self.name, position=self.position, reason=reason)
         # Nothing moves until someone restarts it: whoever waits for it hears so now, not at their timeout.
-        self._waiters.fail_all(self._stopped_error)
+        self._waiters.fail_all(self.stopped_error)
 
-    def _stopped_error(self, target: int) -> WaitTimeoutError:
+    def stopped_error(self, target: int) -> WaitTimeoutError:
         return WaitTimeoutError(
             f"{self.name!r} will not reach position {target}: it is stopped at {self.position} ({self.stop_reason}); "
             "fix the cause, then runtime.restart_handler"
@@ -160,9 +225,12 @@ class Subscription:
         ahead: tuple[int, asyncio.Task[list[RecordedEvent]]] | None = None
         loop = asyncio.get_running_loop()
         try:
-            while True:
+            while not self._finishing:
                 try:
                     records: list[RecordedEvent] | None = None
+                    if self.slices is not None:
+                        await self._follow_slices(batch_size)
+                        continue
                     if ahead is not None:
                         (after, task), ahead = ahead, None
                         try:
@@ -193,21 +261,48 @@ class Subscription:
             if ahead is not None:
                 ahead[1].cancel()
 
+    async def _follow_slices(self, batch_size: int) -> None:
+        """One step of a partition: its next batch, or, idle, its checkpoint moved to the head it saw
+        (so that `wait_for` a position other partitions' events reached is answered from here too)."""
+        records = await self._read(batch_size)
+        seen = self._head_seen if len(records) < batch_size else 0
+        if records:
+            await self._handle(records, seen)
+            return
+        if seen > self.position:
+            await self._commit([], seen)
+            self._advance(seen)
+            return
+        with anyio.move_on_after(self.poll_interval):
+            await self._wake.wait()
+        self._wake.clear()
+
     async def _read(self, limit: int) -> list[RecordedEvent]:
         """The next rows after the checkpoint. An undecodable row ends a batch before it; on its own, the
         handler's policy applies to it (re-read, then park or stop), and reading goes on past it."""
         store = self.store
+        slices = self.slices
         while True:
             after = self.position
             try:
+                if slices is None:
+                    return list(
+                        await self._until_done(
+                            "reading the event log", partial(store.read_all, after, limit), is_log_read_failure
+                        )
+                    )
+                # The head first: a short read then saw every event of these slices up to it.
+                self._head_seen = await self._until_done("reading the log's head", store.last_position)
                 return list(
                     await self._until_done(
-                        "reading the event log", partial(store.read_all, after, limit), is_log_read_failure
+                        "reading the event log",
+                        partial(store.read_all, after, limit, slices=slices),
+                        is_log_read_failure,
                     )
                 )
             except EventDecodeError as bad:
                 position = undecodable_position(bad, after)
-                if position > after + 1:
+                if position > after + 1 and slices is None:
                     limit = position - after - 1  # the rows before it, as a batch of their own
                     continue
                 records = await self._undecodable(bad, position)
@@ -258,18 +353,20 @@ class Subscription:
 
     async def _commit(self, envelopes: list[EventEnvelope[Any]], position: int) -> None:
         """Apply `envelopes` and move the checkpoint to `position`, retrying infrastructure failures."""
-        checkpoint = Checkpoint(self.name, position, after=self.position)
+        checkpoint = Checkpoint(self.checkpoint_name, position, self.position, self.fence)
         try:
             await self._until_done("applying events", lambda: self.apply(envelopes, checkpoint))
         except CheckpointMovedError as moved:
             raise Resync(moved.found) from None
+        except CheckpointFencedError as fenced:
+            raise Fenced(str(fenced)) from None
         except HandlerStuckError as stuck:
             raise HandlerStopped(str(stuck)) from stuck
         except StoreClosedError as closed:
             raise HandlerStopped(f"the store or read model is closed: {closed}") from closed
 
-    async def _handle(self, records: list[RecordedEvent]) -> None:
-        last = records[-1].position
+    async def _handle(self, records: list[RecordedEvent], seen: int = 0) -> None:
+        last = max(records[-1].position, seen)
         try:
             envelopes = [e for e in map(self.envelope, records) if e is not None]
             await self._commit(envelopes, last)
@@ -282,7 +379,7 @@ class Subscription:
             logger.warning(
                 "handler.batch_failed",
                 handler=self.name,
-                positions=f"{records[0].position}-{last}",
+                positions=f"{records[0].position}-{records[-1].position}",
                 error=describe(exc),
             )
             for record in records:
@@ -319,7 +416,18 @@ class Subscription:
         """The policy's last word on `event`: stop, or park it and go on."""
         if self.handler.failure.then == "stop":
             raise HandlerStopped(event.stop_reason()) from cause
-        await park(self.read_model, self.name, event, self.position, self._until_done)
+        try:
+            await park(
+                self.read_model,
+                self.name,
+                event,
+                self.position,
+                self._until_done,
+                None if self.partition is None else self.checkpoint_name,
+                self.fence,
+            )
+        except CheckpointFencedError as fenced:
+            raise Fenced(str(fenced)) from None
         self.parked += 1
         self.health.recovered()
         self._advance(event.position)
@@ -342,7 +450,7 @@ class Subscription:
         if self.position >= position and self._serving():
             return
         if self.status == "stopped":
-            raise self._stopped_error(position)
+            raise self.stopped_error(position)
         if await self._waiters.wait(position, timeout):
             return
         state = f"retrying: {self.health.last_error}" if self.status == "retrying" else self.status

@@ -12,3 +12,7 @@ class Resync(Exception):
 
     def __init__(self, found: int) -> None:
         self.found = found
+
+
+class Fenced(HandlerStopped):
+    """A newer owner has claimed this partition's checkpoint: this one stops, having written nothing more."""
