@@ -23,6 +23,7 @@ from actorsrc import (
     UnknownCommandError,
     UnknownEventTypeError,
 )
+from actorsrc.hashing import slice_of
 from examples.bank import AccountState, Credit, OpenAccount, account
 from examples.bank.domain import decide as bank_decide
 from tests.helpers import bank
@@ -123,8 +124,8 @@ def _raw_insert(db: Path, type_name: str, data: bytes, metadata: bytes = b'["e1"
         version = conn.execute("SELECT version + 1 FROM streams WHERE key = 1").fetchone()[0]
         conn.execute("UPDATE streams SET version = ? WHERE key = 1", (version,))
         conn.execute(
-            "INSERT INTO events (stream_key, version, type, schema_version, data, metadata, recorded_at)"
-            " VALUES (1, ?, ?, 1, ?, ?, 0)",
+            "INSERT INTO events (stream_key, version, type, schema_version, data, metadata, recorded_at, slice)"
+            f" VALUES (1, ?, ?, 1, ?, ?, 0, {slice_of('account-bad')})",
             (version, type_name, data, metadata),
         )
     conn.close()

@@ -13,6 +13,7 @@ from actorsrc import SQLiteEventStore
 from actorsrc.app import App
 from actorsrc.cli import main
 from actorsrc.cli.streams import format_time
+from actorsrc.hashing import slice_of
 from actorsrc.timetravel import stream_history
 from examples.bank import Credit, OpenAccount, account
 from tests.test_schema_evolution import wallet
@@ -43,8 +44,9 @@ def old_db(tmp_path: Path) -> Path:
     with conn:
         conn.execute("INSERT INTO streams (key, name, version) VALUES (1, 'wallet-w', 3)")
         conn.executemany(
-            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
-            " VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at,"
+            " slice)"
+            f" VALUES (?, 1, ?, ?, ?, ?, ?, ?, {slice_of('wallet-w')})",
             [(p, p, t, s, d, f'["old-{p}"]'.encode(), at) for p, t, s, d, at in OLD_ROWS],
         )
     conn.close()

@@ -152,8 +152,10 @@ class TornReads(SQLiteEventStore):
 
     torn: dict[int, int]
 
-    async def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        records = await super().read_all(after_position, limit)
+    async def read_all(
+        self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
+    ) -> list[RecordedEvent]:
+        records = await super().read_all(after_position, limit, slices=slices)
         for record in records:
             if self.torn.get(record.position, 0) > 0:
                 self.torn[record.position] -= 1

@@ -26,6 +26,7 @@ from actorsrc import (
     WriteSettings,
     load_state,
 )
+from actorsrc.hashing import slice_of
 from actorsrc.timetravel import replay_projection, stream_history
 from examples.bank import Credit, Debit, OpenAccount, account
 from tests.helpers import bank
@@ -96,8 +97,9 @@ def _old_rows(db: Path) -> None:
             (3, 3, "FundsDeposited", 3, b'{"amount": 3, "currency": "USD"}'),  # current
         ]
         conn.executemany(
-            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
-            " VALUES (?, 1, ?, ?, ?, ?, ?, 1751587200000000)",
+            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at,"
+            " slice)"
+            f" VALUES (?, 1, ?, ?, ?, ?, ?, 1751587200000000, {slice_of('wallet-w')})",
             [(p, v, t, s, d, f'["old-{p}"]'.encode()) for p, v, t, s, d in rows],
         )
     conn.close()
@@ -285,8 +287,9 @@ async def test_removed_fields_are_ignored_and_added_fields_take_their_defaults(t
     with conn:  # written by an older version: a `legacy` field, no `tag`
         conn.execute("INSERT INTO streams (key, name, version) VALUES (1, 'notes-n', 2)")
         conn.executemany(
-            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at)"
-            " VALUES (?, 1, ?, 'NoteAdded', 1, ?, '[\"e\"]', 0)",
+            "INSERT INTO events (position, stream_key, version, type, schema_version, data, metadata, recorded_at,"
+            " slice)"
+            f" VALUES (?, 1, ?, 'NoteAdded', 1, ?, '[\"e\"]', 0, {slice_of('notes-n')})",
             [(1, 1, b'{"text": "hello", "legacy": 42}'), (2, 2, b'{"text": "bye", "tag": "farewell"}')],
         )
     conn.close()

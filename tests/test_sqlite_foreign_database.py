@@ -89,7 +89,7 @@ async def test_an_existing_empty_file_becomes_a_marked_store(tmp_path: Path) -> 
         await store.append("s", [new_event()], NO_STREAM)
     application_id, version, mode, tables = _pragmas(path)
     assert (application_id, version, mode) == (sqlite_schema.APPLICATION_ID, sqlite_schema.SCHEMA_VERSION, "wal")
-    assert tables == ["command_ids", "events", "snapshots", "streams"]
+    assert tables == ["command_ids", "events", "fences", "snapshots", "streams"]
 
 
 @pytest.mark.parametrize("old_version", [1, 2, 3])
@@ -111,7 +111,7 @@ async def test_a_store_from_before_the_marker_opens_and_is_stamped(tmp_path: Pat
         assert await store.find_commands("s", ["c-1"]) == {"c-1": (2, 2)}
     application_id, version, _, tables = _pragmas(path)
     assert (application_id, version) == (sqlite_schema.APPLICATION_ID, sqlite_schema.SCHEMA_VERSION)
-    assert tables == ["command_ids", "events", "snapshots", "streams"]
+    assert tables == ["command_ids", "events", "fences", "snapshots", "streams"]
 
 
 async def test_an_unmarked_database_whose_tables_only_share_our_names_is_refused(tmp_path: Path) -> None:

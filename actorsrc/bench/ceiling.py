@@ -13,6 +13,7 @@ import aiosqlite
 import msgspec
 
 from actorsrc.bench.stores import drop_schema, fresh_schema
+from actorsrc.hashing import slice_of
 from actorsrc.records import Metadata
 from actorsrc.sql.sqlite_thread import run_on_connection_thread
 from actorsrc.store import sqlite_schema
@@ -42,6 +43,7 @@ async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, ba
         start = time.perf_counter()
         position = 0
         versions = [0] * aggregates
+        slices = [slice_of(f"account-acc-{key}") for key in range(aggregates)]
         stream = 0
         while position < total:
             rows = []
@@ -52,7 +54,8 @@ async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, ba
                 versions[stream] += 1
                 touched[stream] = versions[stream]
                 meta = encode(Metadata(uuid.uuid4().hex))
-                rows.append((position, stream + 1, versions[stream], "AccountCredited", 1, payload, meta, now))
+                slice_ = slices[stream]
+                rows.append((position, stream + 1, versions[stream], "AccountCredited", 1, payload, meta, now, slice_))
                 stream = (stream + 1) % aggregates
             await conn.execute("BEGIN IMMEDIATE")
             await conn.executemany(
@@ -60,7 +63,7 @@ async def raw_insert_ceiling(path: Path, aggregates: int, commands_each: int, ba
                 " ON CONFLICT (key) DO UPDATE SET version = excluded.version",
                 [(key + 1, f"account-acc-{key}", v) for key, v in touched.items()],
             )
-            await conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            await conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             await conn.execute("COMMIT")
         elapsed = time.perf_counter() - start
     return WriteResult(f"raw aiosqlite executemany ({batch} rows/commit)", total, elapsed, total / elapsed)
@@ -100,6 +103,7 @@ async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> floa
             names = [f"tally-t{i}" for i in range(aggregates)]
             insert = f'INSERT INTO "{schema}".streams (name, version) SELECT unnest($1::text[]), 0 RETURNING key'
             keys = [row[0] for row in await conn.fetch(insert, names)]
+            slices = [slice_of(name) for name in names]
             data = msgspec.json.encode({"amount": 1})
             total, position, versions = aggregates * rows_each, 0, [0] * aggregates
             started = time.perf_counter()
@@ -112,7 +116,9 @@ async def _copy_ceiling(store_url: str, aggregates: int, rows_each: int) -> floa
                     touched[keys[stream]] = versions[stream]
                     position += 1
                     event = NewEvent("Added", data, Metadata(next_event_id()))
-                    rows.append(event_row(position, keys[stream], versions[stream], event, now_micros()))
+                    rows.append(
+                        event_row(position, keys[stream], versions[stream], event, now_micros(), slices[stream])
+                    )
                 async with conn.transaction():
                     await conn.fetchval(f'SELECT position FROM "{schema}".log_head WHERE id = 1 FOR UPDATE')
                     await conn.execute(
