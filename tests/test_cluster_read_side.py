@@ -32,6 +32,10 @@ async def _setup(db: Any) -> None:
     await db.execute("CREATE TABLE IF NOT EXISTS seen (position BIGINT NOT NULL, stream TEXT NOT NULL)")
 
 
+async def _reset(db: Any) -> None:
+    await db.execute("DROP TABLE IF EXISTS balances; DROP TABLE IF EXISTS seen")
+
+
 async def _handle(db: Any, envelope: EventEnvelope[Any]) -> None:
     await db.execute("INSERT INTO seen (position, stream) VALUES ($1, $2)", envelope.position, envelope.stream_id)
     amount = envelope.event.amount if isinstance(envelope.event, AccountCredited) else 0
@@ -43,7 +47,7 @@ async def _handle(db: Any, envelope: EventEnvelope[Any]) -> None:
     )
 
 
-balances = Projection(name="balances", handle=_handle, setup=_setup, aggregates=[account], batch_size=7)
+balances = Projection(name="balances", handle=_handle, setup=_setup, reset=_reset, aggregates=[account], batch_size=7)
 
 
 def settings(url: str, name: str, node: str) -> Cluster:
@@ -260,3 +264,24 @@ async def test_a_read_model_that_cannot_fence_is_refused_in_a_cluster(
 
     with pytest.raises(ConfigurationError, match="claim_checkpoint"):
         Runtime(store, [account], handlers=[balances], read_model=Unfenced(), cluster=settings(nats_url, name, "a"))
+
+
+async def test_a_changed_partition_count_or_leaving_the_cluster_is_refused_until_rebuilt(
+    nats_url: str, name: str, store: SQLiteEventStore, read_model: PostgresReadModel
+) -> None:
+    options: dict[str, Any] = {"handlers": [balances], "read_model": read_model}
+    async with Runtime(store, [account], cluster=settings(nats_url, name, "a"), **options) as a:
+        await until_split(a)
+        await open_and_credit(a, ["l1", "l2"])
+        await a.wait_for(balances, await store.last_position(), timeout=20)
+    other = Cluster(nats=nats_url, name=f"{name}x", node_id="b", lease_ttl=2.0, shards=16, partitions=2)
+    async with Runtime(store, [account], cluster=other, **options) as b:
+        await wait_until(lambda: all(s.status == "stopped" for s in b.handler_statuses()), 20, what="refused")
+        reason = b.handler_statuses()[0].stop_reason or ""
+        assert "another number of partitions" in reason
+        assert "balances#p0of4" in reason
+    async with Runtime(store, [account], **options) as alone:
+        await wait_until(lambda: alone.handler_statuses()[0].status == "stopped", 20, what="refused")
+        assert "ran as partitions in a cluster" in (alone.handler_statuses()[0].stop_reason or "")
+        await alone.rebuild(balances)  # starts it over here, the partitions' checkpoints gone
+        await seen_once(read_model, store)

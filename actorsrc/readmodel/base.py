@@ -180,3 +180,7 @@ class FencedCheckpoints(Protocol):
         in one transaction; `CheckpointFencedError` if a higher token has claimed it already. Commits with
         a lower `Checkpoint.fence` are refused from then on."""
         ...
+
+    async def partition_checkpoints(self, handler: str) -> dict[str, int]:
+        """The checkpoints (and fences) of `handler`'s partitions in a cluster, by name (`partition_prefix`)."""
+        ...

@@ -268,6 +268,14 @@ class PostgresReadModel:
             )
         return int(found or 0)
 
+    async def partition_checkpoints(self, handler: str) -> dict[str, int]:
+        rows = await self._fetch(
+            "reading partition checkpoints",
+            f'SELECT name, position FROM "{self.schema}".checkpoints WHERE starts_with(name, $1)',
+            partition_prefix(handler),
+        )
+        return {name: int(position) for name, position in rows}
+
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         whose = handler_code(projection.name, "setup")
         async with self._transaction() as conn:

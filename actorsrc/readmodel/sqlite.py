@@ -173,6 +173,12 @@ class SQLiteReadModel:
     async def checkpoint(self, name: str) -> int:
         return await self._own("reading a checkpoint", lambda conn: read_checkpoint(conn, name))
 
+    async def partition_checkpoints(self, handler: str) -> dict[str, int]:
+        prefix = partition_prefix(handler)
+        sql = "SELECT name, position FROM actorsrc_checkpoints WHERE substr(name, 1, ?) = ?"
+        rows = await self._own("reading partition checkpoints", lambda conn: conn.execute(sql, (len(prefix), prefix)))
+        return {name: int(position) for name, position in rows}
+
     async def claim_checkpoint(self, name: str, fence: int) -> int:
         def work(conn: sqlite3.Connection) -> int:
             with self._ours("claiming a checkpoint"):

@@ -37,7 +37,7 @@ from actorsrc.runtime.giving_up import FailedEvent, log_parked, park
 from actorsrc.runtime.handler_health import Health, describe, is_infrastructure, is_log_read_failure
 from actorsrc.runtime.position_waiters import PositionWaiters
 from actorsrc.runtime.process import Addressing, ProcessRunner
-from actorsrc.runtime.subscription_partition import PartitionSpec
+from actorsrc.runtime.subscription_partition import PartitionSpec, layout_conflict
 from actorsrc.runtime.subscription_signals import Fenced, HandlerStopped, Resync
 from actorsrc.runtime.undecodable_rows import reread, undecodable_position
 from actorsrc.store.base import EventStore
@@ -165,6 +165,13 @@ class Subscription:
         model = self.read_model
         name = self.checkpoint_name
         fence = self.fence
+        if isinstance(model, FencedCheckpoints):
+            found = await self._until_done(
+                "reading the partitions' checkpoints", lambda: model.partition_checkpoints(self.name)
+            )
+            conflict = layout_conflict(self.name, self.partition, found)
+            if conflict is not None:
+                raise HandlerStopped(conflict)
         if fence is None:
             self.position = await self._until_done("reading the checkpoint", lambda: model.checkpoint(name))
             return

@@ -33,6 +33,28 @@ class PartitionSpec:
         return f"{self.index}/{self.count}"
 
 
+def layout_conflict(handler: str, partition: PartitionSpec | None, found: dict[str, int]) -> str | None:
+    """Why `handler` must not start as `partition` (None: unpartitioned) given the partition checkpoints
+    `found` in the read model: another layout's checkpoints would make events be handled twice or skipped."""
+    if partition is None:
+        rows = sorted(name for name in found if not name.endswith("#fence"))
+        if rows:
+            return (
+                f"{handler!r} ran as partitions in a cluster (checkpoints {', '.join(rows)}): run it with the "
+                "same Cluster(partitions=...) again, or rebuild it (runtime.rebuild) to start it over here"
+            )
+        return None
+    mine = f"of{partition.count}"
+    others = sorted(name for name in found if not name.removesuffix("#fence").endswith(mine))
+    if others:
+        return (
+            f"{handler!r} ran with another number of partitions (checkpoints {', '.join(others)}), not "
+            f"{partition.count}: keep Cluster(partitions=...) as it was, or stop the nodes and rebuild the "
+            "handler from one runtime without cluster="
+        )
+    return None
+
+
 MAX_POLL = 0.1
 """Longest pause, in seconds, between looks at the checkpoints of partitions other nodes run."""
 
