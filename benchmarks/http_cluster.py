@@ -148,7 +148,12 @@ async def wait_ready(port: int, process: subprocess.Popen[bytes], cluster: Clust
 async def open_accounts(port: int) -> None:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
         for i in range(ACCOUNTS):
-            response = await client.post(f"/accounts/hot{i}", json={"owner": "bench"})
+            for _ in range(5):  # a 503/504 is retried under the same key: opened once whatever happened
+                headers = {"Idempotency-Key": f"open-hot{i}"}
+                response = await client.post(f"/accounts/hot{i}", json={"owner": "bench"}, headers=headers)
+                if response.status_code < 500:
+                    break
+                print(f"opening hot{i}: {response.status_code} {response.text}; retrying", file=sys.stderr)
             if response.status_code != 201:
                 raise SystemExit(f"opening hot{i}: {response.status_code} {response.text}")
 
