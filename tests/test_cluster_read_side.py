@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actorsrc import EventEnvelope, Projection, Runtime, SQLiteEventStore, SQLiteReadModel
+from actorsrc import EventEnvelope, ProcessManager, Projection, Runtime, Send, SQLiteEventStore, SQLiteReadModel
 from actorsrc.cluster import Cluster
 from actorsrc.cluster.partitions import partition_key
 from actorsrc.errors import ConfigurationError, WaitTimeoutError
@@ -19,7 +19,7 @@ from actorsrc.hashing import slice_of
 from actorsrc.readmodel.base import Checkpoint, CheckpointFencedError
 from actorsrc.readmodel.postgres import PostgresReadModel
 from actorsrc.runtime.subscription_partition import PartitionSpec
-from examples.bank import AccountCredited, Credit, OpenAccount, account
+from examples.bank import AccountCredited, AccountOpened, Credit, OpenAccount, account
 from tests.helpers import wait_until
 from tests.nats_support import require_nats
 from tests.postgres_support import fresh_schema, require_postgres
@@ -248,6 +248,7 @@ async def test_fenced_checkpoints_on_sqlite(tmp_path: Path) -> None:
         with pytest.raises(CheckpointFencedError):
             await model.claim_checkpoint("p#p0of2", 4)
         assert await model.claim_checkpoint("p#p0of2", 6) == 3
+        assert await model.partition_checkpoints("p") == {"p#p0of2": 3, "p#p0of2#fence": 6}
         await model.reset("p", projection)
         assert await model.checkpoint("p#p0of2") == 0
         assert await model.claim_checkpoint("p#p0of2", 1) == 0  # the fence went with the reset
@@ -285,3 +286,36 @@ async def test_a_changed_partition_count_or_leaving_the_cluster_is_refused_until
         assert "ran as partitions in a cluster" in (alone.handler_statuses()[0].stop_reason or "")
         await alone.rebuild(balances)  # starts it over here, the partitions' checkpoints gone
         await seen_once(read_model, store)
+
+
+def _welcome_bonus(state: int, envelope: EventEnvelope[Any]) -> tuple[int, list[Send]]:
+    return state + 1, [Send(account, envelope.stream_id.removeprefix("account-"), Credit(5))]
+
+
+bonus = ProcessManager(
+    name="bonus", key=lambda e: e.stream_id, initial=0, react=_welcome_bonus, events={"AccountOpened": AccountOpened}
+)
+
+
+async def test_a_process_manager_runs_as_one_partition_on_one_node(
+    nats_url: str, name: str, store: SQLiteEventStore, read_model: PostgresReadModel
+) -> None:
+    options: dict[str, Any] = {"handlers": [balances, bonus], "read_model": read_model}
+    async with (
+        Runtime(store, [account], cluster=settings(nats_url, name, "a"), **options) as a,
+        Runtime(store, [account], cluster=settings(nats_url, name, "b"), **options) as b,
+    ):
+        runs = [[part.active for part in r._read_side.partitions["bonus"]] for r in (a, b)]
+        await wait_until(
+            lambda: sorted(part.active for r in (a, b) for part in r._read_side.partitions["bonus"]) == [False, True],
+            20,
+            what="the process manager running on one node",
+        )
+        assert all(len(parts) == 1 for parts in runs)
+        ids = [f"pm{i}" for i in range(10)]
+        for i, account_id in enumerate(ids):
+            opened = await (a, b)[i % 2].ref(account, account_id).ask(OpenAccount(owner="x"), timeout=10)
+            await (b, a)[i % 2].wait_for(bonus, opened.position, timeout=20)
+        for account_id in ids:
+            assert (await a.ref(account, account_id).state()).balance == 5
+        assert [s.partition for s in a.handler_statuses() if s.name == "bonus"] == ["0/1"]

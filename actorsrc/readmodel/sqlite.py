@@ -176,7 +176,9 @@ class SQLiteReadModel:
     async def partition_checkpoints(self, handler: str) -> dict[str, int]:
         prefix = partition_prefix(handler)
         sql = "SELECT name, position FROM actorsrc_checkpoints WHERE substr(name, 1, ?) = ?"
-        rows = await self._own("reading partition checkpoints", lambda conn: conn.execute(sql, (len(prefix), prefix)))
+        rows = await self._own(
+            "reading partition checkpoints", lambda conn: conn.execute(sql, (len(prefix), prefix)).fetchall()
+        )
         return {name: int(position) for name, position in rows}
 
     async def claim_checkpoint(self, name: str, fence: int) -> int:
