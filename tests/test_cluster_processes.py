@@ -253,11 +253,6 @@ async def test_a_node_joining_under_load_takes_shards_without_losing_or_repeatin
             await node.quit()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="actorsrc/cluster/router.py: a request already sent to an owner that then stops answering is "
-    "waited for until the caller's whole timeout, never asked again of the shard's new owner",
-)
 async def test_a_command_in_flight_to_a_node_that_stops_answering_is_carried_out_by_the_new_owner(
     schema: str, tmp_path: Path
 ) -> None:

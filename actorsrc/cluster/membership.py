@@ -24,6 +24,7 @@ class MemberInfo(msgspec.Struct, frozen=True):
     partitions: int = 0
 
 
+_MISSES_TO_LEAVE = 2
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(MemberInfo).decode
 
@@ -34,6 +35,7 @@ class Membership:
         self.cluster = cluster
         self.info = info
         self.members: dict[str, MemberInfo] = {}
+        self.misses: dict[str, int] = {}
         self.refreshed_at = 0.0
 
     async def announce(self, shards: int, partitions: int) -> None:
@@ -44,7 +46,17 @@ class Membership:
         await self.kv.delete(self.info.node)
 
     async def refresh(self) -> dict[str, MemberInfo]:
-        self.members = await read_members(self.kv)
+        """Read the members. One read can miss a key that is being rewritten at that moment, so a member
+        counts as gone only when two reads in a row miss it (a clean leave is seen within two heartbeats)."""
+        found = await read_members(self.kv)
+        for node in list(self.members):
+            if node not in found:
+                self.misses[node] = self.misses.get(node, 0) + 1
+                if self.misses[node] < _MISSES_TO_LEAVE:
+                    found[node] = self.members[node]
+                    continue
+            self.misses.pop(node, None)
+        self.members = found
         self.refreshed_at = time.monotonic()
         return self.members
 

@@ -92,7 +92,8 @@ class ClusterNode:
         self.server: ShardServer | None = None
         self.hosts: list[str] = []
         self._desired: set[int] = set()
-        self._loop_task: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self._work_lock = asyncio.Lock()
         self._background: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -138,7 +139,12 @@ class ClusterNode:
         info = MemberInfo(cluster.node_id, cluster.role, os.getpid(), socket.gethostname(), time.time())
         self.membership = Membership(link.members, cluster, info)
         self.router = ClusterSender(
-            self.local, link.client, lambda shard: cluster.subject("shard", shard), cluster.shards, self.serves_shard
+            self.local,
+            link.client,
+            lambda shard: cluster.subject("shard", shard),
+            cluster.shards,
+            self.serves_shard,
+            attempt_timeout=cluster.lease_ttl,
         )
         self.server = ShardServer(self.entries, self.local, self.serves_stream)
         self.work = [factory(link, self.book) for factory in self._work_factories]
@@ -148,15 +154,16 @@ class ClusterNode:
             await link.close()
             raise
         logger.info("cluster.joined", node=cluster.node_id, cluster=cluster.name, role=cluster.role, members=self.hosts)
-        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._heartbeat_loop()), loop.create_task(self._rebalance_loop())]
 
     async def stop(self) -> None:
         """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link.
         Never raises: what cannot be done cleanly (NATS gone) is left to the lease TTL."""
         self._stopping = True
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         try:
             for work in self.work:
                 await work.stop()
@@ -178,28 +185,42 @@ class ClusterNode:
 
     # -- the loop ---------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        next_heartbeat = time.monotonic() + self.cluster.renew_every
+    async def _heartbeat_loop(self) -> None:
+        """Announce, read the members, renew the leases: on its own task, so that taking shards (which
+        waits for the store to raise their fences) can never delay a renewal past the lease."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self._heartbeat()
+                self._lose_expired()
+                await self._work_round(heartbeat=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("cluster.heartbeat_failed", node=self.cluster.node_id, error=repr(exc))
+            self._wake.set()  # rebalance at once with the new view
+            await asyncio.sleep(max(0.0, started + self.cluster.renew_every - time.monotonic()))
+
+    async def _rebalance_loop(self) -> None:
         while True:
             try:
-                heartbeat = time.monotonic() >= next_heartbeat
-                if heartbeat:
-                    next_heartbeat = time.monotonic() + self.cluster.renew_every
-                    await self._heartbeat()
                 self._lose_expired()
                 await self._rebalance()
-                hosts = self._hosts_with_me()
-                for work in self.work:
-                    await work.round(hosts, heartbeat)
+                await self._work_round(heartbeat=False)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.warning("cluster.round_failed", node=self.cluster.node_id, error=repr(exc))
             pending = bool(self._desired - set(self.serving) - self.handing_off) or any(w.pending() for w in self.work)
-            pause = _RETRY_TAKE if pending else max(0.0, next_heartbeat - time.monotonic())
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+                await asyncio.wait_for(self._wake.wait(), _RETRY_TAKE if pending else self.cluster.renew_every)
+
+    async def _work_round(self, *, heartbeat: bool) -> None:
+        async with self._work_lock:  # one round of the other work at a time (both loops call it)
+            hosts = self._hosts_with_me()
+            for work in self.work:
+                await work.round(hosts, heartbeat)
 
     async def _heartbeat(self) -> None:
         assert self.membership is not None
@@ -267,6 +288,8 @@ class ClusterNode:
         assert self.keeper is not None
         self.tokens[shard] = lease.token
         try:
+            # Not cut short here: a transaction cancelled half-way could hold the log-head lock every writer
+            # needs. The store's own statement timeout bounds it (PostgreSQL's command_timeout).
             await self.store.raise_fence(shard, lease.token)
             subscription = await self.link.client.subscribe(self.cluster.subject("shard", shard), cb=self._on_request)
         except Exception as exc:

@@ -28,7 +28,7 @@ from actorsrc.runtime.command_envelope import READ_STATE, StateQuery
 from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.runtime.sender import AskOptions, CommandSender
 
-_FOREVER = 3600.0  # one request's wait when the ask has no timeout (then asked again)
+_FOREVER = float("inf")  # what is left of an ask without a timeout
 
 
 class ClusterSender:
@@ -41,12 +41,16 @@ class ClusterSender:
         subject_of: Callable[[int], str],
         shards: int,
         serves_shard: Callable[[int], bool],
+        attempt_timeout: float,
     ) -> None:
         self.local = local
         self.client = client
         self.subject_of = subject_of
         self.shards = shards
         self.serves_shard = serves_shard  # False on a client-only node
+        # One request waits at most this long (the lease time): an owner that died or froze after the
+        # request went out is asked again once its shard has a new owner, with the same command id.
+        self.attempt_timeout = attempt_timeout
         self.accepting = False
         self.routed = 0
         self.retried = 0
@@ -106,7 +110,7 @@ class ClusterSender:
                     entry, aggregate_id, command, msgspec.structs.replace(options, timeout=remaining)
                 )
                 try:
-                    message = await self.client.request(subject, payload, timeout=remaining)
+                    message = await self.client.request(subject, payload, timeout=min(remaining, self.attempt_timeout))
                 except NoRespondersError:
                     moving = f"no node serves shard {shard}"
                 except NatsTimeoutError:
@@ -116,7 +120,7 @@ class ClusterSender:
                             f"{type(command).__qualname__} within {limit} s; the command may still be carried "
                             f"out (a retry with command id {options.command_id!r} is recognised)"
                         ) from None
-                    moving = "the request timed out"
+                    moving = f"no reply from shard {shard}'s owner within {self.attempt_timeout} s"
                 except NatsError as exc:  # reconnecting, or the link is down: nothing was sent, or the id dedups
                     moving = f"NATS: {exc!r}"
                 else:
