@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import itertools
 import zlib
+from collections.abc import Sequence
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.cluster import wire
 from actorsrc.cluster.leases import LeaseBook, trusted_for
 from actorsrc.cluster.placement import assignment, owner_of, shard_key
@@ -19,8 +22,9 @@ from actorsrc.runtime.command_envelope import READ_STATE
 from actorsrc.runtime.outcome import CommandOutcome
 from actorsrc.runtime.registry import build_entries
 from actorsrc.runtime.sender import AskOptions
-from examples.bank import AccountCredited, Credit, account
+from examples.bank import AccountCredited, Credit, OpenAccount, account
 from examples.bank.domain import InsufficientFunds
+from tests.helpers import replayed_account
 
 URL = "nats://127.0.0.1:4222"
 
@@ -162,3 +166,28 @@ def test_outcomes_and_errors_come_back_as_what_the_owner_produced() -> None:
     assert isinstance(unknown, RemoteCommandError)
     assert unknown.remote_type.endswith("LocalOnly")
     assert "boom" in str(unknown)
+
+
+class CountingStore(SQLiteEventStore):
+    """Counts the command-id lookups the actors make."""
+
+    lookups = 0
+
+    async def find_commands(self, stream_id: str, command_ids: Sequence[str]) -> dict[str, tuple[int, int]]:
+        self.lookups += 1
+        return await super().find_commands(stream_id, command_ids)
+
+
+async def test_a_fresh_command_id_costs_no_lookup_and_its_retry_is_still_recognised(tmp_path: Path) -> None:
+    async with CountingStore.open(tmp_path / "fresh.db") as store, Runtime(store, [account]) as runtime:
+        await runtime.ref(account, "ann").ask(OpenAccount(owner="Ann"))
+        sender, entry = runtime._sender, ENTRY
+        first = await sender.send(entry, "ann", Credit(5), AskOptions(command_id="routed-1", fresh_id=True))
+        assert store.lookups == 0  # a routed command's first attempt: its id was just made
+        retry = await sender.send(entry, "ann", Credit(5), AskOptions(command_id="routed-1"))
+        assert store.lookups == 1  # a retry may have run: looked up, and recognised
+        assert retry.duplicate
+        assert retry.version == first.version == 2
+        state, versions = await replayed_account(store, "ann")
+        assert state.balance == 5
+        assert versions == [1, 2]

@@ -83,7 +83,8 @@ class ClusterSender:
         if limit is not None and not limit > 0:
             raise ValueError(f"timeout must be > 0, got {limit}")
         if options.command_id is None and command is not READ_STATE:
-            options = msgspec.structs.replace(options, command_id=uuid.uuid4().hex)
+            # Made here, so the first attempt cannot have run before: the owner skips the store lookup.
+            options = msgspec.structs.replace(options, command_id=uuid.uuid4().hex, fresh_id=True)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         stream_id = entry.aggregate.stream_id(aggregate_id)
@@ -134,6 +135,7 @@ class ClusterSender:
                         raise wire.error_of(reply)
                     moving = reply.reason
             self.retried += 1
+            options = msgspec.structs.replace(options, fresh_id=False)  # it may have run: a retry is looked up
             attempt += 1
             pause = exponential_backoff(0.01, 0.5, 0.5, attempt)
             if deadline is not None:

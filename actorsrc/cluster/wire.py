@@ -30,6 +30,7 @@ class CommandRequest(msgspec.Struct, frozen=True, array_like=True):
     correlation_id: str | None
     timeout: float | None
     wait_for_space: bool
+    fresh_id: bool  # the router made the command id for this first attempt (see CommandEnvelope.fresh_id)
 
 
 class WireEvent(msgspec.Struct, frozen=True, array_like=True):
@@ -98,6 +99,7 @@ def encode_request(entry: AggregateEntry, aggregate_id: str, command: object, op
             options.correlation_id,
             options.timeout,
             options.wait_for_space,
+            options.fresh_id,
         )
     )
 
@@ -120,7 +122,12 @@ def decode_command(entry: AggregateEntry, request: CommandRequest) -> object | S
 
 def request_options(request: CommandRequest) -> AskOptions:
     return AskOptions(
-        request.timeout, request.command_id, request.causation_id, request.correlation_id, request.wait_for_space
+        request.timeout,
+        request.command_id,
+        request.causation_id,
+        request.correlation_id,
+        request.wait_for_space,
+        request.fresh_id,
     )
 
 

@@ -219,7 +219,7 @@ class AggregateActor:
     async def _decide(self, batch: list[CommandEnvelope]) -> BatchDecision:
         """Decide `batch` against the current state, after looking up the command ids it carries."""
         recorded: dict[str, CommandOutcome[Any]] = {}
-        if any(envelope.command_id is not None for envelope in batch):
+        if any(envelope.command_id is not None and not envelope.fresh_id for envelope in batch):
             try:
                 if self.commands is None:
                     self.commands = CommandMemory()
@@ -306,10 +306,13 @@ class AggregateActor:
         self.state, self.version = decision.state, decision.version
         self.position = decision.reply(self.stream_id, result, self.position)
         for decided in decision.accepted:
-            if decided.envelope.command_id is not None and decided.events and decided.outcome is not None:
+            envelope = decided.envelope
+            if envelope.command_id is None or envelope.fresh_id:  # a retry of a fresh id is looked up instead
+                continue
+            if decided.events and decided.outcome is not None:
                 if self.commands is None:
                     self.commands = CommandMemory()
-                self.commands.remember(decided.envelope.command_id, decided.outcome)
+                self.commands.remember(envelope.command_id, decided.outcome)
         aggregate = self.entry.aggregate
         if (
             result is not None
@@ -344,7 +347,7 @@ class AggregateActor:
                 self._stopped()
                 return True
             batch = self._take(host.max_batch)
-            if any(envelope.command_id is not None for envelope in batch):
+            if any(envelope.command_id is not None and not envelope.fresh_id for envelope in batch):
                 self.requeue_front(batch)
                 return False
             decision = decide_batch(self.entry, self.state, self.version, batch, {})

@@ -28,7 +28,7 @@ READ_STATE: Final[StateQuery] = StateQuery()
 class CommandEnvelope:
     """A command (or `READ_STATE`) in a mailbox with the future its caller awaits and the ask's ids."""
 
-    __slots__ = ("causation_id", "command", "command_digest", "command_id", "correlation_id", "reply")
+    __slots__ = ("causation_id", "command", "command_digest", "command_id", "correlation_id", "fresh_id", "reply")
 
     def __init__(
         self,
@@ -37,12 +37,16 @@ class CommandEnvelope:
         reply: asyncio.Future[Any],
         causation_id: str | None = None,
         correlation_id: str | None = None,
+        fresh_id: bool = False,
     ) -> None:
         self.command = command
         self.command_id = command_id
         self.reply = reply
         self.causation_id = causation_id
         self.correlation_id = correlation_id
+        # The command id was made for this very send (a routed command's first attempt): it cannot be in
+        # the store yet, so the actor neither looks it up nor keeps its outcome in memory.
+        self.fresh_id = fresh_id
         self.command_digest: str | None = None  # set when a command with an id is decided
 
     def metadata(self, event_id: str) -> Metadata:

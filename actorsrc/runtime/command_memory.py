@@ -34,7 +34,11 @@ class CommandMemory:
         self, store: EventStore, codec: EventCodec, stream_id: str, stream_version: int, batch: list[CommandEnvelope]
     ) -> dict[str, CommandOutcome[Any]]:
         """Outcomes of the batch's command ids that the stream has recorded already."""
-        unknown = [e.command_id for e in batch if e.command_id is not None and e.command_id not in self.recent]
+        unknown = [
+            e.command_id
+            for e in batch
+            if e.command_id is not None and not e.fresh_id and e.command_id not in self.recent
+        ]
         if unknown and stream_version > 0:
             for command_id, (first, last) in (await store.find_commands(stream_id, unknown)).items():
                 records = await store.read_stream(stream_id, first, last)

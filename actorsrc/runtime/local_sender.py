@@ -46,7 +46,7 @@ class LocalSender:
             raise ValueError(f"timeout must be > 0, got {limit}")
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        envelope = CommandEnvelope(command, command_id, reply, causation_id, correlation_id)
+        envelope = CommandEnvelope(command, command_id, reply, causation_id, correlation_id, options.fresh_id)
         # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
         timer = (
             None

@@ -24,6 +24,7 @@ class AskOptions(msgspec.Struct, frozen=True):
     causation_id: str | None = None
     correlation_id: str | None = None
     wait_for_space: bool = True
+    fresh_id: bool = False  # set by a cluster's router: `command_id` was made for this send (see CommandEnvelope)
 
 
 DEFAULT_ASK = AskOptions()
