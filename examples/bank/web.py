@@ -35,6 +35,7 @@ from actorsrc import (
     AskTimeoutError,
     CodecError,
     CommandOutcome,
+    ConcurrencyError,
     EventStore,
     InvalidStreamIdError,
     LimitExceededError,
@@ -98,11 +99,13 @@ _STATUS: dict[type[Exception], int] = {
     StoreUnavailableError: 503,  # nothing was written: retry after a moment
     OutcomeUnknownError: 503,  # may have been written: retry with the same command id
     AskTimeoutError: 504,
+    ConcurrencyError: 409,  # another writer moved the account on (workers without a cluster): retry
     ShardMovingError: 503,  # the account's shard had no owner for the whole timeout: nothing was done
     ClusterError: 503,  # NATS unreachable, or the owning node failed in a way this worker cannot rebuild
 }
 # A client may retry these after a moment (the store's breaker probes again within about 2 s).
 _RETRY_AFTER: dict[type[Exception], str] = {
+    ConcurrencyError: "0",
     StoreUnavailableError: "1",
     OutcomeUnknownError: "1",
     ShardMovingError: "1",
