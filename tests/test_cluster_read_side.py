@@ -14,6 +14,7 @@ import pytest
 from actorsrc import EventEnvelope, ProcessManager, Projection, Runtime, Send, SQLiteEventStore, SQLiteReadModel
 from actorsrc.cluster import Cluster
 from actorsrc.cluster.partitions import partition_key
+from actorsrc.cluster.placement import assignment
 from actorsrc.errors import ConfigurationError, WaitTimeoutError
 from actorsrc.hashing import slice_of
 from actorsrc.readmodel.base import Checkpoint, CheckpointFencedError
@@ -88,13 +89,17 @@ def active(runtime: Runtime) -> set[int]:
 
 
 async def until_split(*runtimes: Runtime) -> None:
-    """Every partition running on exactly one of `runtimes`."""
+    """Every partition running on the node rendezvous hashing gives it to (and nowhere else)."""
+    owners = assignment([partition_key("balances", p) for p in range(PARTITIONS)], [node_of(r) for r in runtimes])
+    expected = [{int(key.rsplit(".", 1)[1]) for key in owners[node_of(r)]} for r in runtimes]
+    await wait_until(
+        lambda: [active(r) for r in runtimes] == expected, 20, what="the partitions split between the nodes"
+    )
 
-    def split() -> bool:
-        sets = [active(r) for r in runtimes]
-        return sum(map(len, sets)) == PARTITIONS and len(set().union(*sets)) == PARTITIONS
 
-    await wait_until(split, 20, what="the partitions split between the nodes")
+def node_of(runtime: Runtime) -> str:
+    assert runtime._cluster is not None
+    return runtime._cluster.cluster.node_id
 
 
 async def seen_once(read_model: PostgresReadModel, store: SQLiteEventStore) -> None:
@@ -134,7 +139,10 @@ async def test_three_nodes_project_each_event_once_and_equal_a_single_process_re
         assert {s.status for s in statuses} <= {"running", "elsewhere"}
 
         # ask(consistency=...) from a node that runs none of the partition of the account's stream.
-        target = next(f"acct0-{i}" for i in range(15) if partition_of(f"acct0-{i}") not in active(a))
+        assert active(a) != set(range(PARTITIONS))
+        target = next(f"t{i}" for i in range(1000) if partition_of(f"t{i}") not in active(a))
+        await b.ref(account, target).ask(OpenAccount(owner="x"), timeout=10)
+        await b.ref(account, target).ask(Credit(5), timeout=10)
         await a.ref(account, target).ask(Credit(1000), consistency=[balances], timeout=20)
         rows = await read_model.query("SELECT balance FROM balances WHERE account = $1", account.stream_id(target))
         assert rows == [(1005,)]

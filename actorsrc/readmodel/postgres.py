@@ -279,6 +279,16 @@ class PostgresReadModel:
     async def setup(self, projection: Projection, *, timeout: float | None = None) -> None:
         whose = handler_code(projection.name, "setup")
         async with self._transaction() as conn:
+            # One setup of a projection at a time (a cluster starts its partitions at once, on several
+            # nodes): concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's catalog.
+            await self._ours(
+                "locking the setup",
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    f"actorsrc-setup:{self.schema}:{projection.name}",
+                    timeout=self.command_timeout,
+                ),
+            )
             await self._timed(conn, whose, lambda: self._call(conn, whose, projection.setup), timeout)
 
     async def project(
