@@ -4,6 +4,7 @@ the store's fences; a clear error (exit 2) when NATS is unreachable or has no Je
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import msgspec
 import pytest
 import structlog
 
-from actorsrc import Runtime, SQLiteEventStore
+from actorsrc import EventEnvelope, Projection, Runtime, SQLiteEventStore, SQLiteReadModel
 from actorsrc.cli import main
 from actorsrc.cluster import Cluster
 from actorsrc.cluster.leases import LeaseValue
@@ -84,7 +85,9 @@ async def test_status_lists_a_running_node_with_its_shards_tokens_and_fences(
         assert {int(s): t for s, t in found["fences"].items()} == {
             s: lease.token for s, lease in node_state.serving.items()
         }
-        assert found["partitions"] == [{"key": "part.ledger.0", "node": node, "token": found["partitions"][0]["token"]}]
+        assert found["partitions"] == [
+            {"key": "part.ledger.0", "node": node, "token": found["partitions"][0]["token"], "label": ""}
+        ]
         assert found["last_position"] == 2
         assert found["holders_not_members"] == []
 
@@ -133,3 +136,43 @@ async def test_bad_arguments_are_refused(tmp_path: Path, capsys: pytest.CaptureF
     assert code == 1
     assert f"no event store at {str(missing)!r}" in err
     assert not missing.exists()
+
+
+def _count(db: sqlite3.Connection, envelope: EventEnvelope[Any]) -> None:
+    db.execute("INSERT INTO credits VALUES (?)", (envelope.stream_id,))
+
+
+ledger = Projection(
+    name="ledger",
+    handle=_count,
+    setup=lambda db: db.execute("CREATE TABLE IF NOT EXISTS credits (stream TEXT)"),
+    aggregates=[account],
+)
+
+
+async def test_status_shows_each_partition_with_its_checkpoint_and_lag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, name, node = require_nats(), _name(), f"n{uuid.uuid4().hex[:8]}"
+    db, read_db = tmp_path / "events.db", tmp_path / "read.db"
+    cluster = Cluster(nats=url, name=name, node_id=node, lease_ttl=3, shards=SHARDS, partitions=2)
+    async with (
+        SQLiteEventStore.open(db) as store,
+        SQLiteReadModel.open(read_db) as read_model,
+        Runtime(store, [account], handlers=[ledger], read_model=read_model, cluster=cluster) as runtime,
+    ):
+        for i in range(6):
+            outcome = await runtime.ref(account, f"a{i}").ask(OpenAccount("A"))
+            await runtime.wait_for(ledger, outcome.position)
+        argv = ["cluster", "status", "--nats", url, "--name", name, "--store", str(db), "--read-model", str(read_db)]
+        code, out, err = await _cli(argv, capsys)
+        assert code == 0, out + err
+        assert "read-side partitions (handler#index: node, checkpoint, lag in events):" in out
+        assert f"  ledger#0: {node}, checkpoint 6, lag 0" in out
+        assert f"  ledger#1: {node}, checkpoint 6, lag 0" in out
+        code, out, err = await _cli([*argv, "--json"], capsys)
+        lags = json.loads(out)["partition_lag"]
+        assert sorted((lag["handler"], lag["index"], lag["lag"]) for lag in lags) == [
+            ("ledger", 0, 0),
+            ("ledger", 1, 0),
+        ]

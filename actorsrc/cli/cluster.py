@@ -1,5 +1,5 @@
 """`actorsrc cluster status`: members, shard leases with their fencing tokens, the read side's partition
-leases, and (with --store) the store's fences, of a running cluster."""
+leases, (with --store) the store's fences, and (with --read-model too) each partition's checkpoint and lag."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from actorsrc.store.base import EventStore
 
 if TYPE_CHECKING:  # nats-py (the cluster extra) is imported only when the command runs
     from actorsrc.cluster.status import ClusterStatus
+    from actorsrc.readmodel.base import FencedCheckpoints
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -33,6 +34,12 @@ def add_cluster(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     status.add_argument("--name", required=True, help="the cluster's name (Cluster(name=...))")
     status.add_argument("--store", default=None, help="the event store (postgresql://... or an SQLite file): fences")
     status.add_argument("--schema", default="actorsrc", help="the PostgreSQL store's schema (default: %(default)s)")
+    status.add_argument(
+        "--read-model", default=None, help="the read model (postgresql://... or an SQLite file): partitions' lag"
+    )
+    status.add_argument(
+        "--read-schema", default="actorsrc_read", help="the PostgreSQL read model's schema (default: %(default)s)"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--timeout", type=float, default=5.0, help="seconds to reach NATS (default: %(default)s)")
     status.set_defaults(handler=run_status)
@@ -52,6 +59,20 @@ async def _open_store(location: str, schema: str) -> AsyncIterator[EventStore]:
         yield sqlite
 
 
+@asynccontextmanager
+async def _open_read_model(location: str, schema: str) -> AsyncIterator[FencedCheckpoints]:
+    if location.startswith(("postgresql://", "postgres://")):
+        from actorsrc.readmodel.postgres import PostgresReadModel
+
+        async with PostgresReadModel.open(location, schema=schema) as pg:
+            yield pg
+        return
+    from actorsrc import SQLiteReadModel
+
+    async with SQLiteReadModel.open(location) as sqlite:
+        yield sqlite
+
+
 def run_status(args: argparse.Namespace) -> int:
     from actorsrc.cluster.settings import Cluster
     from actorsrc.cluster.status import read_status
@@ -65,11 +86,21 @@ def run_status(args: argparse.Namespace) -> int:
         print(f"actorsrc: error: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
+    if args.read_model is not None and "://" not in args.read_model and not Path(args.read_model).exists():
+        print(f"actorsrc: no read model at {args.read_model!r}", file=sys.stderr)
+        return EXIT_FAILED
+
     async def go() -> ClusterStatus:
-        if args.store is None:
-            return await read_status(cluster, None, args.timeout)
-        async with _open_store(args.store, args.schema) as store:
-            return await read_status(cluster, store, args.timeout)
+        async with AsyncExitStack() as stack:
+            store = (
+                None if args.store is None else await stack.enter_async_context(_open_store(args.store, args.schema))
+            )
+            read_model = (
+                None
+                if args.read_model is None
+                else await stack.enter_async_context(_open_read_model(args.read_model, args.read_schema))
+            )
+            return await read_status(cluster, store, args.timeout, read_model)
 
     try:
         status = anyio.run(go, backend="asyncio")
@@ -81,6 +112,10 @@ def run_status(args: argparse.Namespace) -> int:
     else:
         print(render(status, args.nats))
     return EXIT_OK if status.found else EXIT_FAILED
+
+
+def _or_dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def render(status: ClusterStatus, where: str) -> str:
@@ -103,9 +138,15 @@ def render(status: ClusterStatus, where: str) -> str:
     for node in sorted({h.node for h in shards.values()}):
         pairs = " ".join(f"{s}:{shards[s].token}" for s in status.shards_of(node))
         lines.append(f"  {node}: {pairs}")
-    if status.partitions:
+    if status.lags:
+        lines.append("read-side partitions (handler#index: node, checkpoint, lag in events):")
+        lines += [
+            f"  {lag.handler}#{lag.index}: {lag.node}, checkpoint {_or_dash(lag.checkpoint)}, lag {_or_dash(lag.lag)}"
+            for lag in status.lags
+        ]
+    elif status.partitions:
         lines.append("read-side partition leases:")
-        lines += [f"  {h.key}: {h.node} (token {h.token})" for h in status.partitions]
+        lines += [f"  {h.label or h.key}: {h.node} (token {h.token})" for h in status.partitions]
     else:
         lines.append("read-side partition leases: none")
     if status.other_leases:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 
@@ -30,11 +30,22 @@ class Lease:
     token: int  # the revision that created it: the fencing token
     revision: int  # the latest revision (what the next renewal must name)
     valid_until: float  # time.monotonic() after which this node must not act on it
+    label: str = ""  # what the lease is for, shown by `actorsrc cluster status` (a partition's handler)
 
 
 class LeaseValue(msgspec.Struct, frozen=True):
     node: str
     token: int = 0  # 0 in the create request itself: its revision is the token
+    label: str = ""
+
+
+class Holder(msgspec.Struct, frozen=True):
+    """Who holds a lease, as the bucket says."""
+
+    key: str
+    node: str
+    token: int
+    label: str = ""
 
 
 def trusted_for(ttl: float) -> float:
@@ -50,8 +61,8 @@ class LeaseBook:
         self.held: dict[str, Lease] = {}
         self.last_tokens: dict[str, int] = {}  # kept after a lease is lost: a late write carries it
 
-    def took(self, key: str, revision: int, sent: float) -> Lease:
-        lease = Lease(key, revision, revision, sent + trusted_for(self.ttl))
+    def took(self, key: str, revision: int, sent: float, label: str = "") -> Lease:
+        lease = Lease(key, revision, revision, sent + trusted_for(self.ttl), label)
         self.held[key] = lease
         self.last_tokens[key] = revision
         return lease
@@ -89,16 +100,16 @@ class LeaseKeeper:
         self.book = book
         self.request_timeout = request_timeout
 
-    async def take(self, key: str) -> Lease | None:
+    async def take(self, key: str, label: str = "") -> Lease | None:
         """The lease on `key` if nobody holds it; None if somebody does."""
         sent = self.book.clock()
         try:
             revision = await asyncio.wait_for(
-                self.kv.create(key, _ENCODE(LeaseValue(self.node_id))), self.request_timeout
+                self.kv.create(key, _ENCODE(LeaseValue(self.node_id, 0, label))), self.request_timeout
             )
         except KeyWrongLastSequenceError:
             return None
-        return self.book.took(key, revision, sent)
+        return self.book.took(key, revision, sent, label)
 
     async def renew(self, keys: Iterable[str]) -> list[str]:
         """Renew the given held leases at once; returns the keys whose lease was refused (taken over or
@@ -109,7 +120,9 @@ class LeaseKeeper:
         results = await asyncio.gather(
             *(
                 asyncio.wait_for(
-                    self.kv.update(lease.key, _ENCODE(LeaseValue(self.node_id, lease.token)), last=lease.revision),
+                    self.kv.update(
+                        lease.key, _ENCODE(LeaseValue(self.node_id, lease.token, lease.label)), last=lease.revision
+                    ),
                     self.request_timeout,
                 )
                 for lease in leases
@@ -135,9 +148,9 @@ class LeaseKeeper:
         except Exception:
             return
 
-    async def holders(self) -> dict[str, tuple[str, int]]:
-        """key -> (node, token) for every lease in the bucket (for status and for choosing what to take)."""
-        found: dict[str, tuple[str, int]] = {}
+    async def holders(self) -> dict[str, Holder]:
+        """Every lease in the bucket, by key (for `actorsrc cluster status`)."""
+        found: dict[str, Holder] = {}
         watcher = await self.kv.watchall(ignore_deletes=True)
         try:
             async for entry in watcher:
@@ -148,18 +161,7 @@ class LeaseKeeper:
                         value = _DECODE(entry.value)
                     except msgspec.DecodeError:
                         continue
-                    found[entry.key] = (value.node, value.token or entry.revision or 0)
+                    found[entry.key] = Holder(entry.key, value.node, value.token or entry.revision or 0, value.label)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
         return found
-
-
-async def read_holder(kv: KeyValue, key: str) -> tuple[str, int] | None:
-    try:
-        entry = await kv.get(key)
-    except KeyNotFoundError:
-        return None
-    if not entry.value:
-        return None
-    value = _DECODE(entry.value)
-    return value.node, value.token or entry.revision or 0

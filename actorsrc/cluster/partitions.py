@@ -49,6 +49,11 @@ def partition_key(handler: str, index: int) -> str:
     return f"part.{readable}-{stable_hash(handler):08x}.{index}"
 
 
+def partition_label(handler: str, index: int) -> str:
+    """How `actorsrc cluster status` names a partition's lease: the handler's exact name and the index."""
+    return f"{handler}#{index}"
+
+
 class PartitionWork:
     def __init__(self, link: NatsLink, book: LeaseBook, cluster: Cluster, host: PartitionHost) -> None:
         self.cluster = cluster
@@ -101,7 +106,9 @@ class PartitionWork:
     # -- taking and giving up -------------------------------------------------------------------
 
     async def _take(self, keys: list[str]) -> None:
-        leases = await asyncio.gather(*(self.keeper.take(key) for key in keys), return_exceptions=True)
+        leases = await asyncio.gather(
+            *(self.keeper.take(key, label=partition_label(*self.keys[key])) for key in keys), return_exceptions=True
+        )
         taken = 0
         for key, lease in zip(keys, leases, strict=True):
             if isinstance(lease, Lease):

@@ -2,12 +2,14 @@
 
 It opens the cluster's buckets without creating them (a status call must not start a cluster that does
 not exist) and reads: the members, every lease with its holder and fencing token (shards, and the read
-side's partitions), and, given the event store, the fences it keeps per shard and its last position.
+side's partitions), and, given the event store, the fences it keeps per shard and its last position; given
+the read model too, each partition's checkpoint and how far it is behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +19,11 @@ from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
-from actorsrc.cluster.leases import LeaseBook, LeaseKeeper
+from actorsrc.cluster.leases import Holder, LeaseBook, LeaseKeeper
 from actorsrc.cluster.membership import MemberInfo, read_members
 from actorsrc.cluster.settings import Cluster
 from actorsrc.errors import ClusterUnavailableError
+from actorsrc.readmodel.base import FencedCheckpoints, fence_row, partition_prefix
 from actorsrc.store.base import EventStore, FencingStore
 
 SHARD_PREFIX = "shard."
@@ -28,10 +31,14 @@ PARTITION_PREFIX = "part."
 
 
 @dataclass(frozen=True, slots=True)
-class Holder:
-    key: str  # the lease's key in the bucket ("shard.7", "part.<handler>.<n>", ...)
+class PartitionLag:
+    """Where one read-side partition is: its checkpoint in the read model and how far behind the log's head."""
+
+    handler: str
+    index: int
     node: str
-    token: int  # the fencing token: the revision that created the lease
+    checkpoint: int | None  # None: no checkpoint yet
+    lag: int | None  # events between the checkpoint and the store's last position (None: not read)
 
 
 @dataclass(slots=True)
@@ -44,6 +51,7 @@ class ClusterStatus:
     other_leases: list[Holder] = field(default_factory=list)
     fences: dict[int, int] | None = None  # shard -> fence, when the store was read
     last_position: int | None = None
+    lags: list[PartitionLag] = field(default_factory=list)  # when the read model was read
 
     def shards_of(self, node: str) -> list[int]:
         return sorted(shard for shard, holder in self.shards.items() if holder.node == node)
@@ -56,7 +64,7 @@ class ClusterStatus:
 
     def as_dict(self) -> dict[str, Any]:
         def leases(holders: list[Holder]) -> list[dict[str, Any]]:
-            return [{"key": h.key, "node": h.node, "token": h.token} for h in holders]
+            return [{"key": h.key, "node": h.node, "token": h.token, "label": h.label} for h in holders]
 
         return {
             "cluster": self.name,
@@ -68,6 +76,7 @@ class ClusterStatus:
             "holders_not_members": self.unowned_holders(),
             "fences": None if self.fences is None else {str(s): t for s, t in sorted(self.fences.items())},
             "last_position": self.last_position,
+            "partition_lag": [dataclasses.asdict(lag) for lag in self.lags] if self.lags else None,
         }
 
 
@@ -82,9 +91,11 @@ async def _connect(servers: list[str], timeout: float) -> Client:
         raise ClusterUnavailableError(f"cannot reach NATS at {', '.join(servers)} within {timeout} s: {exc!r}") from exc
 
 
-async def read_status(cluster: Cluster, store: EventStore | None = None, timeout: float = 5.0) -> ClusterStatus:
-    """The cluster's members and leases (and the store's fences); `ClusterUnavailableError` when NATS is
-    unreachable or has no JetStream."""
+async def read_status(
+    cluster: Cluster, store: EventStore | None = None, timeout: float = 5.0, read_model: FencedCheckpoints | None = None
+) -> ClusterStatus:
+    """The cluster's members and leases (with the store: its fences; with the read model too: each
+    partition's checkpoint and lag); `ClusterUnavailableError` when NATS is unreachable or has no JetStream."""
     servers = cluster.servers
     client = await _connect(servers, timeout)
     try:
@@ -109,15 +120,39 @@ async def read_status(cluster: Cluster, store: EventStore | None = None, timeout
         status.last_position = await store.last_position()
         if isinstance(store, FencingStore):
             status.fences = await store.fences()
+    if read_model is not None:
+        status.lags = await _partition_lags(status, read_model)
     return status
+
+
+async def _partition_lags(status: ClusterStatus, read_model: FencedCheckpoints) -> list[PartitionLag]:
+    """Each leased partition's checkpoint (named `{handler}#p{index}of{count}` in the read model)."""
+    lags: list[PartitionLag] = []
+    checkpoints: dict[str, dict[str, int]] = {}
+    for holder in status.partitions:
+        handler, _, index = holder.label.rpartition("#")
+        if not handler or not index.isdigit():
+            continue  # a lease from a version without labels
+        if handler not in checkpoints:
+            checkpoints[handler] = await read_model.partition_checkpoints(handler)
+        prefix = f"{partition_prefix(handler)}{index}of"
+        found = [
+            position
+            for name, position in checkpoints[handler].items()
+            if name.startswith(prefix) and not name.endswith(fence_row(""))  # not the fence's own row
+        ]
+        checkpoint = found[0] if len(found) == 1 else None
+        head = status.last_position
+        lag = None if checkpoint is None or head is None else max(0, head - checkpoint)
+        lags.append(PartitionLag(handler, int(index), holder.node, checkpoint, lag))
+    return lags
 
 
 async def _read_buckets(status: ClusterStatus, members_kv: KeyValue, leases_kv: KeyValue) -> None:
     members = await read_members(members_kv)
     status.members = [members[node] for node in sorted(members)]
     keeper = LeaseKeeper(leases_kv, "status", LeaseBook(1.0), 5.0)  # only its read side is used
-    for key, (node, token) in sorted((await keeper.holders()).items()):
-        holder = Holder(key, node, token)
+    for key, holder in sorted((await keeper.holders()).items()):
         shard = key.removeprefix(SHARD_PREFIX)
         if key.startswith(SHARD_PREFIX) and shard.isdigit():
             status.shards[int(shard)] = holder
