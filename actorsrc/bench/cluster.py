@@ -4,6 +4,8 @@ Each measurement starts its node processes (a `Runtime` with `cluster=` on the s
 schema and a fresh cluster name), waits until every shard is settled with its rightful owner, then lets
 every process drive its share of the aggregates (``t{i}`` with ``i % N == k``) with its share of the
 callers: most commands are routed to another node, as they are when any process may get any request.
+With ``Plan.local_only`` every node drives just the aggregates whose shard it serves (nothing is routed):
+the same store and CPU sharing without the routing, to tell the two costs apart.
 Throughput is all commands over the wall time from the common start to the last process's end.
 
 Rounds are interleaved (one process without the cluster, then 1, 2, ... N nodes, and again), and the
@@ -41,6 +43,7 @@ class Plan:
     commands: int
     callers: int
     events_per_command: int
+    local_only: bool = False  # each node drives only aggregates whose shard it serves: no routing at all
 
 
 @dataclass(frozen=True)
@@ -80,8 +83,13 @@ async def _node(
         await anyio.to_thread.run_sync(go.wait)
         node = runtime._cluster
         assert node is not None
-        refs = [runtime.ref(tally, f"t{i}") for i in range(index, plan.aggregates, nodes)]
+        if plan.local_only:  # every aggregate goes to the one node that serves its shard
+            refs = [runtime.ref(tally, f"t{i}") for i in range(plan.aggregates)]
+        else:
+            refs = [runtime.ref(tally, f"t{i}") for i in range(index, plan.aggregates, nodes)]
         tagged = [(ref, node.serves_shard(shard_of(tally.stream_id(ref.aggregate_id), SHARDS))) for ref in refs]
+        if plan.local_only:
+            tagged = [(ref, True) for ref, local in tagged if local]
         command = Add(plan.events_per_command)
         work = iter([pair for _ in range(plan.commands) for pair in tagged])  # shared: each ask goes out once
         local_ms: list[float] = []
