@@ -7,13 +7,16 @@ import itertools
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
+import anyio
 import msgspec
 import pytest
+from nats.js.errors import KeyWrongLastSequenceError
 
 from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.cluster import wire
-from actorsrc.cluster.leases import LeaseBook, trusted_for
+from actorsrc.cluster.leases import LeaseBook, LeaseKeeper, trusted_for
 from actorsrc.cluster.placement import assignment, owner_of, shard_key
 from actorsrc.cluster.settings import Cluster
 from actorsrc.errors import ConcurrencyError, ConfigurationError, RemoteCommandError, UnknownCommandError
@@ -191,3 +194,44 @@ async def test_a_fresh_command_id_costs_no_lookup_and_its_retry_is_still_recogni
         state, versions = await replayed_account(store, "ann")
         assert state.balance == 5
         assert versions == [1, 2]
+
+
+class LossyKV:
+    """A key-value bucket of one key where one renewal is applied but its reply is lost."""
+
+    def __init__(self) -> None:
+        self.revision = 0
+        self.value = b""
+        self.lose_next_reply = False
+
+    async def create(self, key: str, value: bytes) -> int:
+        self.revision += 1
+        self.value = value
+        return self.revision
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        if last != self.revision:
+            raise KeyWrongLastSequenceError()
+        self.revision += 1
+        self.value = value
+        if self.lose_next_reply:
+            self.lose_next_reply = False
+            await anyio.sleep_forever()  # applied by the server; the reply never comes
+        return self.revision
+
+    async def get(self, key: str) -> SimpleNamespace:
+        return SimpleNamespace(key=key, value=self.value, revision=self.revision)
+
+
+async def test_a_renewal_applied_with_its_reply_lost_keeps_the_lease() -> None:
+    kv = LossyKV()
+    keeper = LeaseKeeper(kv, "n1", LeaseBook(10.0), request_timeout=0.05)  # type: ignore[arg-type]
+    lease = await keeper.take("shard.1")
+    assert lease is not None
+    kv.lose_next_reply = True
+    assert await keeper.renew(["shard.1"]) == []  # timed out: tried again next round
+    assert await keeper.renew(["shard.1"]) == []  # refused by revision, but the key is still this lease
+    assert lease.revision == kv.revision  # adopted, and renewed from there on
+    assert await keeper.renew(["shard.1"]) == []
+    kv.value, kv.revision = msgspec.json.encode({"node": "n2", "token": 99}), kv.revision + 1  # taken over
+    assert await keeper.renew(["shard.1"]) == ["shard.1"]  # refused, and not ours: lost

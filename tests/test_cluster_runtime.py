@@ -3,6 +3,7 @@ routing, rejections and state across nodes, hand-offs, lease loss and fencing, a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,11 +15,14 @@ import pytest
 
 from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.cluster import Cluster
+from actorsrc.cluster.membership import Membership
 from actorsrc.cluster.placement import shard_key
 from actorsrc.errors import (
     ClusterUnavailableError,
     ConfigurationError,
     FencedAppendError,
+    LimitExceededError,
+    RuntimeClosedError,
     ShardMovingError,
 )
 from actorsrc.hashing import shard_of
@@ -184,7 +188,7 @@ async def test_a_node_whose_lease_is_taken_stops_serving_and_its_late_append_is_
         client = await nats.connect(nats_url)
         try:
             kv = await client.jetstream().key_value(f"actorsrc_{name}_leases")
-            revision = await kv.put(shard_key(shard), b'{"node":"intruder"}')
+            revision = node.token_base + await kv.put(shard_key(shard), b'{"node":"intruder"}')
             await store.raise_fence(shard, revision)
             await wait_until(lambda: shard not in serving(a), 20, what="node a to drop the shard")
             with pytest.raises(FencedAppendError) as refused:  # its late append, with its old token
@@ -237,3 +241,101 @@ async def test_nodes_that_disagree_on_the_lease_time_are_refused(
         with pytest.raises(ConfigurationError, match="same lease_ttl"):
             async with Runtime(store, [account], cluster=settings(nats_url, name, "b", lease_ttl=5.0)):
                 pytest.fail("joined with another lease time")
+
+
+async def test_a_recreated_lease_bucket_gives_tokens_above_the_stores_fences(
+    nats_url: str, name: str, store: SQLiteEventStore
+) -> None:
+    # Revisions start again at 1 in a new bucket; the tokens are counted above the store's highest fence.
+    for tenure in range(2):
+        async with Runtime(store, [account], cluster=settings(nats_url, name, "a")) as runtime:
+            await wait_until(lambda: len(serving(runtime)) == SHARDS, 20, what="serving every shard")
+            if tenure == 0:
+                await runtime.ref(account, "ann").ask(OpenAccount(owner="Ann"), timeout=10)
+    before = await store.fences()
+    client = await nats.connect(nats_url)
+    try:
+        await client.jetstream().delete_key_value(f"actorsrc_{name}_leases")
+    finally:
+        await client.close()
+    await anyio.sleep(0.001)
+    async with Runtime(store, [account], cluster=settings(nats_url, name, "a")) as runtime:
+        await wait_until(lambda: len(serving(runtime)) == SHARDS, 20, what="serving every shard again")
+        node = runtime._cluster
+        assert node is not None
+        assert all(node.tokens[shard] >= before.get(shard, 0) for shard in range(SHARDS))
+        await runtime.ref(account, "ann").ask(Credit(5), timeout=10)
+    state, _ = await replayed_account(store, "ann")
+    assert state.balance == 5
+
+
+async def test_a_shard_the_store_fences_above_this_clusters_tokens_is_not_served(
+    nats_url: str, name: str, store: SQLiteEventStore, captured_logs: list[dict[str, Any]]
+) -> None:
+    shard = shard_of(account.stream_id("ann"), SHARDS)
+    async with Runtime(store, [account], cluster=settings(nats_url, name, "a")) as runtime:
+        await wait_until(lambda: len(serving(runtime)) == SHARDS, 20, what="serving every shard")
+        node = runtime._cluster
+        assert node is not None
+        # Another cluster on the same store (another name) fences the shard far above this one's tokens;
+        # then this node loses the shard's lease and takes it again with a new token, still below.
+        await store.raise_fence(shard, 2**62)
+        client = await nats.connect(nats_url)
+        try:
+            kv = await client.jetstream().key_value(f"actorsrc_{name}_leases")
+            await kv.put(shard_key(shard), b'{"node":"intruder"}')
+            await wait_until(lambda: shard in node.fenced_out, 20, what="the shard found fenced out")
+        finally:
+            await client.close()
+        assert node.fenced_out == {shard: 2**62}
+        assert shard not in serving(runtime)
+        with pytest.raises(ShardMovingError):
+            await runtime.ref(account, "ann").ask(OpenAccount(owner="Ann"), timeout=0.5)
+    [logged] = [line for line in captured_logs if line["event"] == "cluster.fenced_out"]
+    assert logged["shard"] == shard
+    assert "shared with another cluster" in logged["hint"]
+
+
+async def test_a_routed_ask_ends_when_its_runtime_closes(nats_url: str, name: str, store: SQLiteEventStore) -> None:
+    async with Runtime(store, [account], cluster=settings(nats_url, name, "client", role="client")) as client:
+        node = client._cluster
+        assert node is not None
+        assert node.router is not None
+        router = node.router
+        pending = asyncio.ensure_future(client.ref(account, "ann").ask(Credit(1), timeout=60))
+        await wait_until(lambda: router.retried > 2, 10, what="the ask retrying a shard with no owner")
+    await wait_until(pending.done, 10, what="the ask to end once the runtime closed")
+    assert isinstance(pending.exception(), RuntimeClosedError)
+
+
+async def test_an_oversize_routed_command_is_a_clear_error(nats_url: str, name: str, store: SQLiteEventStore) -> None:
+    async with (
+        Runtime(store, [account], cluster=settings(nats_url, name, "m")) as member,
+        Runtime(store, [account], cluster=settings(nats_url, name, "c", role="client")) as client,
+    ):
+        await wait_until(lambda: len(serving(member)) == SHARDS, 20, what="serving every shard")
+        with pytest.raises(LimitExceededError, match="max_payload") as refused:
+            await client.ref(account, "ann").ask(OpenAccount(owner="x" * 1_100_000), timeout=10)
+        assert refused.value.what == "routed command"
+        assert refused.value.size > refused.value.limit
+
+
+async def test_a_failing_member_announcement_does_not_cost_the_leases(
+    nats_url: str, name: str, store: SQLiteEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Runtime(store, [account], cluster=settings(nats_url, name, "a")) as runtime:
+        node = runtime._cluster
+        assert node is not None
+        await wait_until(lambda: len(serving(runtime)) == SHARDS, 20, what="serving every shard")
+
+        async def refuse(self: Membership, shards: int, partitions: int) -> None:
+            raise TimeoutError("the members bucket is slow")
+
+        monkeypatch.setattr(Membership, "announce", refuse)
+        renewed_at = node.book.held["shard.0"].revision
+        await wait_until(
+            lambda: "shard.0" not in node.book.held or node.book.held["shard.0"].revision > renewed_at + 3,
+            20,
+            what="three more renewals, or the lease lost",
+        )
+        assert len(serving(runtime)) == SHARDS  # renewed although every announcement failed

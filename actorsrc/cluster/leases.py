@@ -2,7 +2,9 @@
 
 - Taken with compare-and-set (`create` succeeds for one node only); the revision it returns is the
   lease's **fencing token**: every later lease on the key has a higher one, so a store that remembers
-  the highest token it has seen can refuse a former owner's late write.
+  the highest token it has seen can refuse a former owner's late write. Revisions start again at 1 in
+  a bucket created anew, so the token is the revision above a base kept in the bucket (`epoch_base`):
+  the tokens of a newer bucket are higher than any fence the store was given before.
 - Renewed with `update(last=revision)`: refused if anyone else has written the key since, so a node
   never renews a lease it lost.
 - Released with a delete conditional on the revision; a dead node's lease expires with the bucket TTL.
@@ -16,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import msgspec
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
+
+from actorsrc.cluster.bounded import within
 
 
 @dataclass(slots=True)
@@ -61,10 +65,11 @@ class LeaseBook:
         self.held: dict[str, Lease] = {}
         self.last_tokens: dict[str, int] = {}  # kept after a lease is lost: a late write carries it
 
-    def took(self, key: str, revision: int, sent: float, label: str = "") -> Lease:
-        lease = Lease(key, revision, revision, sent + trusted_for(self.ttl), label)
+    def took(self, key: str, revision: int, sent: float, label: str = "", token: int | None = None) -> Lease:
+        token = revision if token is None else token
+        lease = Lease(key, token, revision, sent + trusted_for(self.ttl), label)
         self.held[key] = lease
-        self.last_tokens[key] = revision
+        self.last_tokens[key] = token
         return lease
 
     def renewed(self, key: str, revision: int, sent: float) -> None:
@@ -89,27 +94,86 @@ class LeaseBook:
 
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder(LeaseValue).decode
+EPOCH_KEY = "epoch"
+"""The leases bucket's key that holds the base its revisions are counted above (see `epoch_base`)."""
+
+
+async def epoch_base(kv: KeyValue, highest_fence: Callable[[], Awaitable[int]]) -> int:
+    """The base of this bucket's fencing tokens: a token is the base plus a revision.
+
+    Revisions start again at 1 in a bucket created anew (deleted to change the lease time, or lost with
+    a NATS server's storage), while the store keeps every fence it was given. So the first node to find
+    no base takes the store's highest fence as the base (compare-and-set: every node agrees on it), and
+    the tokens of the new bucket are above every fence of the old one. The nodes keep the key alive
+    (`keep_epoch`); once every node is gone it may expire, and the next one sets it again from the store.
+    """
+    found = await _read_epoch(kv)
+    if found is not None:
+        return found
+    base = await highest_fence()
+    try:
+        await kv.create(EPOCH_KEY, str(base).encode())
+    except KeyWrongLastSequenceError:  # another node set it first: theirs it is
+        found = await _read_epoch(kv)
+        if found is None:
+            raise
+        return found
+    return base
+
+
+async def keep_epoch(kv: KeyValue, base: int) -> None:
+    """Rewrite the base so that the bucket's TTL does not expire it while a node lives."""
+    await kv.put(EPOCH_KEY, str(base).encode())
+
+
+async def _read_epoch(kv: KeyValue) -> int | None:
+    try:
+        entry = await kv.get(EPOCH_KEY)
+    except KeyNotFoundError:
+        return None
+    return int(entry.value or b"0")
 
 
 class LeaseKeeper:
     """Takes, renews and releases this node's leases in `kv` (a bucket created with TTL = the lease TTL)."""
 
-    def __init__(self, kv: KeyValue, node_id: str, book: LeaseBook, request_timeout: float) -> None:
+    def __init__(self, kv: KeyValue, node_id: str, book: LeaseBook, request_timeout: float, base: int = 0) -> None:
         self.kv = kv
         self.node_id = node_id
         self.book = book
         self.request_timeout = request_timeout
+        self.base = base  # see `epoch_base`
 
     async def take(self, key: str, label: str = "") -> Lease | None:
         """The lease on `key` if nobody holds it; None if somebody does."""
         sent = self.book.clock()
         try:
-            revision = await asyncio.wait_for(
-                self.kv.create(key, _ENCODE(LeaseValue(self.node_id, 0, label))), self.request_timeout
-            )
+            created = self.kv.create(key, _ENCODE(LeaseValue(self.node_id, 0, label)))
+            revision = await within(self.request_timeout, created)
         except KeyWrongLastSequenceError:
             return None
-        return self.book.took(key, revision, sent, label)
+        except TimeoutError:
+            # The create may have been applied with its reply lost: then the key is ours, not anyone's.
+            found = await self._ours(key, 0)
+            if found is None:
+                raise
+            revision = found
+        return self.book.took(key, revision, sent, label, token=self.base + revision)
+
+    async def _ours(self, key: str, token: int) -> int | None:
+        """The key's revision if it holds this node's lease with `token` (or as just created: token 0,
+        which only this node's latest create of the key can have written), else None."""
+        try:
+            entry = await within(self.request_timeout, self.kv.get(key))
+        except KeyNotFoundError:
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        try:
+            value = _DECODE(entry.value)
+        except msgspec.DecodeError:
+            return None
+        return entry.revision if value.node == self.node_id and value.token in (0, token) else None
 
     async def renew(self, keys: Iterable[str]) -> list[str]:
         """Renew the given held leases at once; returns the keys whose lease was refused (taken over or
@@ -119,11 +183,11 @@ class LeaseKeeper:
         sent = self.book.clock()
         results = await asyncio.gather(
             *(
-                asyncio.wait_for(
+                within(
+                    self.request_timeout,
                     self.kv.update(
                         lease.key, _ENCODE(LeaseValue(self.node_id, lease.token, lease.label)), last=lease.revision
                     ),
-                    self.request_timeout,
                 )
                 for lease in leases
             ),
@@ -134,7 +198,13 @@ class LeaseKeeper:
             if isinstance(result, int):
                 self.book.renewed(lease.key, result, sent)
             elif isinstance(result, KeyWrongLastSequenceError):
-                refused.append(lease.key)
+                # An earlier renewal may have been applied with its reply lost: the key then still holds
+                # this very lease at a later revision. Adopt it (its trust is not extended by this round).
+                current = await self._ours(lease.key, lease.token)
+                if current is None:
+                    refused.append(lease.key)
+                else:
+                    lease.revision = current
         return refused
 
     async def release(self, key: str) -> None:
@@ -144,7 +214,7 @@ class LeaseKeeper:
         if lease is None:
             return
         try:
-            await asyncio.wait_for(self.kv.delete(key, last=lease.revision), self.request_timeout)
+            await within(self.request_timeout, self.kv.delete(key, last=lease.revision))
         except Exception:
             return
 
@@ -156,12 +226,15 @@ class LeaseKeeper:
             async for entry in watcher:
                 if entry is None:
                     break
+                if entry.key == EPOCH_KEY:
+                    continue
                 if entry.value:
                     try:
                         value = _DECODE(entry.value)
                     except msgspec.DecodeError:
                         continue
-                    found[entry.key] = Holder(entry.key, value.node, value.token or entry.revision or 0, value.label)
+                    token = value.token or self.base + (entry.revision or 0)
+                    found[entry.key] = Holder(entry.key, value.node, token, value.label)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
         return found

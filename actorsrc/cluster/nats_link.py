@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from actorsrc.cluster.bounded import within
 from actorsrc.cluster.settings import Cluster
 from actorsrc.errors import ClusterUnavailableError, ConfigurationError
 from actorsrc.observability import logger
@@ -31,7 +31,7 @@ class NatsLink:
 
     async def close(self) -> None:
         try:
-            await asyncio.wait_for(self.client.drain(), 5.0)
+            await within(5.0, self.client.drain())
         except Exception:
             await self.client.close()
 
@@ -45,7 +45,8 @@ async def connect(cluster: Cluster) -> NatsLink:
     """Connect and open the buckets; `ClusterUnavailableError` when NATS is unreachable or has no JetStream."""
     servers = cluster.servers
     try:
-        client = await asyncio.wait_for(
+        client = await within(
+            cluster.connect_timeout,
             nats.connect(
                 servers,
                 name=cluster.node_id,
@@ -55,7 +56,6 @@ async def connect(cluster: Cluster) -> NatsLink:
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
             ),
-            cluster.connect_timeout,
         )
     except Exception as exc:
         raise ClusterUnavailableError(
@@ -94,6 +94,6 @@ async def _bucket(jetstream: JetStreamContext, name: str, ttl: float) -> KeyValu
     if existing is not None and abs(existing - ttl) > 1e-3:
         raise ConfigurationError(
             f"the NATS bucket {name!r} has a TTL of {existing} s but this node's Cluster(lease_ttl=) is {ttl} s: "
-            "every node of a cluster needs the same lease_ttl (delete the bucket to change it)"
+            "every node of a cluster needs the same lease_ttl (stop every node and delete the bucket to change it)"
         )
     return kv

@@ -24,11 +24,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from actorsrc.cluster.bounded import within
 from actorsrc.cluster.fenced_store import FencedStoreView
-from actorsrc.cluster.leases import Lease, LeaseBook, LeaseKeeper
+from actorsrc.cluster.leases import Lease, LeaseBook, LeaseKeeper, epoch_base, keep_epoch
 from actorsrc.cluster.membership import MemberInfo, Membership
 from actorsrc.cluster.nats_link import NatsLink, connect
 from actorsrc.cluster.placement import owner_of, shard_key
@@ -62,7 +64,8 @@ class LeasedWork(Protocol):
         """Hand everything off (finishing the batch in hand) and release the leases."""
 
 
-WorkFactory = Callable[[NatsLink, LeaseBook], LeasedWork]
+WorkFactory = Callable[[NatsLink, LeaseBook, int], LeasedWork]
+"""Builds the work from the node's NATS link, its lease book and the base of its fencing tokens."""
 
 
 class ClusterNode:
@@ -82,6 +85,8 @@ class ClusterNode:
         self.serving: dict[int, Lease] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self.handing_off: set[int] = set()
+        self.token_base = 0  # see leases.epoch_base
+        self.fenced_out: dict[int, int] = {}  # shards the store fences above this cluster's tokens: not taken
         self.actor_store = FencedStoreView(store, self.fence_of)
         self.local: LocalSender | None = None
         self.directory: ActorDirectory | None = None
@@ -135,7 +140,13 @@ class ClusterNode:
         cluster = self.cluster
         self.link = link = await connect(cluster)
         request_timeout = max(1.0, cluster.lease_ttl / 5)
-        self.keeper = LeaseKeeper(link.leases, cluster.node_id, self.book, request_timeout)
+        try:
+            self.token_base = await epoch_base(link.leases, self._highest_fence)
+        except BaseException:
+            await link.close()
+            raise
+        self.keeper = LeaseKeeper(link.leases, cluster.node_id, self.book, request_timeout, self.token_base)
+        self.work = [factory(link, self.book, self.token_base) for factory in self._work_factories]
         info = MemberInfo(cluster.node_id, cluster.role, os.getpid(), socket.gethostname(), time.time())
         self.membership = Membership(link.members, cluster, info)
         self.router = ClusterSender(
@@ -147,7 +158,6 @@ class ClusterNode:
             attempt_timeout=cluster.lease_ttl,
         )
         self.server = ShardServer(self.entries, self.local, self.serves_stream)
-        self.work = [factory(link, self.book) for factory in self._work_factories]
         try:
             await self._heartbeat()
         except BaseException:
@@ -161,22 +171,27 @@ class ClusterNode:
         """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link.
         Never raises: what cannot be done cleanly (NATS gone) is left to the lease TTL."""
         self._stopping = True
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        # Taking stops now; heartbeats go on until the hand-off is over, so no lease lapses meanwhile.
+        rebalancing, heartbeats = self._loops or (None, None)
+        await _cancelled(rebalancing)
         try:
+            if self.membership is not None:  # the others stop counting this node in at their next read
+                self.membership.info = msgspec.structs.replace(self.membership.info, role="leaving")
+                await within(5.0, self.membership.announce(len(self.serving), 0))
             for work in self.work:
                 await work.stop()
             held_shards = {int(key.split(".")[1]) for key in self.book.held if key.startswith("shard.")}
             if self.serving or held_shards:
                 await self._hand_off(set(self.serving) | held_shards)
             await asyncio.gather(*self._background, return_exceptions=True)
+            await _cancelled(heartbeats)
             if self.membership is not None:
-                await asyncio.wait_for(self.membership.leave(), 5.0)
+                await within(5.0, self.membership.leave())
             logger.info("cluster.left", node=self.cluster.node_id, cluster=self.cluster.name)
         except Exception as exc:
             logger.warning("cluster.leave_failed", node=self.cluster.node_id, error=repr(exc))
         finally:
+            await _cancelled(heartbeats)
             if self.link is not None:
                 try:
                     await self.link.close()
@@ -211,10 +226,12 @@ class ClusterNode:
                 raise
             except Exception as exc:
                 logger.warning("cluster.round_failed", node=self.cluster.node_id, error=repr(exc))
-            pending = bool(self._desired - set(self.serving) - self.handing_off) or any(w.pending() for w in self.work)
+            pending = bool(self._desired - set(self.serving) - self.handing_off - set(self.fenced_out))
+            pending = pending or any(work.pending() for work in self.work)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), _RETRY_TAKE if pending else self.cluster.renew_every)
+                async with asyncio.timeout(_RETRY_TAKE if pending else self.cluster.renew_every):
+                    await self._wake.wait()
 
     async def _work_round(self, *, heartbeat: bool) -> None:
         async with self._work_lock:  # one round of the other work at a time (both loops call it)
@@ -223,23 +240,33 @@ class ClusterNode:
                 await work.round(hosts, heartbeat)
 
     async def _heartbeat(self) -> None:
-        assert self.membership is not None
+        """Renew the shard leases first, then announce this node and read the members: trouble with the
+        members bucket must not cost a renewal."""
         assert self.keeper is not None
+        refused = await self.keeper.renew([key for key in self.book.held if key.startswith("shard.")])
+        if refused:
+            self._lose({int(key.split(".")[1]) for key in refused if key.startswith("shard.")}, "renewal refused")
+        await self._announce_and_read_members()
+
+    async def _highest_fence(self) -> int:
+        return max((await self.store.fences()).values(), default=0)
+
+    async def _announce_and_read_members(self) -> None:
+        assert self.membership is not None
+        assert self.link is not None
+        await within(max(1.0, self.cluster.lease_ttl / 5), keep_epoch(self.link.leases, self.token_base))
         membership = self.membership
         timeout = max(1.0, self.cluster.lease_ttl / 5)
         partitions = sum(work.held() for work in self.work)
-        await asyncio.wait_for(membership.announce(len(self.serving), partitions), timeout)
+        await within(timeout, membership.announce(len(self.serving), partitions))
         before = set(self.hosts)
-        await asyncio.wait_for(membership.refresh(), timeout)
+        await within(timeout, membership.refresh())
         self.hosts = membership.hosts()
         for node in sorted(set(self.hosts) - before):
             if before:
                 logger.info("cluster.member_joined", node=self.cluster.node_id, member=node)
         for node in sorted(before - set(self.hosts)):
             logger.info("cluster.member_left", node=self.cluster.node_id, member=node)
-        refused = await self.keeper.renew([key for key in self.book.held if key.startswith("shard.")])
-        if refused:
-            self._lose({int(key.split(".")[1]) for key in refused if key.startswith("shard.")}, "renewal refused")
         if self.cluster.hosts_shards and not self._stopping:
             me = self.cluster.node_id
             hosts = self._hosts_with_me()
@@ -265,7 +292,7 @@ class ClusterNode:
         surplus = set(self.serving) - self._desired - self.handing_off
         if surplus:
             self._spawn(self._hand_off(surplus))
-        wanted = sorted(self._desired - set(self.serving) - self.handing_off)
+        wanted = sorted(self._desired - set(self.serving) - self.handing_off - set(self.fenced_out))
         if wanted:
             await self._take(wanted)
 
@@ -290,7 +317,20 @@ class ClusterNode:
         try:
             # Not cut short here: a transaction cancelled half-way could hold the log-head lock every writer
             # needs. The store's own statement timeout bounds it (PostgreSQL's command_timeout).
-            await self.store.raise_fence(shard, lease.token)
+            fence = await self.store.raise_fence(shard, lease.token)
+            if fence > lease.token:  # the store was fenced by another cluster (another name or shard count)
+                self.fenced_out[shard] = fence
+                logger.error(
+                    "cluster.fenced_out",
+                    node=self.cluster.node_id,
+                    shard=shard,
+                    fence=fence,
+                    token=lease.token,
+                    hint="this store's fence for the shard is above every token this cluster can give: is "
+                    "the store shared with another cluster (name, or number of shards)? The shard is not served",
+                )
+                await self.keeper.release(shard_key(shard))
+                return False
             subscription = await self.link.client.subscribe(self.cluster.subject("shard", shard), cb=self._on_request)
         except Exception as exc:
             logger.warning("cluster.take_failed", node=self.cluster.node_id, shard=shard, error=repr(exc))
@@ -306,19 +346,23 @@ class ClusterNode:
         # command waits for its batch to be durable, so handling it here would serialise the shard.
         self._spawn(self.server.handle(msg))
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # -- giving shards up -----------------------------------------------------------------------
 
-    def _stop_serving(self, shards: set[int]) -> None:
+    def _stop_serving(self, shards: set[int]) -> list[asyncio.Task[Any]]:
+        """Stop serving `shards` at once; returns the unsubscriptions under way."""
+        unsubscribing = []
         for shard in shards:
             self.serving.pop(shard, None)
             subscription = self.subscriptions.pop(shard, None)
             if subscription is not None:
-                self._spawn(subscription.unsubscribe())
+                unsubscribing.append(self._spawn(subscription.unsubscribe()))
+        return unsubscribing
 
     def _actors_of(self, shards: set[int]) -> list[tuple[tuple[str, str], Any]]:
         assert self.directory is not None
@@ -349,7 +393,8 @@ class ClusterNode:
             return
         self.handing_off |= shards
         try:
-            self._stop_serving(shards)
+            # Unsubscribed before the lease goes: the next owner's subscription never overlaps this one.
+            await asyncio.gather(*self._stop_serving(shards), return_exceptions=True)
             # Finish what is queued (commands that arrive now are told "moving" by the gate).
             loop = asyncio.get_running_loop()
             deadline = loop.time() + max(5.0, 2 * self.cluster.lease_ttl)
@@ -369,3 +414,9 @@ class ClusterNode:
         finally:
             self.handing_off -= shards
             self._wake.set()
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

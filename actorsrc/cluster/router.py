@@ -16,12 +16,18 @@ from typing import Any
 import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
-from nats.errors import NoRespondersError
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from actorsrc.backoff import exponential_backoff
 from actorsrc.cluster import wire
-from actorsrc.errors import AskTimeoutError, FencedAppendError, RuntimeClosedError, ShardMovingError
+from actorsrc.errors import (
+    AskTimeoutError,
+    FencedAppendError,
+    LimitExceededError,
+    RuntimeClosedError,
+    ShardMovingError,
+)
 from actorsrc.hashing import shard_of
 from actorsrc.runtime.ask_checks import check_command, check_ids
 from actorsrc.runtime.command_envelope import READ_STATE, StateQuery
@@ -92,6 +98,10 @@ class ClusterSender:
         attempt = 0
         moving = "no reply yet"
         while True:
+            if not self.accepting or self.client.is_closed:
+                raise RuntimeClosedError(
+                    "the runtime closed while this command was being routed; it was not sent again"
+                )
             remaining = _FOREVER if deadline is None else deadline - loop.time()
             if remaining <= 0:
                 raise ShardMovingError(
@@ -122,6 +132,14 @@ class ClusterSender:
                             f"out (a retry with command id {options.command_id!r} is recognised)"
                         ) from None
                     moving = f"no reply from shard {shard}'s owner within {self.attempt_timeout} s"
+                except MaxPayloadError:
+                    raise LimitExceededError(
+                        f"{type(command).__qualname__} to {stream_id!r} is {len(payload)} bytes routed, over the NATS "
+                        f"server's max_payload of {self.client.max_payload} bytes",
+                        what="routed command",
+                        size=len(payload),
+                        limit=self.client.max_payload,
+                    ) from None
                 except NatsError as exc:  # reconnecting, or the link is down: nothing was sent, or the id dedups
                     moving = f"NATS: {exc!r}"
                 else:

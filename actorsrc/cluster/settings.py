@@ -63,7 +63,7 @@ class Cluster:
             if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
                 raise ConfigurationError(f"Cluster {what}= must be an int from {low} to {high}, got {number!r}")
         durations: tuple[tuple[str, float, float], ...] = (
-            ("lease_ttl", self.lease_ttl, 1.0),
+            ("lease_ttl", self.lease_ttl, 2.0),  # below, a lease's trusted window is shorter than a request's timeout
             ("connect_timeout", self.connect_timeout, 0.1),
         )
         for what, seconds, shortest in durations:

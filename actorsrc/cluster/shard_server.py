@@ -7,12 +7,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
 
 from actorsrc.cluster import wire
-from actorsrc.errors import FencedAppendError, ShardMovingError, UnknownCommandError
+from actorsrc.errors import ClusterError, FencedAppendError, ShardMovingError, UnknownCommandError
 from actorsrc.observability import logger
 from actorsrc.runtime.command_envelope import READ_STATE
-from actorsrc.runtime.registry import AggregateEntry
+from actorsrc.runtime.registry import AggregateEntry, validate_aggregate_id
 from actorsrc.runtime.sender import CommandSender
 
 
@@ -35,7 +36,10 @@ class ShardServer:
             logger.error("cluster.serve_failed", error=repr(bug))
             data = wire.encode_failure(bug)
         try:
-            await msg.respond(data)
+            try:
+                await msg.respond(data)
+            except MaxPayloadError:  # the command ran; only its reply is too large to carry
+                await msg.respond(wire.encode_failure(_reply_too_large(len(data))))
         except Exception as exc:
             logger.warning("cluster.reply_failed", error=repr(exc))
 
@@ -49,6 +53,10 @@ class ShardServer:
             return wire.encode_failure(
                 UnknownCommandError(f"aggregate {request.aggregate!r} is not registered on this node")
             )
+        try:
+            validate_aggregate_id(entry.aggregate, request.aggregate_id)
+        except Exception as exc:
+            return wire.encode_failure(exc)
         stream_id = entry.aggregate.stream_id(request.aggregate_id)
         if not self.serves(stream_id):
             return wire.encode_moving(f"{stream_id!r} is not served here")
@@ -63,3 +71,10 @@ class ShardServer:
         if command is READ_STATE:
             return wire.encode_state(entry, result)
         return wire.encode_outcome(entry, result)
+
+
+def _reply_too_large(size: int) -> ClusterError:
+    return ClusterError(
+        f"the command was carried out, but its reply ({size} bytes: its events, or the state) is over the NATS "
+        "server's max_payload; read the outcome from the store, or raise max_payload"
+    )

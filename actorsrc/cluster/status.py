@@ -8,7 +8,6 @@ the read model too, each partition's checkpoint and how far it is behind.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +15,11 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from actorsrc.cluster.leases import Holder, LeaseBook, LeaseKeeper
+from actorsrc.cluster.bounded import within
+from actorsrc.cluster.leases import EPOCH_KEY, Holder, LeaseBook, LeaseKeeper
 from actorsrc.cluster.membership import MemberInfo, read_members
 from actorsrc.cluster.settings import Cluster
 from actorsrc.errors import ClusterUnavailableError
@@ -83,9 +83,8 @@ class ClusterStatus:
 async def _connect(servers: list[str], timeout: float) -> Client:
     try:
         # No reconnects: a status call reports what it sees now, and fails fast when it sees nothing.
-        return await asyncio.wait_for(
-            nats.connect(servers, connect_timeout=max(1, round(timeout)), allow_reconnect=False),
-            timeout,
+        return await within(
+            timeout, nats.connect(servers, connect_timeout=max(1, round(timeout)), allow_reconnect=False)
         )
     except Exception as exc:
         raise ClusterUnavailableError(f"cannot reach NATS at {', '.join(servers)} within {timeout} s: {exc!r}") from exc
@@ -151,7 +150,8 @@ async def _partition_lags(status: ClusterStatus, read_model: FencedCheckpoints) 
 async def _read_buckets(status: ClusterStatus, members_kv: KeyValue, leases_kv: KeyValue) -> None:
     members = await read_members(members_kv)
     status.members = [members[node] for node in sorted(members)]
-    keeper = LeaseKeeper(leases_kv, "status", LeaseBook(1.0), 5.0)  # only its read side is used
+    base = await _epoch(leases_kv)
+    keeper = LeaseKeeper(leases_kv, "status", LeaseBook(1.0), 5.0, base)  # only its read side is used
     for key, holder in sorted((await keeper.holders()).items()):
         shard = key.removeprefix(SHARD_PREFIX)
         if key.startswith(SHARD_PREFIX) and shard.isdigit():
@@ -160,3 +160,12 @@ async def _read_buckets(status: ClusterStatus, members_kv: KeyValue, leases_kv: 
             status.partitions.append(holder)
         else:
             status.other_leases.append(holder)
+
+
+async def _epoch(kv: KeyValue) -> int:
+    """The base of the bucket's tokens (0 while no node has set it); read only, never set from here."""
+    try:
+        entry = await kv.get(EPOCH_KEY)
+    except KeyNotFoundError:
+        return 0
+    return int(entry.value or b"0")
