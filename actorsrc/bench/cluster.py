@@ -15,6 +15,7 @@ the caller's own node and asks routed to another (both measured under the same f
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import statistics
 import time
@@ -174,6 +175,7 @@ async def cluster_write(
     """Interleaved rounds: one process without the cluster, then 1..max_nodes nodes; medians and spreads."""
     single: list[float] = []
     rates: dict[int, list[float]] = {n: [] for n in range(1, max_nodes + 1)}
+    unrouted: dict[int, list[float]] = {n: [] for n in rates if n > 1}  # each node drives only its own shards
     local: dict[int, list[float]] = {n: [] for n in rates}
     routed: dict[int, list[float]] = {n: [] for n in rates}
     total = plan.aggregates * plan.commands
@@ -187,6 +189,9 @@ async def cluster_write(
             rates[nodes].append(rate)
             local[nodes] += local_ms
             routed[nodes] += routed_ms
+            if nodes in unrouted:
+                rate, _, _ = await measure_nodes(dataclasses.replace(plan, local_only=True), nodes)
+                unrouted[nodes].append(rate)
     base = statistics.median(single)
     results = [Result("write", "1 process, no cluster", total, total / base, extra=_spread(single))]
     ratios: dict[str, float] = {}
@@ -196,6 +201,18 @@ async def cluster_write(
             Result("write", f"cluster, {nodes} node process(es)", total, total / median, extra=_spread(found))
         )
         ratios[f"{nodes} node(s) / 1 process without cluster"] = median / base
+        if unrouted.get(nodes):
+            alone_median = statistics.median(unrouted[nodes])
+            results.append(
+                Result(
+                    "write",
+                    f"cluster, {nodes} node process(es), nothing routed",
+                    total,
+                    total / alone_median,
+                    extra=_spread(unrouted[nodes]),
+                )
+            )
+            ratios[f"{nodes} node(s), nothing routed / 1 process without cluster"] = alone_median / base
     for nodes in rates:
         for what, latencies in (("served by the caller's node", local[nodes]), ("routed", routed[nodes])):
             if latencies:
@@ -211,5 +228,7 @@ async def cluster_write(
         "ask latency rows: under the same full closed-loop load (queueing included), split by whether the "
         "aggregate's shard was the caller's own",
         "the node processes, PostgreSQL and NATS share this machine's cores",
+        "'nothing routed' rows: each node drives only the aggregates whose shard it serves (the store's and the "
+        "cores' share of the cost, without routing's)",
     ]
     return results, ratios, notes

@@ -68,6 +68,7 @@ class FailureReply(msgspec.Struct, frozen=True, array_like=True, tag="f"):
 Reply = OutcomeReply | StateReply | MovingReply | FailureReply
 
 _encoder = msgspec.msgpack.Encoder()
+_json = msgspec.json.Encoder().encode
 _request_decoder = msgspec.msgpack.Decoder(CommandRequest)
 _reply_decoder = msgspec.msgpack.Decoder(Reply)
 
@@ -133,7 +134,11 @@ def request_options(request: CommandRequest) -> AskOptions:
 
 def encode_outcome(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> bytes:
     codec = codec_for(entry.aggregate)
-    events = [WireEvent(*codec.encode(event)) for event in outcome.events]
+    # Plain encoding: these events were checked against their declared types when they were stored.
+    events = []
+    for event in outcome.events:
+        name = codec.type_name(event)
+        events.append(WireEvent(name, codec.schema_version(name), _json(event)))
     return _encoder.encode(
         OutcomeReply(
             outcome.stream_id,
