@@ -62,19 +62,25 @@ async def connect(cluster: Cluster) -> NatsLink:
             f"cannot reach NATS at {', '.join(servers)} within {cluster.connect_timeout} s: {exc!r}"
         ) from exc
     try:
-        jetstream = client.jetstream(timeout=max(2.0, cluster.lease_ttl / 5))
-        try:
-            await jetstream.account_info()
-        except Exception as exc:
-            raise ClusterUnavailableError(
-                f"NATS at {', '.join(servers)} has no JetStream (start nats-server with -js): {exc!r}"
-            ) from exc
+        jetstream = await require_jetstream(client, servers, max(2.0, cluster.lease_ttl / 5))
         members = await _bucket(jetstream, cluster.bucket("members"), cluster.lease_ttl)
         leases = await _bucket(jetstream, cluster.bucket("leases"), cluster.lease_ttl)
     except BaseException:
         await client.close()
         raise
     return NatsLink(client, jetstream, members, leases)
+
+
+async def require_jetstream(client: Client, servers: list[str], timeout: float) -> JetStreamContext:
+    """The connection's JetStream; `ClusterUnavailableError` if the server runs without it."""
+    jetstream = client.jetstream(timeout=timeout)
+    try:
+        await jetstream.account_info()
+    except Exception as exc:
+        raise ClusterUnavailableError(
+            f"NATS at {', '.join(servers)} has no JetStream (start nats-server with -js): {exc!r}"
+        ) from exc
+    return jetstream
 
 
 async def _bucket(jetstream: JetStreamContext, name: str, ttl: float) -> KeyValue:

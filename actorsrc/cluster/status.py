@@ -21,6 +21,7 @@ from nats.js.kv import KeyValue
 from actorsrc.cluster.bounded import within
 from actorsrc.cluster.leases import EPOCH_KEY, Holder, LeaseBook, LeaseKeeper
 from actorsrc.cluster.membership import MemberInfo, read_members
+from actorsrc.cluster.nats_link import require_jetstream
 from actorsrc.cluster.settings import Cluster
 from actorsrc.errors import ClusterUnavailableError
 from actorsrc.readmodel.base import FencedCheckpoints, fence_row, partition_prefix
@@ -98,13 +99,7 @@ async def read_status(
     servers = cluster.servers
     client = await _connect(servers, timeout)
     try:
-        jetstream = client.jetstream(timeout=timeout)
-        try:
-            await jetstream.account_info()
-        except Exception as exc:
-            raise ClusterUnavailableError(
-                f"NATS at {', '.join(servers)} has no JetStream (start nats-server with -js): {exc!r}"
-            ) from exc
+        jetstream = await require_jetstream(client, servers, timeout)
         status = ClusterStatus(cluster.name, found=True)
         try:
             members_kv = await jetstream.key_value(cluster.bucket("members"))
