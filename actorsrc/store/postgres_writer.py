@@ -76,10 +76,7 @@ async def write_batch(
             doubt.committed = await _committed(conn, s, doubt.probe)
             if doubt.committed:
                 return doubt.outcomes
-        fences = await _load_fences(conn, s, batch)
-        names = list(dict.fromkeys(p.stream_id for p in batch))
-        rows = await conn.fetch(f'SELECT name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])', names)
-        streams: dict[str, list[int]] = {name: [key, version] for name, key, version in rows}
+        streams, fences = await _load_streams_and_fences(conn, s, batch)
         micros = now_micros()
         recorded_at = micros_to_datetime(micros)
         position = head
@@ -126,14 +123,31 @@ async def write_batch(
     return outcomes
 
 
-async def _load_fences(conn: PgConnection, s: str, batch: list[PendingAppend]) -> dict[int, int]:
-    """The stored fences of the shards the batch's fenced appends name; read under the log-head lock,
-    which `raise_fence` takes too, so no fence moves before this batch commits. No query without any."""
+async def _load_streams_and_fences(
+    conn: PgConnection, s: str, batch: list[PendingAppend]
+) -> tuple[dict[str, list[int]], dict[int, int]]:
+    """The batch's streams ({name: [key, version]}) and the stored fences of the shards its fenced appends
+    name, in one round trip. Read under the log-head lock, which `raise_fence` takes too, so no fence
+    moves before this batch commits (not in the locking statement itself: its snapshot predates the wait)."""
+    names = list(dict.fromkeys(p.stream_id for p in batch))
     shards = list({p.fence[0] for p in batch if p.fence is not None})
     if not shards:
-        return {}
-    rows = await conn.fetch(f'SELECT shard, token FROM "{s}".fences WHERE shard = ANY($1::bigint[])', shards)
-    return {shard: token for shard, token in rows}
+        rows = await conn.fetch(f'SELECT name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])', names)
+        return {name: [key, version] for name, key, version in rows}, {}
+    rows = await conn.fetch(
+        f'SELECT false, name, key, version FROM "{s}".streams WHERE name = ANY($1::text[])'
+        f' UNION ALL SELECT true, shard::text, token, 0 FROM "{s}".fences WHERE shard = ANY($2::bigint[])',
+        names,
+        shards,
+    )
+    streams: dict[str, list[int]] = {}
+    fences: dict[int, int] = {}
+    for is_fence, name, key, version in rows:
+        if is_fence:
+            fences[int(name)] = key
+        else:
+            streams[name] = [key, version]
+    return streams, fences
 
 
 async def raise_fence(conn: PgConnection, s: str, shard: int, token: int) -> int:
