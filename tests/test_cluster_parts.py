@@ -129,13 +129,18 @@ ENTRY = build_entries([account])["account"]
 def test_a_routed_command_round_trips_and_only_registered_command_types_decode() -> None:
     options = AskOptions(timeout=2.5, command_id="c-1", correlation_id="r-1")
     request = wire.decode_request(wire.encode_request(ENTRY, "ann", Credit(5), options))
+    assert isinstance(request, wire.CommandRequest)
     assert wire.decode_command(ENTRY, request) == Credit(5)
     assert wire.request_options(request) == options
     query = wire.decode_request(wire.encode_request(ENTRY, "ann", READ_STATE, AskOptions()))
+    assert isinstance(query, wire.CommandRequest)
     assert wire.decode_command(ENTRY, query) is READ_STATE
     forged = msgspec.structs.replace(request, command_type="os.system")
     with pytest.raises(UnknownCommandError, match=r"os\.system is not a command"):
         wire.decode_command(ENTRY, forged)
+    batch = wire.decode_request(wire.encode(wire.CommandBatch([request, query])))
+    assert isinstance(batch, wire.CommandBatch)
+    assert batch.requests == [request, query]
 
 
 def test_a_command_that_cannot_be_encoded_is_refused_before_sending() -> None:

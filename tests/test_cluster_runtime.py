@@ -339,3 +339,37 @@ async def test_a_failing_member_announcement_does_not_cost_the_leases(
             what="three more renewals, or the lease lost",
         )
         assert len(serving(runtime)) == SHARDS  # renewed although every announcement failed
+
+
+async def test_commands_asked_together_share_messages_and_each_caller_gets_its_own_answer(
+    nats_url: str, name: str, store: SQLiteEventStore
+) -> None:
+    async with (
+        Runtime(store, [account], cluster=settings(nats_url, name, "m")) as member,
+        Runtime(store, [account], cluster=settings(nats_url, name, "c", role="client")) as client,
+    ):
+        await wait_until(lambda: len(serving(member)) == SHARDS, 20, what="serving every shard")
+        ann = client.ref(account, "ann")
+        await ann.ask(OpenAccount(owner="Ann"), timeout=10)
+        node = client._cluster
+        assert node is not None
+        assert node.router is not None
+        batcher = node.router.batcher
+        sent_before = batcher.messages
+        results: dict[int, object] = {}
+
+        async def one(i: int) -> None:
+            try:
+                results[i] = await ann.ask(Debit(10_000) if i == 7 else Credit(1), timeout=10)
+            except InsufficientFunds as exc:
+                results[i] = exc
+
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(one, i)
+        assert isinstance(results.pop(7), InsufficientFunds)  # its own rejection, in a shared message
+        versions = sorted(outcome.version for outcome in results.values())  # type: ignore[attr-defined]
+        assert versions == list(range(2, 51))
+        assert batcher.messages - sent_before < 50  # some commands shared a message
+    state, _ = await replayed_account(store, "ann")
+    assert state.balance == 49

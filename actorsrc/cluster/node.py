@@ -153,12 +153,15 @@ class ClusterNode:
             self.local,
             link.client,
             lambda shard: cluster.subject("shard", shard),
+            lambda node: cluster.subject("node", node),
             cluster.shards,
             self.serves_shard,
             attempt_timeout=cluster.lease_ttl,
         )
-        self.server = ShardServer(self.entries, self.local, self.serves_stream)
+        self.server = ShardServer(self.entries, self.local, self.serves_stream, cluster.node_id)
         try:
+            if cluster.hosts_shards:  # commands for any of its shards, once a router knows it serves them
+                await link.client.subscribe(cluster.subject("node", cluster.node_id), cb=self._on_request)
             await self._heartbeat()
         except BaseException:
             await link.close()

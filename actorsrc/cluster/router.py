@@ -17,10 +17,10 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError, NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from actorsrc.backoff import exponential_backoff
 from actorsrc.cluster import wire
+from actorsrc.cluster.batching import RequestBatcher
 from actorsrc.errors import (
     AskTimeoutError,
     FencedAppendError,
@@ -45,6 +45,7 @@ class ClusterSender:
         local: CommandSender,
         client: Client,
         subject_of: Callable[[int], str],
+        node_subject: Callable[[str], str],
         shards: int,
         serves_shard: Callable[[int], bool],
         attempt_timeout: float,
@@ -52,11 +53,16 @@ class ClusterSender:
         self.local = local
         self.client = client
         self.subject_of = subject_of
+        self.node_subject = node_subject
+        # shard -> the node that last answered for it: its commands go to that node's own subject, where
+        # they share messages with the commands for its other shards. Forgotten when it says "moving".
+        self.owners: dict[int, str] = {}
         self.shards = shards
         self.serves_shard = serves_shard  # False on a client-only node
         # One request waits at most this long (the lease time): an owner that died or froze after the
         # request went out is asked again once its shard has a new owner, with the same command id.
         self.attempt_timeout = attempt_timeout
+        self.batcher = RequestBatcher(client)
         self.accepting = False
         self.routed = 0
         self.retried = 0
@@ -117,34 +123,46 @@ class ClusterSender:
                 except (ShardMovingError, FencedAppendError) as exc:
                     moving = str(exc)
             else:
-                payload = wire.encode_request(
+                request = wire.make_request(
                     entry, aggregate_id, command, msgspec.structs.replace(options, timeout=remaining)
                 )
+                owner = self.owners.get(shard)
                 try:
-                    message = await self.client.request(subject, payload, timeout=min(remaining, self.attempt_timeout))
+                    reply, answered_by = await self.batcher.exchange(
+                        subject if owner is None else self.node_subject(owner),
+                        request,
+                        min(remaining, self.attempt_timeout),
+                    )
                 except NoRespondersError:
+                    self.owners.pop(shard, None)
                     moving = f"no node serves shard {shard}"
-                except NatsTimeoutError:
+                except TimeoutError:  # nats-py's TimeoutError is one too
                     if deadline is not None and loop.time() >= deadline:
                         raise AskTimeoutError(
                             f"{entry.aggregate.name} {aggregate_id!r} did not reply to "
                             f"{type(command).__qualname__} within {limit} s; the command may still be carried "
                             f"out (a retry with command id {options.command_id!r} is recognised)"
                         ) from None
+                    self.owners.pop(shard, None)
                     moving = f"no reply from shard {shard}'s owner within {self.attempt_timeout} s"
                 except MaxPayloadError:
+                    size = len(wire.encode(request))
                     raise LimitExceededError(
-                        f"{type(command).__qualname__} to {stream_id!r} is {len(payload)} bytes routed, over the NATS "
+                        f"{type(command).__qualname__} to {stream_id!r} is {size} bytes routed, over the NATS "
                         f"server's max_payload of {self.client.max_payload} bytes",
                         what="routed command",
-                        size=len(payload),
+                        size=size,
                         limit=self.client.max_payload,
                     ) from None
                 except NatsError as exc:  # reconnecting, or the link is down: nothing was sent, or the id dedups
+                    self.owners.pop(shard, None)
                     moving = f"NATS: {exc!r}"
                 else:
                     self.routed += 1
-                    reply = wire.decode_reply(message.data)
+                    if isinstance(reply, wire.MovingReply):
+                        self.owners.pop(shard, None)
+                    elif answered_by:
+                        self.owners[shard] = answered_by
                     if isinstance(reply, wire.OutcomeReply):
                         return wire.outcome_of(entry, reply)
                     if isinstance(reply, wire.StateReply):

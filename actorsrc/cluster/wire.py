@@ -20,7 +20,7 @@ from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.runtime.sender import AskOptions
 
 
-class CommandRequest(msgspec.Struct, frozen=True, array_like=True):
+class CommandRequest(msgspec.Struct, frozen=True, array_like=True, tag="c"):
     aggregate: str
     aggregate_id: str
     command_type: str  # "" for a state query
@@ -67,10 +67,22 @@ class FailureReply(msgspec.Struct, frozen=True, array_like=True, tag="f"):
 
 Reply = OutcomeReply | StateReply | MovingReply | FailureReply
 
+
+class CommandBatch(msgspec.Struct, frozen=True, array_like=True, tag="b"):
+    """Commands for one shard sent in one message (the router coalesces what is asked in one loop turn)."""
+
+    requests: list[CommandRequest]
+
+
+class ReplyBatch(msgspec.Struct, frozen=True, array_like=True, tag="B"):
+    replies: list[Reply]  # in the order of the batch's requests
+    node: str  # the node that answered: the router sends that shard's next commands to it directly
+
+
 _encoder = msgspec.msgpack.Encoder()
 _json = msgspec.json.Encoder().encode
-_request_decoder = msgspec.msgpack.Decoder(CommandRequest)
-_reply_decoder = msgspec.msgpack.Decoder(Reply)
+_request_decoder = msgspec.msgpack.Decoder(CommandRequest | CommandBatch)
+_reply_decoder = msgspec.msgpack.Decoder(Reply | ReplyBatch)
 
 
 def type_key(cls: type) -> str:
@@ -78,6 +90,10 @@ def type_key(cls: type) -> str:
 
 
 def encode_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> bytes:
+    return _encoder.encode(make_request(entry, aggregate_id, command, options))
+
+
+def make_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> CommandRequest:
     if command is READ_STATE:
         command_type, payload = "", b""
     else:
@@ -89,24 +105,27 @@ def encode_request(entry: AggregateEntry, aggregate_id: str, command: object, op
                 f"command {type(command).__qualname__} cannot be sent to another node: {exc} (commands routed "
                 "in a cluster must be msgspec-encodable: dataclasses, msgspec Structs, plain values)"
             ) from exc
-    return _encoder.encode(
-        CommandRequest(
-            entry.aggregate.name,
-            aggregate_id,
-            command_type,
-            payload,
-            options.command_id,
-            options.causation_id,
-            options.correlation_id,
-            options.timeout,
-            options.wait_for_space,
-            options.fresh_id,
-        )
+    return CommandRequest(
+        entry.aggregate.name,
+        aggregate_id,
+        command_type,
+        payload,
+        options.command_id,
+        options.causation_id,
+        options.correlation_id,
+        options.timeout,
+        options.wait_for_space,
+        options.fresh_id,
     )
 
 
-def decode_request(data: bytes) -> CommandRequest:
-    return _request_decoder.decode(data)
+def encode(message: CommandRequest | CommandBatch | Reply | ReplyBatch) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode_request(data: bytes) -> CommandRequest | CommandBatch:
+    request: CommandRequest | CommandBatch = _request_decoder.decode(data)
+    return request
 
 
 def decode_command(entry: AggregateEntry, request: CommandRequest) -> object | StateQuery:
@@ -133,30 +152,23 @@ def request_options(request: CommandRequest) -> AskOptions:
 
 
 def encode_outcome(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> bytes:
+    return _encoder.encode(outcome_reply(entry, outcome))
+
+
+def outcome_reply(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> OutcomeReply:
     codec = codec_for(entry.aggregate)
     # Plain encoding: these events were checked against their declared types when they were stored.
     events = []
     for event in outcome.events:
         name = codec.type_name(event)
         events.append(WireEvent(name, codec.schema_version(name), _json(event)))
-    return _encoder.encode(
-        OutcomeReply(
-            outcome.stream_id,
-            outcome.version,
-            outcome.position,
-            events,
-            outcome.duplicate,
-            outcome.command_digest,
-        )
+    return OutcomeReply(
+        outcome.stream_id, outcome.version, outcome.position, events, outcome.duplicate, outcome.command_digest
     )
 
 
-def encode_state(entry: AggregateEntry, state: object) -> bytes:
-    return _encoder.encode(StateReply(codec_for(entry.aggregate).encode_state(state)))
-
-
-def encode_moving(reason: str) -> bytes:
-    return _encoder.encode(MovingReply(reason))
+def state_reply(entry: AggregateEntry, state: object) -> StateReply:
+    return StateReply(codec_for(entry.aggregate).encode_state(state))
 
 
 def _plain(value: object) -> bool:
@@ -168,13 +180,17 @@ def _plain(value: object) -> bool:
 
 
 def encode_failure(error: BaseException) -> bytes:
+    return _encoder.encode(failure_reply(error))
+
+
+def failure_reply(error: BaseException) -> FailureReply:
     args = list(error.args) if _plain(list(error.args)) else None
     attrs = {k: v for k, v in vars(error).items() if not k.startswith("_") and _plain(v)}
-    return _encoder.encode(FailureReply(type_key(type(error)), str(error), args, attrs))
+    return FailureReply(type_key(type(error)), str(error), args, attrs)
 
 
-def decode_reply(data: bytes) -> Reply:
-    reply: Reply = _reply_decoder.decode(data)
+def decode_reply(data: bytes) -> Reply | ReplyBatch:
+    reply: Reply | ReplyBatch = _reply_decoder.decode(data)
     return reply
 
 
