@@ -3,7 +3,9 @@ bookkeeping and the wire format of routed commands."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import uuid
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,10 +14,12 @@ from types import SimpleNamespace
 import anyio
 import msgspec
 import pytest
+from nats.errors import MaxPayloadError
 from nats.js.errors import KeyWrongLastSequenceError
 
 from actorsrc import Runtime, SQLiteEventStore
 from actorsrc.cluster import wire
+from actorsrc.cluster.batching import RequestBatcher
 from actorsrc.cluster.leases import LeaseBook, LeaseKeeper, trusted_for
 from actorsrc.cluster.placement import assignment, owner_of, shard_key
 from actorsrc.cluster.settings import Cluster
@@ -27,7 +31,8 @@ from actorsrc.runtime.registry import build_entries
 from actorsrc.runtime.sender import AskOptions
 from examples.bank import AccountCredited, Credit, OpenAccount, account
 from examples.bank.domain import InsufficientFunds
-from tests.helpers import replayed_account
+from tests.helpers import replayed_account, wait_until
+from tests.nats_support import require_nats
 
 URL = "nats://127.0.0.1:4222"
 
@@ -240,3 +245,57 @@ async def test_a_renewal_applied_with_its_reply_lost_keeps_the_lease() -> None:
     assert await keeper.renew(["shard.1"]) == []
     kv.value, kv.revision = msgspec.json.encode({"node": "n2", "token": 99}), kv.revision + 1  # taken over
     assert await keeper.renew(["shard.1"]) == ["shard.1"]  # refused, and not ours: lost
+
+
+class TightServer:
+    """A NATS client whose server refuses a message over a small max_payload, as nats-py does."""
+
+    max_payload = 64 * 1024
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    async def request(self, subject: str, payload: bytes, timeout: float) -> SimpleNamespace:
+        self.sent += 1
+        if len(payload) > self.max_payload:
+            raise MaxPayloadError
+        batch = wire.decode_request(payload)
+        assert isinstance(batch, wire.CommandBatch)
+        replies: list[wire.Reply] = [wire.MovingReply("x") for _ in batch.requests]
+        return SimpleNamespace(data=wire.encode(wire.ReplyBatch(replies, "n1")))
+
+
+async def test_small_commands_with_long_ids_share_messages_within_the_servers_limit() -> None:
+    server = TightServer()
+    batcher = RequestBatcher(server)  # type: ignore[arg-type]
+    long_id = "x" * 500  # within the metadata id limit (512)
+    request = wire.CommandRequest(
+        "account", "ann", "Credit", b"\x81\xa6amount\x05", long_id, long_id, long_id, 5.0, True, False
+    )
+    results = await asyncio.gather(*(batcher.exchange("s", request, 5.0) for _ in range(200)), return_exceptions=True)
+    assert not [r for r in results if isinstance(r, BaseException)]
+    assert all(node == "n1" for _, node in results)  # type: ignore[misc]
+    assert 1 < server.sent < 200  # shared messages, each within the limit
+
+
+async def test_a_clean_stop_keeps_renewing_leases_until_its_hand_off_is_over(tmp_path: Path) -> None:
+    url, name = require_nats(), f"t{uuid.uuid4().hex[:10]}"
+    seen: dict[str, bool] = {}
+    cluster = Cluster(nats=url, name=name, node_id="a", lease_ttl=2.0, shards=4)
+    async with (
+        SQLiteEventStore.open(tmp_path / "stop.db") as store,
+        Runtime(store, [account], cluster=cluster) as runtime,
+    ):
+        node = runtime._cluster
+        assert node is not None
+        await wait_until(lambda: len(node.serving) == 4, 20, what="the shards taken")
+        heartbeats, rebalancing = node._loops
+        original = node._hand_off
+
+        async def watched(shards: set[int]) -> None:
+            seen["heartbeats"] = not heartbeats.done()
+            seen["rebalancing"] = not rebalancing.done()
+            await original(shards)
+
+        node._hand_off = watched  # type: ignore[method-assign]
+    assert seen == {"heartbeats": True, "rebalancing": False}

@@ -13,6 +13,7 @@ import asyncio
 from typing import Any
 
 from nats.aio.client import Client
+from nats.errors import MaxPayloadError
 
 from actorsrc.cluster import wire
 
@@ -42,7 +43,7 @@ class RequestBatcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[wire.Reply, str]] = loop.create_future()
         future.add_done_callback(_retrieve)
-        size = len(request.command) + 128
+        size = len(wire.encode(request)) + 16  # a batch adds a few bytes per command
         pending = self.pending.get(subject)
         limit = self.client.max_payload // 2
         if pending is not None and (len(pending.items) >= _MAX_BATCH or pending.size + size > limit):
@@ -76,6 +77,13 @@ class RequestBatcher:
         try:
             answer = await self.client.request(subject, wire.encode(message), timeout=timeout)
             reply = wire.decode_reply(answer.data)
+        except MaxPayloadError:
+            if len(waiting) == 1:
+                waiting[0][2].set_exception(MaxPayloadError())
+                return
+            # Too large together: each on its own (then only one too large alone fails).
+            await asyncio.gather(*(self._send(subject, [item]) for item in waiting))
+            return
         except Exception as exc:  # the message's fate is each caller's
             for _, _, future in waiting:
                 if not future.done():

@@ -3,7 +3,7 @@
 - Taken with compare-and-set (`create` succeeds for one node only); the revision it returns is the
   lease's **fencing token**: every later lease on the key has a higher one, so a store that remembers
   the highest token it has seen can refuse a former owner's late write. Revisions start again at 1 in
-  a bucket created anew, so the token is the revision above a base kept in the bucket (`epoch_base`):
+  a bucket created anew, so the token is the revision above a base kept in the bucket (`sync_epoch`):
   the tokens of a newer bucket are higher than any fence the store was given before.
 - Renewed with `update(last=revision)`: refused if anyone else has written the key since, so a node
   never renews a lease it lost.
@@ -63,6 +63,7 @@ class LeaseBook:
         self.ttl = ttl
         self.clock = clock
         self.held: dict[str, Lease] = {}
+        self.base = 0  # what fencing tokens are counted above (see `sync_epoch`)
         self.last_tokens: dict[str, int] = {}  # kept after a lease is lost: a late write carries it
 
     def took(self, key: str, revision: int, sent: float, label: str = "", token: int | None = None) -> Lease:
@@ -95,54 +96,63 @@ class LeaseBook:
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder(LeaseValue).decode
 EPOCH_KEY = "epoch"
-"""The leases bucket's key that holds the base its revisions are counted above (see `epoch_base`)."""
+"""The leases bucket's key that holds the base its revisions are counted above (see `sync_epoch`)."""
 
 
-async def epoch_base(kv: KeyValue, highest_fence: Callable[[], Awaitable[int]]) -> int:
-    """The base of this bucket's fencing tokens: a token is the base plus a revision.
+async def sync_epoch(kv: KeyValue, book: LeaseBook, highest_fence: Callable[[], Awaitable[int]]) -> None:
+    """Agree with the other nodes on the base of this bucket's fencing tokens (a token is the base plus a
+    revision) and keep its key alive; sets `book.base`.
 
     Revisions start again at 1 in a bucket created anew (deleted to change the lease time, or lost with
-    a NATS server's storage), while the store keeps every fence it was given. So the first node to find
-    no base takes the store's highest fence as the base (compare-and-set: every node agrees on it), and
-    the tokens of the new bucket are above every fence of the old one. The nodes keep the key alive
-    (`keep_epoch`); once every node is gone it may expire, and the next one sets it again from the store.
+    a NATS server's storage), while the store keeps every fence it was given. So a node that finds no base
+    proposes the store's highest fence (or its own base, if higher) with compare-and-set, and every node
+    takes the highest base it sees: a higher base only makes tokens larger, which is always safe. The
+    nodes rewrite the key every heartbeat (by revision, never blindly), so the bucket's TTL never expires
+    it while a node lives; once every node is gone the next one sets it again from the store.
     """
-    found = await _read_epoch(kv)
-    if found is not None:
-        return found
-    base = await highest_fence()
-    try:
-        await kv.create(EPOCH_KEY, str(base).encode())
-    except KeyWrongLastSequenceError:  # another node set it first: theirs it is
-        found = await _read_epoch(kv)
-        if found is None:
-            raise
-        return found
-    return base
+    for _ in range(2):  # a proposal beaten by another node's: read theirs
+        entry = await _read_epoch(kv)
+        if entry is None:
+            base = max(book.base, await highest_fence())
+            try:
+                await kv.create(EPOCH_KEY, str(base).encode())
+            except KeyWrongLastSequenceError:
+                continue
+            book.base = base
+            return
+        stored, revision = entry
+        book.base = max(book.base, stored)
+        try:
+            await kv.update(EPOCH_KEY, str(book.base).encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            continue  # another node rewrote it meanwhile: read it again
+        return
 
 
-async def keep_epoch(kv: KeyValue, base: int) -> None:
-    """Rewrite the base so that the bucket's TTL does not expire it while a node lives."""
-    await kv.put(EPOCH_KEY, str(base).encode())
+async def read_epoch(kv: KeyValue) -> int:
+    """The base of the bucket's tokens as stored (0 while no node has set it)."""
+    entry = await _read_epoch(kv)
+    return 0 if entry is None else entry[0]
 
 
-async def _read_epoch(kv: KeyValue) -> int | None:
+async def _read_epoch(kv: KeyValue) -> tuple[int, int] | None:
     try:
         entry = await kv.get(EPOCH_KEY)
     except KeyNotFoundError:
         return None
-    return int(entry.value or b"0")
+    if entry.revision is None:
+        return None
+    return int(entry.value or b"0"), entry.revision
 
 
 class LeaseKeeper:
     """Takes, renews and releases this node's leases in `kv` (a bucket created with TTL = the lease TTL)."""
 
-    def __init__(self, kv: KeyValue, node_id: str, book: LeaseBook, request_timeout: float, base: int = 0) -> None:
+    def __init__(self, kv: KeyValue, node_id: str, book: LeaseBook, request_timeout: float) -> None:
         self.kv = kv
         self.node_id = node_id
         self.book = book
         self.request_timeout = request_timeout
-        self.base = base  # see `epoch_base`
 
     async def take(self, key: str, label: str = "") -> Lease | None:
         """The lease on `key` if nobody holds it; None if somebody does."""
@@ -158,7 +168,7 @@ class LeaseKeeper:
             if found is None:
                 raise
             revision = found
-        return self.book.took(key, revision, sent, label, token=self.base + revision)
+        return self.book.took(key, revision, sent, label, token=self.book.base + revision)
 
     async def _ours(self, key: str, token: int) -> int | None:
         """The key's revision if it holds this node's lease with `token` (or as just created: token 0,
@@ -216,7 +226,13 @@ class LeaseKeeper:
         try:
             await within(self.request_timeout, self.kv.delete(key, last=lease.revision))
         except Exception:
-            return
+            # A renewal may have moved the revision on just before: delete at the one it holds now.
+            try:
+                current = await self._ours(key, lease.token)
+                if current is not None:
+                    await within(self.request_timeout, self.kv.delete(key, last=current))
+            except Exception:  # the TTL frees it anyway
+                return
 
     async def holders(self) -> dict[str, Holder]:
         """Every lease in the bucket, by key (for `actorsrc cluster status`)."""
@@ -233,7 +249,7 @@ class LeaseKeeper:
                         value = _DECODE(entry.value)
                     except msgspec.DecodeError:
                         continue
-                    token = value.token or self.base + (entry.revision or 0)
+                    token = value.token or self.book.base + (entry.revision or 0)
                     found[entry.key] = Holder(entry.key, value.node, token, value.label)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]

@@ -30,7 +30,7 @@ from nats.aio.subscription import Subscription
 
 from actorsrc.cluster.bounded import within
 from actorsrc.cluster.fenced_store import FencedStoreView
-from actorsrc.cluster.leases import Lease, LeaseBook, LeaseKeeper, epoch_base, keep_epoch
+from actorsrc.cluster.leases import Lease, LeaseBook, LeaseKeeper, sync_epoch
 from actorsrc.cluster.membership import MemberInfo, Membership
 from actorsrc.cluster.nats_link import NatsLink, connect
 from actorsrc.cluster.placement import owner_of, shard_key
@@ -64,8 +64,8 @@ class LeasedWork(Protocol):
         """Hand everything off (finishing the batch in hand) and release the leases."""
 
 
-WorkFactory = Callable[[NatsLink, LeaseBook, int], LeasedWork]
-"""Builds the work from the node's NATS link, its lease book and the base of its fencing tokens."""
+WorkFactory = Callable[[NatsLink, LeaseBook], LeasedWork]
+"""Builds the work from the node's NATS link and its lease book (which holds the base of its tokens)."""
 
 
 class ClusterNode:
@@ -85,8 +85,8 @@ class ClusterNode:
         self.serving: dict[int, Lease] = {}
         self.subscriptions: dict[int, Subscription] = {}
         self.handing_off: set[int] = set()
-        self.token_base = 0  # see leases.epoch_base
-        self.fenced_out: dict[int, int] = {}  # shards the store fences above this cluster's tokens: not taken
+        self.fenced_out: dict[int, int] = {}  # shard -> the fence above our token (tried again each heartbeat)
+        self._reported_fences: dict[int, int] = {}  # shards the store fences above this cluster's tokens: not taken
         self.actor_store = FencedStoreView(store, self.fence_of)
         self.local: LocalSender | None = None
         self.directory: ActorDirectory | None = None
@@ -104,6 +104,11 @@ class ClusterNode:
         self._stopping = False
         self._work_factories: list[WorkFactory] = []
         self.work: list[LeasedWork] = []
+
+    @property
+    def token_base(self) -> int:
+        """What this node's fencing tokens are counted above (see `leases.sync_epoch`)."""
+        return self.book.base
 
     def add_work(self, factory: WorkFactory) -> None:
         """Share more leased work (built at start, with the NATS link and the node's lease book)."""
@@ -141,12 +146,12 @@ class ClusterNode:
         self.link = link = await connect(cluster)
         request_timeout = max(1.0, cluster.lease_ttl / 5)
         try:
-            self.token_base = await epoch_base(link.leases, self._highest_fence)
+            await sync_epoch(link.leases, self.book, self._highest_fence)
         except BaseException:
             await link.close()
             raise
-        self.keeper = LeaseKeeper(link.leases, cluster.node_id, self.book, request_timeout, self.token_base)
-        self.work = [factory(link, self.book, self.token_base) for factory in self._work_factories]
+        self.keeper = LeaseKeeper(link.leases, cluster.node_id, self.book, request_timeout)
+        self.work = [factory(link, self.book) for factory in self._work_factories]
         info = MemberInfo(cluster.node_id, cluster.role, os.getpid(), socket.gethostname(), time.time())
         self.membership = Membership(link.members, cluster, info)
         self.router = ClusterSender(
@@ -175,7 +180,7 @@ class ClusterNode:
         Never raises: what cannot be done cleanly (NATS gone) is left to the lease TTL."""
         self._stopping = True
         # Taking stops now; heartbeats go on until the hand-off is over, so no lease lapses meanwhile.
-        rebalancing, heartbeats = self._loops or (None, None)
+        heartbeats, rebalancing = self._loops or (None, None)
         await _cancelled(rebalancing)
         try:
             if self.membership is not None:  # the others stop counting this node in at their next read
@@ -257,7 +262,8 @@ class ClusterNode:
     async def _announce_and_read_members(self) -> None:
         assert self.membership is not None
         assert self.link is not None
-        await within(max(1.0, self.cluster.lease_ttl / 5), keep_epoch(self.link.leases, self.token_base))
+        await within(max(1.0, self.cluster.lease_ttl / 5), sync_epoch(self.link.leases, self.book, self._highest_fence))
+        self.fenced_out.clear()  # tried again: the base may have moved up, or the other cluster gone
         membership = self.membership
         timeout = max(1.0, self.cluster.lease_ttl / 5)
         partitions = sum(work.held() for work in self.work)
@@ -323,6 +329,10 @@ class ClusterNode:
             fence = await self.store.raise_fence(shard, lease.token)
             if fence > lease.token:  # the store was fenced by another cluster (another name or shard count)
                 self.fenced_out[shard] = fence
+                if self._reported_fences.get(shard) == fence:
+                    await self.keeper.release(shard_key(shard))
+                    return False
+                self._reported_fences[shard] = fence
                 logger.error(
                     "cluster.fenced_out",
                     node=self.cluster.node_id,

@@ -55,11 +55,11 @@ def partition_label(handler: str, index: int) -> str:
 
 
 class PartitionWork:
-    def __init__(self, link: NatsLink, book: LeaseBook, base: int, cluster: Cluster, host: PartitionHost) -> None:
+    def __init__(self, link: NatsLink, book: LeaseBook, cluster: Cluster, host: PartitionHost) -> None:
         self.cluster = cluster
         self.book = book
         self.host = host
-        self.keeper = LeaseKeeper(link.leases, cluster.node_id, book, max(1.0, cluster.lease_ttl / 5), base)
+        self.keeper = LeaseKeeper(link.leases, cluster.node_id, book, max(1.0, cluster.lease_ttl / 5))
         self.keys = {partition_key(name, index): (name, index) for name, index in host.partition_keys()}
         if len(self.keys) != len(host.partition_keys()):
             raise AssertionError("two handlers' partitions share a lease key")  # a 32-bit hash collision

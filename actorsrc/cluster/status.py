@@ -15,11 +15,11 @@ from typing import Any
 import msgspec
 import nats
 from nats.aio.client import Client
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from actorsrc.cluster.bounded import within
-from actorsrc.cluster.leases import EPOCH_KEY, Holder, LeaseBook, LeaseKeeper
+from actorsrc.cluster.leases import Holder, LeaseBook, LeaseKeeper, read_epoch
 from actorsrc.cluster.membership import MemberInfo, read_members
 from actorsrc.cluster.nats_link import require_jetstream
 from actorsrc.cluster.settings import Cluster
@@ -145,8 +145,9 @@ async def _partition_lags(status: ClusterStatus, read_model: FencedCheckpoints) 
 async def _read_buckets(status: ClusterStatus, members_kv: KeyValue, leases_kv: KeyValue) -> None:
     members = await read_members(members_kv)
     status.members = [members[node] for node in sorted(members)]
-    base = await _epoch(leases_kv)
-    keeper = LeaseKeeper(leases_kv, "status", LeaseBook(1.0), 5.0, base)  # only its read side is used
+    book = LeaseBook(1.0)
+    book.base = await read_epoch(leases_kv)
+    keeper = LeaseKeeper(leases_kv, "status", book, 5.0)  # only its read side is used
     for key, holder in sorted((await keeper.holders()).items()):
         shard = key.removeprefix(SHARD_PREFIX)
         if key.startswith(SHARD_PREFIX) and shard.isdigit():
@@ -155,12 +156,3 @@ async def _read_buckets(status: ClusterStatus, members_kv: KeyValue, leases_kv: 
             status.partitions.append(holder)
         else:
             status.other_leases.append(holder)
-
-
-async def _epoch(kv: KeyValue) -> int:
-    """The base of the bucket's tokens (0 while no node has set it); read only, never set from here."""
-    try:
-        entry = await kv.get(EPOCH_KEY)
-    except KeyNotFoundError:
-        return 0
-    return int(entry.value or b"0")

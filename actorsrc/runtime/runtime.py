@@ -137,7 +137,7 @@ class Runtime:
             from actorsrc.cluster.partitions import PartitionWork
 
             node, read_side = self._cluster, self._read_side
-            node.add_work(lambda link, book, base: PartitionWork(link, book, base, node.cluster, read_side))
+            node.add_work(lambda link, book: PartitionWork(link, book, node.cluster, read_side))
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._entered = False
