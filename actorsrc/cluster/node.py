@@ -21,7 +21,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -177,34 +177,37 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Leave cleanly: hand every shard off (mailboxes finished), leave the member list, close the link.
-        Never raises: what cannot be done cleanly (NATS gone) is left to the lease TTL."""
+        Never raises, and every step is bounded: what cannot be done cleanly (NATS gone) is left to the
+        lease TTL."""
         self._stopping = True
         # Taking stops now; heartbeats go on until the hand-off is over, so no lease lapses meanwhile.
         heartbeats, rebalancing = self._loops or (None, None)
         await _cancelled(rebalancing)
+        if self.membership is not None:  # the others stop counting this node in at their next read
+            self.membership.info = msgspec.structs.replace(self.membership.info, role="leaving")
+            await self._step("announce", within(5.0, self.membership.announce(len(self.serving), 0)))
+        for work in self.work:
+            await self._step("hand the read side off", work.stop())
+        held_shards = {int(key.split(".")[1]) for key in self.book.held if key.startswith("shard.")}
+        if self.serving or held_shards:
+            await self._step("hand the shards off", self._hand_off(set(self.serving) | held_shards))
+        background = list(self._background)
+        if background:
+            _, late = await asyncio.wait(background, timeout=max(5.0, self.cluster.lease_ttl))
+            for task in late:  # a routed command still waiting: its caller times out and asks again
+                task.cancel()
+        await _cancelled(heartbeats)
+        if self.membership is not None:
+            await self._step("leave", within(5.0, self.membership.leave()))
+        logger.info("cluster.left", node=self.cluster.node_id, cluster=self.cluster.name)
+        if self.link is not None:
+            await self._step("close", self.link.close())
+
+    async def _step(self, what: str, step: Awaitable[object]) -> None:
         try:
-            if self.membership is not None:  # the others stop counting this node in at their next read
-                self.membership.info = msgspec.structs.replace(self.membership.info, role="leaving")
-                await within(5.0, self.membership.announce(len(self.serving), 0))
-            for work in self.work:
-                await work.stop()
-            held_shards = {int(key.split(".")[1]) for key in self.book.held if key.startswith("shard.")}
-            if self.serving or held_shards:
-                await self._hand_off(set(self.serving) | held_shards)
-            await asyncio.gather(*self._background, return_exceptions=True)
-            await _cancelled(heartbeats)
-            if self.membership is not None:
-                await within(5.0, self.membership.leave())
-            logger.info("cluster.left", node=self.cluster.node_id, cluster=self.cluster.name)
+            await step
         except Exception as exc:
-            logger.warning("cluster.leave_failed", node=self.cluster.node_id, error=repr(exc))
-        finally:
-            await _cancelled(heartbeats)
-            if self.link is not None:
-                try:
-                    await self.link.close()
-                except Exception as exc:
-                    logger.warning("cluster.close_failed", node=self.cluster.node_id, error=repr(exc))
+            logger.warning("cluster.leave_failed", node=self.cluster.node_id, step=what, error=repr(exc))
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -407,7 +410,9 @@ class ClusterNode:
         self.handing_off |= shards
         try:
             # Unsubscribed before the lease goes: the next owner's subscription never overlaps this one.
-            await asyncio.gather(*self._stop_serving(shards), return_exceptions=True)
+            unsubscribing = self._stop_serving(shards)
+            if unsubscribing:
+                await asyncio.wait(unsubscribing, timeout=5.0)
             # Finish what is queued (commands that arrive now are told "moving" by the gate).
             loop = asyncio.get_running_loop()
             deadline = loop.time() + max(5.0, 2 * self.cluster.lease_ttl)
