@@ -416,12 +416,12 @@ class ClusterNode:
             # Finish what is queued (commands that arrive now are told "moving" by the gate).
             loop = asyncio.get_running_loop()
             deadline = loop.time() + max(5.0, 2 * self.cluster.lease_ttl)
+            actors = self._actors_of(shards)  # no new ones: the gate refuses new commands for these shards
             while loop.time() < deadline:
-                busy = [a for _, a in self._actors_of(shards) if a.running or a.mailbox]
-                if not busy:
+                if not any(actor.running or actor.mailbox for _, actor in actors):
                     break
                 await asyncio.sleep(0.005)
-            for key, actor in self._actors_of(shards):
+            for key, actor in actors:
                 if actor.running or actor.mailbox:  # still busy at the deadline: treat it as lost
                     actor.fail_queued(ShardMovingError(f"node {self.cluster.node_id} handed the shard off"))
                     actor.recovered = False
