@@ -136,7 +136,8 @@ class NodeProcess:
             if self.stopped:
                 self.signal(signal.SIGCONT)
             self.process.kill()
-        with anyio.move_on_after(10), anyio.CancelScope(shield=True):
+        # Shielded from the test's own cancellation, but bounded: the time limit is inside the shield.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(10):
             await self.process.wait()
 
     def acks(self) -> list[Message]:

@@ -30,6 +30,8 @@ async def fresh_schema() -> AsyncIterator[str]:
     yield schema
     conn = await asyncpg.connect(dsn)
     try:
+        # A lock left by a process the test could not stop fails the teardown instead of hanging it.
+        await conn.execute("SET lock_timeout = '30s'")
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
