@@ -64,13 +64,11 @@ class LeaseBook:
         self.clock = clock
         self.held: dict[str, Lease] = {}
         self.base = 0  # what fencing tokens are counted above (see `sync_epoch`)
-        self.last_tokens: dict[str, int] = {}  # kept after a lease is lost: a late write carries it
 
     def took(self, key: str, revision: int, sent: float, label: str = "", token: int | None = None) -> Lease:
         token = revision if token is None else token
         lease = Lease(key, token, revision, sent + trusted_for(self.ttl), label)
         self.held[key] = lease
-        self.last_tokens[key] = token
         return lease
 
     def renewed(self, key: str, revision: int, sent: float) -> None:
@@ -81,12 +79,6 @@ class LeaseBook:
 
     def dropped(self, key: str) -> Lease | None:
         return self.held.pop(key, None)
-
-    def valid(self, key: str) -> Lease | None:
-        lease = self.held.get(key)
-        if lease is None or lease.valid_until <= self.clock():
-            return None
-        return lease
 
     def expired(self) -> list[str]:
         now = self.clock()

@@ -6,8 +6,6 @@ clean leave deletes the key and the others see it at their next read.
 
 from __future__ import annotations
 
-import time
-
 import msgspec
 from nats.js.kv import KeyValue
 
@@ -36,7 +34,6 @@ class Membership:
         self.info = info
         self.members: dict[str, MemberInfo] = {}
         self.misses: dict[str, int] = {}
-        self.refreshed_at = 0.0
 
     async def announce(self, shards: int, partitions: int) -> None:
         self.info = msgspec.structs.replace(self.info, shards=shards, partitions=partitions)
@@ -57,7 +54,6 @@ class Membership:
                     continue
             self.misses.pop(node, None)
         self.members = found
-        self.refreshed_at = time.monotonic()
         return self.members
 
     def hosts(self) -> list[str]:

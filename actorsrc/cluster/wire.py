@@ -89,10 +89,6 @@ def type_key(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def encode_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> bytes:
-    return _encoder.encode(make_request(entry, aggregate_id, command, options))
-
-
 def make_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> CommandRequest:
     if command is READ_STATE:
         command_type, payload = "", b""
@@ -149,10 +145,6 @@ def request_options(request: CommandRequest) -> AskOptions:
         request.wait_for_space,
         request.fresh_id,
     )
-
-
-def encode_outcome(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> bytes:
-    return _encoder.encode(outcome_reply(entry, outcome))
 
 
 def outcome_reply(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> OutcomeReply:

@@ -48,15 +48,16 @@ def check_flag(name: str, value: object) -> None:
         raise ConfigurationError(f"{name} must be True or False, got {value!r}")
 
 
-def check_command(aggregate: Aggregate[Any, Any, Any], command: object) -> None:
-    """`UnknownCommandError` unless `command` is an instance of one of the aggregate's commands (or `READ_STATE`)."""
+def check_command(aggregate: Aggregate[Any, Any, Any], command: object, *, given_to: str = "ask") -> None:
+    """`UnknownCommandError` unless `command` is an instance of one of the aggregate's commands (or `READ_STATE`);
+    `given_to` names what received it in the message (the testkit's `when`, for one)."""
     if command is READ_STATE or isinstance(command, aggregate.commands):
         return
     if isinstance(command, type) and command in aggregate.commands:
         raise UnknownCommandError(
-            f"ask got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
+            f"{given_to} got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
         )
     raise UnknownCommandError(
         f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
-        f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)})"
+        f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)}); add it to `commands`"
     )

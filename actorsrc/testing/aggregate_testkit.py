@@ -33,12 +33,12 @@ from actorsrc.errors import (
     DomainError,
     EventDecodeError,
     InvalidDecisionError,
-    UnknownCommandError,
     UnregisteredEventError,
 )
 from actorsrc.records import Metadata, NewEvent, next_event_id
 from actorsrc.recovery import codec_for, load_state
 from actorsrc.runtime import Runtime
+from actorsrc.runtime.ask_checks import check_command
 from actorsrc.store import NO_STREAM, SQLiteEventStore
 from actorsrc.testing.expectations import list_mismatch, show, value_mismatch
 
@@ -52,20 +52,6 @@ _UNSET: Any = object()
 def given(aggregate: Aggregate[S, C, E], *events: E) -> AggregateScenario[S, C, E]:
     """A scenario on `aggregate` whose history is `events` (none: a new instance)."""
     return AggregateScenario(aggregate, events)
-
-
-def check_command(aggregate: Aggregate[Any, Any, Any], command: object) -> None:
-    """`UnknownCommandError` for a command the aggregate does not declare, as `ask` refuses it."""
-    if isinstance(command, aggregate.commands):
-        return
-    if isinstance(command, type) and command in aggregate.commands:
-        raise UnknownCommandError(
-            f"when got the class {command.__qualname__}; pass an instance, e.g. {command.__qualname__}(...)"
-        )
-    raise UnknownCommandError(
-        f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
-        f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)}); add it to `commands`"
-    )
 
 
 def stored_form(codec: EventCodec, event: object) -> NewEvent:
@@ -118,7 +104,7 @@ class AggregateScenario(Generic[S, C, E]):
     def when(self, command: C) -> Decision[S, C, E]:
         """Decide `command`: its events and the state after them, or the error it was rejected with."""
         aggregate = self.aggregate
-        check_command(aggregate, command)
+        check_command(aggregate, command, given_to="when")
         codec = codec_for(aggregate)
         try:
             produced = aggregate.decide(self.state, command)
@@ -157,7 +143,7 @@ class AggregateScenario(Generic[S, C, E]):
         same events and write nothing. The state recovered from the store must equal the live state.
         """
         aggregate = self.aggregate
-        check_command(aggregate, command)
+        check_command(aggregate, command, given_to="when")
         codec = codec_for(aggregate)
         stream_id = aggregate.stream_id(aggregate_id)
         error: Exception | None = None

@@ -20,7 +20,8 @@ import msgspec
 from actorsrc.domain import Aggregate
 from actorsrc.projection import EventEnvelope, ProcessManager, Send
 from actorsrc.recovery import codec_for
-from actorsrc.testing.aggregate_testkit import check_command, stored_form
+from actorsrc.runtime.ask_checks import check_command
+from actorsrc.testing.aggregate_testkit import stored_form
 from actorsrc.testing.expectations import list_mismatch, show, value_mismatch
 from actorsrc.testing.given_streams import DEFAULT_ID, streams_of
 
@@ -75,7 +76,7 @@ def given_process(
             for send in sent:
                 if not isinstance(send, Send):
                     raise TypeError(f"{manager.name}.react returned {send!r} among its commands; return Send values")
-                check_command(send.aggregate, send.command)
+                check_command(send.aggregate, send.command, given_to="when")
             read_back = msgspec.json.decode(msgspec.json.encode(state), type=state_type)
             problem = value_mismatch(
                 f"{manager.name}: state of {key!r} read back from its stored bytes", state, read_back
