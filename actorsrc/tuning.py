@@ -1,4 +1,7 @@
-"""Process-wide settings that help a busy runtime; applications opt in, the library never applies them.
+"""Process-wide settings that help a busy runtime, for applications that manage them themselves.
+
+A `Runtime` raises the GC threshold on its own while it is open (`actorsrc.runtime.gc_tuning`; turn
+it off with `Runtime(..., tune_gc=False)`); `tune_gc` here is for tuning the process once, for good.
 
 CPython's cyclic garbage collector runs a young-generation pass every 700 allocations, and every
 hundredth pass walks every live object. A runtime that holds tens of thousands of actors and creates

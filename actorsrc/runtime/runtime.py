@@ -15,6 +15,7 @@ from actorsrc.errors import ConfigurationError, RuntimeClosedError
 from actorsrc.projection import Handler
 from actorsrc.readmodel.base import ParkedEvent, ReadModel
 from actorsrc.runtime.directory import ActorDirectory
+from actorsrc.runtime.gc_tuning import PROCESS_GC
 from actorsrc.runtime.local_host import LocalActorHost
 from actorsrc.runtime.local_sender import LocalSender
 from actorsrc.runtime.readside import HandlerStatus, ReadSide
@@ -86,6 +87,8 @@ class Runtime:
       counts a restart for it.
     - ``cluster`` (`actorsrc.cluster.Cluster`): join a cluster over NATS JetStream; each aggregate
       instance then lives on one node, and `ref(...).ask` reaches it from any node (the `cluster` extra).
+    - ``tune_gc``: while open, raise CPython's young-generation GC threshold to 50,000 (when the process
+      still has CPython's defaults; see `actorsrc.runtime.gc_tuning`); `gc_tuned` says if it applied.
     """
 
     def __init__(
@@ -100,7 +103,10 @@ class Runtime:
         supervisor: SupervisorPolicy = _DEFAULT_SUPERVISOR,
         store_breaker: StoreBreakerPolicy = _DEFAULT_STORE_BREAKER,
         cluster: Cluster | None = None,
+        tune_gc: bool = True,
     ) -> None:
+        if not isinstance(tune_gc, bool):
+            raise ConfigurationError(f"tune_gc must be True or False, got {tune_gc!r}")
         _require("write", write, WriteSettings)
         _require("read", read, ReadSettings)
         _require("supervisor", supervisor, SupervisorPolicy)
@@ -141,11 +147,15 @@ class Runtime:
         self._sweeper: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._entered = False
+        self._tune_gc = tune_gc
+        self.gc_tuned = False  # True while this runtime holds the process's GC tuning
 
     async def __aenter__(self) -> Self:
         if self._entered:
             raise RuntimeClosedError("a Runtime can be entered once; create a new one")
         self._entered = True
+        if self._tune_gc:
+            self.gc_tuned = PROCESS_GC.acquire()
         loop = asyncio.get_running_loop()
         self._sweeper = loop.create_task(self._directory.sweep_forever())
         self._watchdog = loop.create_task(self._host.appends.run())
@@ -157,6 +167,7 @@ class Runtime:
                 self._sender.accepting = False
                 for task in (self._sweeper, self._watchdog):
                     task.cancel()
+                self._release_gc()
                 raise
             assert self._cluster.router is not None
             self._refs_sender = self._cluster.router
@@ -196,6 +207,12 @@ class Runtime:
                 task.cancel()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(housekeeping)
+            self._release_gc()
+
+    def _release_gc(self) -> None:
+        if self.gc_tuned:
+            self.gc_tuned = False
+            PROCESS_GC.release()
 
     # -- settings (the actors' and the sender's, changeable while running) ----------------------
 
