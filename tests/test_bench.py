@@ -53,19 +53,6 @@ def test_write_reports_throughput_latency_and_settings(capsys: pytest.CaptureFix
     assert report["ratios"] == {}
 
 
-def test_write_compare_reports_ratios_against_the_peer_and_the_raw_ceiling(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    pytest.importorskip("eventsourcing", reason="the peer is in the optional `bench` extra")
-    report = _bench(capsys, *TINY_WRITE, "--compare", "--peer-commands", "60")
-    ratios = report["ratios"]
-    assert ratios["actorsrc / eventsourcing (best configuration), commands/s"] > 0
-    assert ratios["actorsrc events/s / raw driver ceiling"] > 0
-    assert len(_peer_rows(report)) == 5  # every SQLite configuration of BENCHMARKS.md
-    assert report["versions"]["eventsourcing"] == "9.5.6"
-    assert report["peak_rss_mb_before_peer"] > 0
-
-
 @pytest.mark.parametrize("workload", sorted(TINY))
 def test_other_workloads_run(capsys: pytest.CaptureFixture[str], workload: str) -> None:
     report = _bench(capsys, *TINY[workload])

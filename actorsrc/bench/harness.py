@@ -1,7 +1,8 @@
 """`actorsrc bench`: the workloads, the peers, and the report (a table, or JSON).
 
-    actorsrc bench write --compare           # 10,000 aggregates, against eventsourcing and the raw ceiling
+    actorsrc bench write --compare           # 10,000 aggregates, against eventsourcing and the raw ceilings
     actorsrc bench hot --compare             # one aggregate under 200 concurrent callers
+    ... --compare --rounds 5                 # write/hot: interleaved rounds (default 3; figures need >= 3)
     actorsrc bench replay --compare          # rehydrating 10,000 events, with and without snapshots
     actorsrc bench project                   # projection catch-up and end-to-end lag
     actorsrc bench saga                      # the shop's process manager, end to end (needs a checkout)
@@ -13,6 +14,9 @@
 
 --compare and --plot need the `bench` extra (pip install 'actorsrc[bench]'). Figures drift with the
 machine; ratios measured in the same run do not. The report goes to stdout, progress to stderr.
+write/hot --compare interleave actorsrc and the peer in rounds (see actorsrc.bench.compare): each ratio
+comes with its median and spread over the rounds, next to the default-GC and one-caller figures and,
+for write, a caller sweep.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import anyio
 
 from actorsrc.bench import report
 from actorsrc.bench.extra import MissingExtra
+from actorsrc.bench.gcmode import CPYTHON_GC_THRESHOLDS
 from actorsrc.bench.peers import missing_peer
 from actorsrc.bench.stores import BadStoreUrl, check_store_url
 from actorsrc.bench.workloads import LATENCY_TARGET_MS, Result
@@ -53,7 +58,6 @@ SIZES: dict[str, tuple[int | float, int | float]] = {
     "rate": (2000.0, 200.0),
     "orders": (2000, 50),
 }
-CPYTHON_GC_THRESHOLDS = (700, 10, 10)
 EXIT_USAGE = 2
 
 
@@ -70,7 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
     parser.add_argument("--cluster", type=positive_int, default=None, metavar="N", help="write: 1..N node processes")
     parser.add_argument("--nats", default=None, help="--cluster: NATS URL (default: $ACTORSRC_TEST_NATS)")
-    parser.add_argument("--rounds", type=positive_int, default=3, help="--cluster: interleaved rounds (default: 3)")
+    parser.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="--cluster, write/hot --compare: interleaved rounds (default: 3; figures need >= 3)",
+    )
     group = parser.add_argument_group("workload sizes (default, then --quick's)")
 
     def size(name: str, kind: Any, what: str) -> None:
@@ -153,7 +162,8 @@ def _check_usage(args: argparse.Namespace) -> None:
 class _Report:
     def __init__(self, args: argparse.Namespace) -> None:
         self.results: list[Result] = []
-        self.ratios: dict[str, float] = {}
+        self.ratios: dict[str, Any] = {}  # a float, or (interleaved rounds) {"median", "min", "max", "rounds"}
+        self.extra: dict[str, Any] = {}
         self.notes: list[str] = []
         self.store: dict[str, Any] = {}
         self.packages: list[str] = ["asyncpg"] if args.store else []
@@ -169,6 +179,7 @@ class _Report:
             "store": self.store,
             "versions": report.versions(*self.packages),
             "peak_rss_mb_before_peer": self.peak_rss_mb_before_peer,
+            **self.extra,
         }
 
 
@@ -181,6 +192,8 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
         "saga": ("orders", "callers", "latency_seconds"),
     }[args.workload]
     chosen = {name: getattr(args, name) for name in names}
+    if args.compare and args.workload in ("write", "hot"):
+        chosen["rounds"] = args.rounds
     return {**chosen, "compare": args.compare, "quick": args.quick}
 
 
@@ -230,60 +243,50 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
 async def _write_or_hot(args: argparse.Namespace, directory: Path, out: _Report) -> None:
     from actorsrc.bench import workloads
 
+    if args.compare:
+        await _compare(args, directory, out)
+        return
     callers: int = args.callers
+    default_gc = True if args.default_gc else None  # None: the process's set-up, as the command line left it
     if args.workload == "write":
         ours, out.store = await workloads.write(
-            args.store, directory, args.aggregates, args.commands, callers, args.events_per_command
+            args.store,
+            directory,
+            args.aggregates,
+            args.commands,
+            callers,
+            args.events_per_command,
+            default_gc=default_gc,
         )
         out.results.append(ours)
         latency = await workloads.open_loop_latency(
-            args.store, directory, ours.rate / 2, args.latency_seconds, args.aggregates
+            args.store, directory, ours.rate / 2, args.latency_seconds, args.aggregates, default_gc=default_gc
         )
         out.results.append(latency)
         verdict = "met" if latency.extra["p99_target_met"] else "NOT met"
         out.notes.append(f"open loop at half of peak: p99 < {LATENCY_TARGET_MS:.0f} ms {verdict}")
-        if args.plot is not None:
-            from actorsrc.bench.plot import plot
-
-            points = await plot(args.store, directory, args.aggregates, args.plot, quick=args.quick)
-            curve = ", ".join(f"{callers}: {rate:,.0f}/s" for callers, rate in points)
-            out.notes.append(f"plot written to {args.plot} (callers: commands/s) {curve}")
+        await _plot(args, directory, out)
     else:
-        ours, out.store = await workloads.hot(args.store, directory, args.total, callers)
+        ours, out.store = await workloads.hot(args.store, directory, args.total, callers, default_gc=default_gc)
         out.results.append(ours)
-    if not args.compare:
-        return
-    out.peak_rss_mb_before_peer = report.peak_rss_mb()  # the peer runs in this process too
-    await _peer(args, directory, out, ours)
-    if args.workload == "write":
-        from actorsrc.bench.ceiling import raw_ceilings
-
-        rows_each = args.commands * args.events_per_command
-        total = args.aggregates * rows_each
-        for index, (what, rate) in enumerate(await raw_ceilings(args.store, directory, args.aggregates, rows_each)):
-            out.results.append(Result("write", what, total, total / rate, unit="events/s"))
-            name = "raw driver ceiling" if index == 0 else what.split(" (")[0] + " ceiling"
-            out.ratios[f"actorsrc events/s / {name}"] = ours.rate * args.events_per_command / rate
 
 
-async def _peer(args: argparse.Namespace, directory: Path, out: _Report, ours: Result) -> None:
-    from actorsrc.bench.peers import peer_version, peer_write
+async def _compare(args: argparse.Namespace, directory: Path, out: _Report) -> None:
+    from actorsrc.bench.compare import compare
 
-    if args.workload == "hot":
-        aggregates, each = 1, args.peer_commands
-        if args.store:
-            out.notes.append("peer on one aggregate: 8 threads would only conflict, so 1 thread")
-    else:
-        aggregates = min(args.aggregates, max(1, args.peer_commands // args.commands))
-        each = max(1, args.peer_commands // aggregates)
-    events = args.events_per_command if args.workload == "write" else 1
-    runs = await anyio.to_thread.run_sync(peer_write, args.store, directory, aggregates, each, events)
-    for peer in runs:
-        out.results.append(Result(args.workload, f"eventsourcing ({peer.config})", peer.commands, peer.seconds))
-    best = max(runs, key=lambda r: r.rate)
-    out.ratios["actorsrc / eventsourcing (best configuration), commands/s"] = ours.rate / best.rate
+    found = await compare(args, directory)
+    out.results, out.ratios, out.notes, out.store = found.results, found.ratios, found.notes, found.store
+    out.extra = found.extra
+    out.peak_rss_mb_before_peer = found.peak_rss_mb_before_peer
     out.packages += ["eventsourcing", *(["psycopg"] if args.store else [])]
-    out.notes.append(
-        f"eventsourcing {peer_version()}: {best.commands} commands over {aggregates} aggregate(s) per configuration"
-        f" (repository.get, the aggregate's method, save; opening not timed); best: {best.config}"
-    )
+    await _plot(args, directory, out)
+
+
+async def _plot(args: argparse.Namespace, directory: Path, out: _Report) -> None:
+    if args.plot is None:
+        return
+    from actorsrc.bench.plot import plot
+
+    points = await plot(args.store, directory, args.aggregates, args.plot, quick=args.quick)
+    curve = ", ".join(f"{callers}: {rate:,.0f}/s" for callers, rate in points)
+    out.notes.append(f"plot written to {args.plot} (callers: commands/s) {curve}")

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -47,11 +47,25 @@ TIME_LIMIT = 20.0
 PeerCase = Callable[[], tuple[float, int]]
 
 
+@dataclass(frozen=True)
+class PeerConfig:
+    """One of the peer's configurations: its Application settings and how many threads send commands."""
+
+    settings: dict[str, str]
+    threads: int
+
+    @property
+    def label(self) -> str:
+        return " ".join(f"{_SHORT[k]}={v or 'unset'}" for k, v in self.settings.items()) + f" threads={self.threads}"
+
+
 @dataclass
 class PeerRun:
     config: str
     commands: int
     seconds: float
+    latencies_ms: list[float] = field(default_factory=list, repr=False)  # one per command (get, method, save)
+    threads: int = 1
 
     @property
     def rate(self) -> float:
@@ -113,68 +127,96 @@ def _schema(store_url: str, schema: str, *, create: bool) -> None:
         conn.execute(f'CREATE SCHEMA "{schema}"' if create else f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _label(config: dict[str, str], threads: int) -> str:
-    return " ".join(f"{_SHORT[k]}={v or 'unset'}" for k, v in config.items()) + f" threads={threads}"
-
-
 def _run(
-    env: dict[str, str], aggregates: int, commands_each: int, events: int, threads: int, label: str
-) -> tuple[int, float]:
+    env: dict[str, str], aggregates: int, commands_each: int, events: int, threads: int, label: str, time_limit: float
+) -> tuple[int, float, list[float]]:
     """Open `aggregates` accounts (not timed), then `commands_each` credits of `events` events each, for at
-    most TIME_LIMIT seconds. Returns (commands done, seconds)."""
+    most `time_limit` seconds. Returns (commands done, seconds, each command's latency in ms)."""
     from actorsrc.bench.peer_bank import PeerBank
 
     app = PeerBank(env=env)
     try:
         ids = [app.open_account("owner") for _ in range(aggregates)]
         done = [0] * threads
+        latencies: list[list[float]] = [[] for _ in range(threads)]
+        clock = time.perf_counter
         with Progress(aggregates * commands_each, f"eventsourcing {label}") as progress:
 
             def worker(index: int, deadline: float) -> None:
                 mine = ids[index::threads]  # each thread owns its aggregates: no conflicts to retry
+                timed = latencies[index]
                 for _ in range(commands_each):
                     for account_id in mine:
+                        started = clock()
                         app.credit(account_id, 1, events)  # repository.get, the aggregate's method, save
+                        timed.append((clock() - started) * 1000)
                         done[index] += 1
                         progress.advance()
-                    if time.perf_counter() > deadline:
+                    if clock() > deadline:
                         return
 
-            started = time.perf_counter()
-            pool = [threading.Thread(target=worker, args=(i, started + TIME_LIMIT)) for i in range(threads)]
+            started = clock()
+            pool = [threading.Thread(target=worker, args=(i, started + time_limit)) for i in range(threads)]
             for thread in pool:
                 thread.start()
             for thread in pool:
                 thread.join()
-            return sum(done), time.perf_counter() - started
+            return sum(done), clock() - started, [ms for each in latencies for ms in each]
     finally:
         app.close()
 
 
-def peer_write(
-    store_url: str | None, directory: Path, aggregates: int, commands_each: int, events: int = 1
-) -> list[PeerRun]:
-    """The peer's commands/s over `aggregates` accounts in each configuration (threads on PostgreSQL only;
-    with fewer aggregates than threads, threads would fight over one aggregate, so that run is left out)."""
-    runs: list[PeerRun] = []
+def peer_configs(store_url: str | None, aggregates: int) -> list[PeerConfig]:
+    """Every configuration to try: threads on PostgreSQL only, and never more threads than aggregates
+    (threads would fight over one aggregate)."""
     thread_counts = (1,) if store_url is None else POSTGRES_THREADS
-    for config in SQLITE_CONFIGS:
-        for threads in thread_counts:
-            if threads > aggregates:
-                continue
-            env, schema = _env(store_url, directory, config, threads)
-            if store_url is not None:
-                _schema(store_url, schema, create=True)
-            label = _label(config, threads)
-            try:
-                commands, seconds = _run(env, aggregates, commands_each, events, threads, label)
-            finally:
-                if store_url is not None:
-                    _schema(store_url, schema, create=False)
-            if commands < aggregates * commands_each:
-                label += f", stopped after {TIME_LIMIT:.0f} s"
-            runs.append(PeerRun(label, commands, seconds))
-    return runs
+    return [
+        PeerConfig(settings, threads)
+        for settings in SQLITE_CONFIGS
+        for threads in thread_counts
+        if threads <= aggregates
+    ]
+
+
+def peer_run(
+    store_url: str | None,
+    directory: Path,
+    config: PeerConfig,
+    aggregates: int,
+    commands_each: int,
+    events: int = 1,
+    time_limit: float = TIME_LIMIT,
+) -> PeerRun:
+    """The peer's commands/s in one configuration, on a fresh database (a new file, or a new schema)."""
+    env, schema = _env(store_url, directory, config.settings, config.threads)
+    if store_url is not None:
+        _schema(store_url, schema, create=True)
+    label = config.label
+    try:
+        commands, seconds, latencies = _run(env, aggregates, commands_each, events, config.threads, label, time_limit)
+    finally:
+        if store_url is not None:
+            _schema(store_url, schema, create=False)
+        else:
+            Path(env["SQLITE_DBNAME"]).unlink(missing_ok=True)
+    if commands < aggregates * commands_each:
+        label += f", stopped after {time_limit:.0f} s"
+    return PeerRun(label, commands, seconds, latencies, config.threads)
+
+
+def peer_write(
+    store_url: str | None,
+    directory: Path,
+    aggregates: int,
+    commands_each: int,
+    events: int = 1,
+    time_limit: float = TIME_LIMIT,
+) -> list[tuple[PeerConfig, PeerRun]]:
+    """Every configuration (`peer_configs`) in turn, each on a fresh database."""
+    return [
+        (config, peer_run(store_url, directory, config, aggregates, commands_each, events, time_limit))
+        for config in peer_configs(store_url, aggregates)
+    ]
 
 
 def peer_replay_cases(

@@ -14,6 +14,7 @@ import anyio
 
 from actorsrc import AggregateRef, Runtime
 from actorsrc.bench.domain import Add, tally
+from actorsrc.bench.gcmode import gc_mode, runtime_options
 from actorsrc.bench.stores import bench_store
 from actorsrc.progress import Progress
 
@@ -65,23 +66,42 @@ async def drive(
 
 
 async def write(
-    store_url: str | None, directory: Path, aggregates: int, commands: int, callers: int, events_per_command: int
+    store_url: str | None,
+    directory: Path,
+    aggregates: int,
+    commands: int,
+    callers: int,
+    events_per_command: int,
+    *,
+    default_gc: bool | None = None,
 ) -> tuple[Result, dict[str, Any]]:
-    """`commands` commands to each of `aggregates` tallies, round-robin, from `callers` tasks."""
-    async with bench_store(store_url, directory, "write") as (store, settings), Runtime(store, [tally]) as runtime:
+    """`commands` commands to each of `aggregates` tallies, round-robin, from `callers` tasks.
+
+    `default_gc`: None leaves the collector as the process has it; True/False (see `gcmode`) sets it."""
+    async with (
+        bench_store(store_url, directory, "write") as (store, settings),
+        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
+    ):
         refs = [runtime.ref(tally, f"t{i}") for i in range(aggregates)]
         command = Add(events_per_command)
         work = ((ref, command) for _ in range(commands) for ref in refs)
-        seconds, latencies = await drive(work, callers, aggregates * commands, f"write, {callers} callers")
+        with gc_mode(default_gc):
+            seconds, latencies = await drive(work, callers, aggregates * commands, f"write, {callers} callers")
     extra = {"aggregates": aggregates, "callers": callers, "events_per_command": events_per_command}
     return Result("write", "actorsrc", aggregates * commands, seconds, latencies_ms=latencies, extra=extra), settings
 
 
-async def hot(store_url: str | None, directory: Path, total: int, callers: int) -> tuple[Result, dict[str, Any]]:
+async def hot(
+    store_url: str | None, directory: Path, total: int, callers: int, *, default_gc: bool | None = None
+) -> tuple[Result, dict[str, Any]]:
     """`total` commands to one aggregate from `callers` tasks: its actor batches what queues up."""
-    async with bench_store(store_url, directory, "hot") as (store, settings), Runtime(store, [tally]) as runtime:
+    async with (
+        bench_store(store_url, directory, "hot") as (store, settings),
+        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
+    ):
         ref = runtime.ref(tally, "hot")
-        seconds, latencies = await drive(((ref, Add()) for _ in range(total)), callers, total, "hot")
+        with gc_mode(default_gc):
+            seconds, latencies = await drive(((ref, Add()) for _ in range(total)), callers, total, "hot")
     return Result("hot", "actorsrc", total, seconds, latencies_ms=latencies, extra={"callers": callers}), settings
 
 
@@ -118,14 +138,23 @@ async def open_loop(rate: float, seconds: float, one: Callable[[int], Coroutine[
 
 
 async def open_loop_latency(
-    store_url: str | None, directory: Path, rate: float, seconds: float, aggregates: int
+    store_url: str | None,
+    directory: Path,
+    rate: float,
+    seconds: float,
+    aggregates: int,
+    *,
+    default_gc: bool | None = None,
 ) -> Result:
     """Commands started on a fixed schedule (not waiting for replies): latency at a given load.
 
     The aggregates are recovered first, so the figure is the steady state.
     """
     latencies: list[float] = []
-    async with bench_store(store_url, directory, "latency") as (store, _), Runtime(store, [tally]) as runtime:
+    async with (
+        bench_store(store_url, directory, "latency") as (store, _),
+        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
+    ):
         refs = [runtime.ref(tally, f"l{i}") for i in range(aggregates)]
         await drive(((ref, Add()) for ref in refs), 500, aggregates, "latency: warming up")
 
@@ -134,7 +163,8 @@ async def open_loop_latency(
             await refs[n % aggregates].ask(Add())
             latencies.append((time.perf_counter() - started) * 1000)
 
-        elapsed = await open_loop(rate, seconds, one, f"latency: open loop at {rate:,.0f}/s")
+        with gc_mode(default_gc):
+            elapsed = await open_loop(rate, seconds, one, f"latency: open loop at {rate:,.0f}/s")
     result = Result("write", f"actorsrc, open loop at {rate:,.0f}/s (half of peak)", len(latencies), elapsed)
     result.latencies_ms = latencies
     p99 = result.percentile(0.99)
