@@ -208,3 +208,22 @@ class RemoteCommandError(ClusterError):
     def __init__(self, remote_type: str, message: str) -> None:
         super().__init__(f"{remote_type}: {message}")
         self.remote_type = remote_type
+
+
+class CoresError(ActorsrcError):
+    """Running one runtime per core (`actorsrc.cores`) could not do what was asked (see the subclasses)."""
+
+
+class CoresLayoutError(CoresError, ConfigurationError):
+    """The directory holds a store split into another number of parts than the `Cores(count=...)` asked;
+    `found` is that number. Start every process with the count the directory was split into."""
+
+    def __init__(self, message: str, *, directory: str, count: int, found: int) -> None:
+        super().__init__(message)
+        self.directory = directory
+        self.count = count
+        self.found = found
+
+
+class NoFreePartError(CoresError):
+    """Every part of the directory is claimed by a running process: start no more processes than parts."""

@@ -146,6 +146,18 @@ class ReadSide:
         assert self.read_model is not None
         await wait_partitions(subscription.name, self.partitions[subscription.name], self.read_model, position, timeout)
 
+    async def wait_for_partition(self, handler: Handler | str, index: int, position: int, timeout: float) -> None:
+        """Return once partition `index` of `handler` has its checkpoint at `position` or beyond (runtimes on
+        cores with a log per part: a position is one part's). A process manager has one partition."""
+        subscription = self.subscription(handler)
+        if not self.partitioned:
+            await subscription.wait_for(position, timeout)
+            return
+        assert self.read_model is not None
+        parts = self.partitions[subscription.name]
+        part = parts[index if index < len(parts) else 0]
+        await wait_partitions(subscription.name, [part], self.read_model, position, timeout)
+
     def statuses(self) -> list[HandlerStatus]:
         return [
             HandlerStatus(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -29,7 +30,10 @@ from actorsrc.store.base import EventStore
 if TYPE_CHECKING:
     from actorsrc.cluster.node import ClusterNode
     from actorsrc.cluster.settings import Cluster
-    from actorsrc.runtime.sender import CommandSender
+    from actorsrc.cores.claim import PartClaim
+    from actorsrc.cores.node import CoresNode
+    from actorsrc.cores.settings import Cores
+    from actorsrc.runtime.sender import CommandSender, HandlerWaits
 
 S = TypeVar("S")
 C = TypeVar("C")
@@ -87,6 +91,7 @@ class Runtime:
       counts a restart for it.
     - ``cluster`` (`actorsrc.cluster.Cluster`): join a cluster over NATS JetStream; each aggregate
       instance then lives on one node, and `ref(...).ask` reaches it from any node (the `cluster` extra).
+    - ``cores``: set by `Runtime.for_cores` (the part this process claimed); see `actorsrc.cores`.
     - ``tune_gc``: while open, raise CPython's young-generation GC threshold to 50,000 (when the process
       still has CPython's defaults; see `actorsrc.runtime.gc_tuning`); `gc_tuned` says if it applied.
     """
@@ -104,6 +109,7 @@ class Runtime:
         store_breaker: StoreBreakerPolicy = _DEFAULT_STORE_BREAKER,
         cluster: Cluster | None = None,
         tune_gc: bool = True,
+        cores: PartClaim | None = None,
     ) -> None:
         if not isinstance(tune_gc, bool):
             raise ConfigurationError(f"tune_gc must be True or False, got {tune_gc!r}")
@@ -137,8 +143,22 @@ class Runtime:
         if self._cluster is not None:
             self._cluster.attach(self._sender, self._directory)
         handlers = list(handlers)
+        self._cores: CoresNode | None = None
+        if cores is not None:
+            if cluster is not None:
+                raise ConfigurationError("a runtime runs either on cores or in a cluster, not both")
+            from actorsrc.cores.node import CoresNode
+
+            self._cores = CoresNode(cores, self._entries, self._sender, handlers)
+            self._refs_sender = self._cores.sender  # refuses commands until the runtime is entered
         partitions = cluster.partitions if cluster is not None and handlers else None
+        if cores is not None and handlers:
+            partitions = cores.count  # each part runs its own partition of every handler
         self._read_side = ReadSide(store, self, handlers, read_model, read.poll_interval, partitions)
+        self._waits: HandlerWaits = self._read_side
+        if self._cores is not None:
+            self._cores.read_side = self._read_side
+            self._waits = self._cores.waits_for(None, self._read_side)
         if self._cluster is not None and handlers:
             from actorsrc.cluster.partitions import PartitionWork
 
@@ -172,8 +192,38 @@ class Runtime:
             assert self._cluster.router is not None
             self._refs_sender = self._cluster.router
             self._cluster.router.accepting = True
+        if self._cores is not None:
+            try:
+                await self._cores.start()
+            except BaseException:
+                self._sender.accepting = False
+                for task in (self._sweeper, self._watchdog):
+                    task.cancel()
+                self._release_gc()
+                raise
         self._read_side.start()
+        if self._cores is not None:
+            self._cores.start_read_side()
         return self
+
+    @classmethod
+    def for_cores(
+        cls,
+        cores: Cores,
+        aggregates: Iterable[Aggregate[Any, Any, Any]],
+        *,
+        store: EventStore | None = None,
+        **options: Any,
+    ) -> AbstractAsyncContextManager[Runtime]:
+        """A runtime on one part of `cores`: ``async with Runtime.for_cores(Cores("data", 4), [account]) as rt``.
+
+        The process claims a free part; with `store` left out, the part's events go to its own SQLite file
+        in the directory, else to `store` (a PostgreSQL store all the processes share). `options` are the
+        `Runtime`'s. See `actorsrc.cores`.
+        """
+        from actorsrc.cores.opening import open_runtime
+
+        return open_runtime(cores, aggregates, store=store, **options)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -185,6 +235,8 @@ class Runtime:
             if self._cluster is not None and self._cluster.router is not None:
                 self._cluster.router.accepting = False
                 await self._cluster.stop()  # hands every shard off: their mailboxes are finished first
+            if self._cores is not None:
+                await self._cores.stop()  # answers the routed commands that arrived; later ones are retried
         self._sender.accepting = False
         self._sender.wake_all_waiters()
         try:
@@ -274,7 +326,13 @@ class Runtime:
     def ref(self, aggregate: Aggregate[S, C, E], aggregate_id: str) -> AggregateRef[S, C, E]:
         """A handle to one aggregate instance; cheap, and valid across passivation."""
         entry = self._entry(aggregate)
-        return AggregateRef(self._refs_sender, entry, validate_aggregate_id(aggregate, aggregate_id), self._read_side)
+        aggregate_id = validate_aggregate_id(aggregate, aggregate_id)
+        waits = (
+            self._read_side
+            if self._cores is None
+            else self._cores.waits_for(aggregate.stream_id(aggregate_id), self._read_side)
+        )
+        return AggregateRef(self._refs_sender, entry, aggregate_id, waits)
 
     def _entry(self, aggregate: Aggregate[Any, Any, Any]) -> AggregateEntry:
         name = getattr(aggregate, "name", None)
@@ -331,7 +389,7 @@ class Runtime:
         saying where the handler is, and at once if the handler is stopped (it would never get there).
         """
         limit = timeout if timeout is not None else self.default_timeout or 30.0
-        await self._read_side.wait_for(handler, position, limit)
+        await self._waits.wait_for(handler, position, limit)  # on cores with a file per part: this part's log
 
     async def rebuild(self, handler: Handler | str, *, on_progress: Callable[[int, int], None] | None = None) -> int:
         """Reset a handler and replay the whole log into it while commands keep flowing.

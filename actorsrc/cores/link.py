@@ -1,0 +1,159 @@
+"""A connection to another part's process, and the coalescing of what is asked of it in one loop turn.
+
+Every command for that part asked in one turn of the event loop goes in one `CommandBatch` frame (as
+`actorsrc.cluster.batching` does over NATS): a frame costs both processes far more than the work per
+command it carries. Each caller keeps its own timeout. When the connection cannot be made, or drops with
+requests in flight, those callers get `PartUnreachable` and ask again (with their command ids).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from actorsrc.cluster import wire
+from actorsrc.cores.framing import frame, read_frame
+from actorsrc.cores.settings import Cores
+
+_MAX_BATCH = 256  # commands in one frame
+
+Waiter = asyncio.Future[wire.Reply]
+
+
+class PartUnreachable(ConnectionError):
+    """No process took the request (none serves the part now), or the connection dropped before its reply:
+    the command was not carried out, or was and its command id makes a retry return that outcome."""
+
+
+class _Connection:
+    """One connection: its writer and the requests sent on it still waiting for their replies."""
+
+    __slots__ = ("in_flight", "reader", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.in_flight: dict[int, list[Waiter]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+
+class PartLink:
+    def __init__(self, cores: Cores, part: int) -> None:
+        self.cores = cores
+        self.part = part
+        self.path = str(cores.socket_path(part))
+        self._connection: _Connection | None = None
+        self._connecting = asyncio.Lock()
+        self._ids = itertools.count(1)
+        self._pending: list[tuple[wire.CommandRequest, Waiter]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.frames = 0  # frames sent (a batch counts once)
+
+    async def exchange(self, request: wire.CommandRequest, timeout: float | None) -> wire.Reply:
+        """Send `request` (with the others asked this loop turn) and return its reply; `PartUnreachable`,
+        or `TimeoutError` after `timeout` seconds (None: no limit)."""
+        loop = asyncio.get_running_loop()
+        future: Waiter = loop.create_future()
+        future.add_done_callback(_retrieve)
+        if self._pending is not None and len(self._pending) >= _MAX_BATCH:
+            self._flush()
+        if self._pending is None:
+            self._pending = []
+            loop.call_soon(self._flush)
+        self._pending.append((request, future))
+        async with asyncio.timeout(timeout):
+            return await future
+
+    def _flush(self) -> None:
+        items, self._pending = self._pending, None
+        if not items:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, items: list[tuple[wire.CommandRequest, Waiter]]) -> None:
+        waiting = [(request, future) for request, future in items if not future.done()]
+        if not waiting:
+            return
+        futures = [future for _, future in waiting]
+        try:
+            connection = await self._connected()
+            request_id = next(self._ids) & 0xFFFFFFFF
+            message = frame(request_id, wire.encode(wire.CommandBatch([request for request, _ in waiting])))
+            connection.in_flight[request_id] = futures
+            connection.writer.write(message)
+            self.frames += 1
+            await connection.writer.drain()
+        except Exception as exc:
+            error = exc if isinstance(exc, PartUnreachable | ValueError) else PartUnreachable(repr(exc))
+            _fail(futures, error)
+
+    async def _connected(self) -> _Connection:
+        async with self._connecting:
+            connection = self._connection
+            if connection is not None and not connection.writer.is_closing():
+                return connection
+            try:
+                async with asyncio.timeout(self.cores.connect_timeout):
+                    reader, writer = await asyncio.open_unix_connection(self.path)
+            except (OSError, TimeoutError) as exc:
+                raise PartUnreachable(f"part {self.part} has no process taking commands ({exc!r})") from None
+            connection = self._connection = _Connection(writer)
+            connection.reader = asyncio.get_running_loop().create_task(self._read(reader, connection))
+            return connection
+
+    async def _read(self, reader: asyncio.StreamReader, connection: _Connection) -> None:
+        error: BaseException = PartUnreachable(f"the connection to part {self.part} closed before the reply")
+        try:
+            while True:
+                request_id, payload = await read_frame(reader)
+                futures = connection.in_flight.pop(request_id, None)
+                if futures is not None:
+                    _settle(futures, wire.decode_reply(payload))
+        except Exception as exc:
+            error = PartUnreachable(f"the connection to part {self.part} dropped before the reply ({exc!r})")
+        finally:
+            connection.writer.close()
+            if self._connection is connection:
+                self._connection = None
+            lost = [future for futures in connection.in_flight.values() for future in futures]
+            connection.in_flight.clear()
+            _fail(lost, error)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.writer.close()
+            if connection.reader is not None:
+                connection.reader.cancel()
+                await asyncio.wait([connection.reader])
+
+
+def _fail(futures: list[Waiter], error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
+
+
+def _settle(futures: list[Waiter], reply: wire.Reply | wire.ReplyBatch) -> None:
+    if not isinstance(reply, wire.ReplyBatch):  # a failure that concerns the whole frame
+        for future in futures:
+            if not future.done():
+                future.set_result(reply)
+        return
+    if len(reply.replies) != len(futures):
+        error = RuntimeError(f"a reply to {len(futures)} routed commands held {len(reply.replies)} answers")
+        _fail(futures, error)
+        return
+    for future, one in zip(futures, reply.replies, strict=True):
+        if not future.done():
+            future.set_result(one)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A caller that timed out no longer awaits its future: its exception must not be logged as lost.
+    if not future.cancelled():
+        future.exception()
