@@ -6,11 +6,12 @@ from __future__ import annotations
 import gc
 import json
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from actorsrc.bench import gcmode, rounds, sweep
+from actorsrc.bench import gcmode, rounds, sweep, workloads
 from actorsrc.bench.workloads import Result
 from actorsrc.cli import main
 from actorsrc.errors import ConfigurationError
@@ -36,6 +37,12 @@ def _row(report: dict[str, Any], starts: str) -> dict[str, Any]:
     return found[0]
 
 
+def _gc_rows(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    headline = report["results"][0]
+    other = _row(report, "actorsrc, CPython's default GC")
+    return headline, other
+
+
 def _check_rounds(report: dict[str, Any], count: int) -> None:
     for name in SPREADS:
         ratio = report["ratios"][name]
@@ -53,6 +60,9 @@ def _check_rounds(report: dict[str, Any], count: int) -> None:
     assert _row(report, "eventsourcing")["p50_ms"] is not None  # the peer's best, its latency per command
     assert len([row for row in report["results"] if row["what"].startswith("  warm-up: eventsourcing")]) == 5
     assert report["parameters"]["rounds"] == count
+    tuned, default = _gc_rows(report)
+    assert tuned["gc_thresholds"][0] > 700  # the Runtime (or tune_gc) raised it for the run
+    assert default["gc_thresholds"] == [700, 10, 10]
     assert report["peak_rss_mb_before_peer"] > 0
 
 
@@ -201,7 +211,10 @@ def test_gc_mode_sets_the_thresholds_for_the_block_and_restores_them() -> None:
     with gcmode.gc_mode(True):
         assert gc.get_threshold() == gcmode.CPYTHON_GC_THRESHOLDS
     with gcmode.gc_mode(False):
-        assert gc.get_threshold()[0] > gcmode.CPYTHON_GC_THRESHOLDS[0]
+        if gcmode.RUNTIME_TUNES_GC:  # CPython's, for the Runtime to raise itself
+            assert gc.get_threshold() == gcmode.CPYTHON_GC_THRESHOLDS
+        else:
+            assert gc.get_threshold()[0] > gcmode.CPYTHON_GC_THRESHOLDS[0]
     with gcmode.gc_mode(None):
         assert gc.get_threshold() == before
     assert gc.get_threshold() == before
@@ -209,8 +222,16 @@ def test_gc_mode_sets_the_thresholds_for_the_block_and_restores_them() -> None:
 
 def test_runtime_options_turn_the_runtime_s_own_tuning_off_for_default_gc() -> None:
     assert gcmode.runtime_options(None) == {}
-    if gcmode.RUNTIME_TAKES_GC_TUNING:
-        assert gcmode.runtime_options(True) == {"gc_tuning": False}
-        assert gcmode.runtime_options(False) == {"gc_tuning": True}
+    if gcmode.RUNTIME_TUNES_GC:
+        assert gcmode.runtime_options(True) == {"tune_gc": False}
+        assert gcmode.runtime_options(False) == {"tune_gc": True}
     else:  # a Runtime without the setting: thresholds alone
         assert gcmode.runtime_options(True) == {}
+
+
+async def test_each_gc_set_up_is_the_one_the_run_sees(tmp_path: Path) -> None:
+    default, _ = await workloads.hot(None, tmp_path, 20, 2, default_gc=True)
+    (tmp_path / "hot.db").unlink()
+    tuned, _ = await workloads.hot(None, tmp_path, 20, 2, default_gc=False)
+    assert default.extra["gc_thresholds"] == list(gcmode.CPYTHON_GC_THRESHOLDS)
+    assert tuned.extra["gc_thresholds"][0] > gcmode.CPYTHON_GC_THRESHOLDS[0]

@@ -4,8 +4,10 @@ each measured through the whole runtime, and the `Result` every workload reports
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,20 @@ async def drive(
         return clock() - started, latencies
 
 
+@asynccontextmanager
+async def tally_runtime(
+    store_url: str | None, directory: Path, name: str, default_gc: bool | None
+) -> AsyncIterator[tuple[Runtime, dict[str, Any]]]:
+    """A Runtime of tallies on a fresh store, and the store's settings. `default_gc`: None leaves the
+    collector as the process has it; True/False sets it up (see `gcmode`) for the Runtime's whole life."""
+    with gc_mode(default_gc):
+        async with (
+            bench_store(store_url, directory, name) as (store, settings),
+            Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
+        ):
+            yield runtime, settings
+
+
 async def write(
     store_url: str | None,
     directory: Path,
@@ -75,19 +91,19 @@ async def write(
     *,
     default_gc: bool | None = None,
 ) -> tuple[Result, dict[str, Any]]:
-    """`commands` commands to each of `aggregates` tallies, round-robin, from `callers` tasks.
-
-    `default_gc`: None leaves the collector as the process has it; True/False (see `gcmode`) sets it."""
-    async with (
-        bench_store(store_url, directory, "write") as (store, settings),
-        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
-    ):
+    """`commands` commands to each of `aggregates` tallies, round-robin, from `callers` tasks."""
+    async with tally_runtime(store_url, directory, "write", default_gc) as (runtime, settings):
         refs = [runtime.ref(tally, f"t{i}") for i in range(aggregates)]
         command = Add(events_per_command)
         work = ((ref, command) for _ in range(commands) for ref in refs)
-        with gc_mode(default_gc):
-            seconds, latencies = await drive(work, callers, aggregates * commands, f"write, {callers} callers")
-    extra = {"aggregates": aggregates, "callers": callers, "events_per_command": events_per_command}
+        thresholds = list(gc.get_threshold())
+        seconds, latencies = await drive(work, callers, aggregates * commands, f"write, {callers} callers")
+    extra = {
+        "aggregates": aggregates,
+        "callers": callers,
+        "events_per_command": events_per_command,
+        "gc_thresholds": thresholds,
+    }
     return Result("write", "actorsrc", aggregates * commands, seconds, latencies_ms=latencies, extra=extra), settings
 
 
@@ -95,14 +111,12 @@ async def hot(
     store_url: str | None, directory: Path, total: int, callers: int, *, default_gc: bool | None = None
 ) -> tuple[Result, dict[str, Any]]:
     """`total` commands to one aggregate from `callers` tasks: its actor batches what queues up."""
-    async with (
-        bench_store(store_url, directory, "hot") as (store, settings),
-        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
-    ):
+    async with tally_runtime(store_url, directory, "hot", default_gc) as (runtime, settings):
         ref = runtime.ref(tally, "hot")
-        with gc_mode(default_gc):
-            seconds, latencies = await drive(((ref, Add()) for _ in range(total)), callers, total, "hot")
-    return Result("hot", "actorsrc", total, seconds, latencies_ms=latencies, extra={"callers": callers}), settings
+        thresholds = list(gc.get_threshold())
+        seconds, latencies = await drive(((ref, Add()) for _ in range(total)), callers, total, "hot")
+    extra = {"callers": callers, "gc_thresholds": thresholds}
+    return Result("hot", "actorsrc", total, seconds, latencies_ms=latencies, extra=extra), settings
 
 
 async def open_loop(rate: float, seconds: float, one: Callable[[int], Coroutine[Any, Any, None]], label: str) -> float:
@@ -151,10 +165,7 @@ async def open_loop_latency(
     The aggregates are recovered first, so the figure is the steady state.
     """
     latencies: list[float] = []
-    async with (
-        bench_store(store_url, directory, "latency") as (store, _),
-        Runtime(store, [tally], **runtime_options(default_gc)) as runtime,
-    ):
+    async with tally_runtime(store_url, directory, "latency", default_gc) as (runtime, _):
         refs = [runtime.ref(tally, f"l{i}") for i in range(aggregates)]
         await drive(((ref, Add()) for ref in refs), 500, aggregates, "latency: warming up")
 
@@ -163,8 +174,7 @@ async def open_loop_latency(
             await refs[n % aggregates].ask(Add())
             latencies.append((time.perf_counter() - started) * 1000)
 
-        with gc_mode(default_gc):
-            elapsed = await open_loop(rate, seconds, one, f"latency: open loop at {rate:,.0f}/s")
+        elapsed = await open_loop(rate, seconds, one, f"latency: open loop at {rate:,.0f}/s")
     result = Result("write", f"actorsrc, open loop at {rate:,.0f}/s (half of peak)", len(latencies), elapsed)
     result.latencies_ms = latencies
     p99 = result.percentile(0.99)
