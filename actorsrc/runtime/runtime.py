@@ -347,6 +347,11 @@ class Runtime:
     # -- observability --------------------------------------------------------------------------
 
     @property
+    def cores_part(self) -> int | None:
+        """The part of `Runtime.for_cores`'s directory this process owns (None: not on cores)."""
+        return None if self._cores is None else self._cores.index
+
+    @property
     def live_actors(self) -> int:
         """Actors in memory now (busy or idle)."""
         return len(self._directory)
