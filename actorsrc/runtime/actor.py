@@ -59,6 +59,7 @@ class AggregateActor:
     __slots__ = (
         "aggregate_id",
         "append_expired",
+        "assumed_new",
         "commands",
         "conflicts_carried",
         "entry",
@@ -84,6 +85,7 @@ class AggregateActor:
         self.version = 0
         self.position = 0
         self.recovered = False
+        self.assumed_new = False  # recovered without a read: the store said the stream surely does not exist
         self.append_expired = False
         self.conflicts_carried = 0
         self.running = False
@@ -189,6 +191,8 @@ class AggregateActor:
         retries = self.host.max_conflict_retries
         first_attempt, self.conflicts_carried = self.conflicts_carried, 0
         health = self.host.store_health
+        if self.assumed_new:  # the task path reads: an unproven guess is not decided on here
+            self.recovered = self.assumed_new = False
         for attempt in range(first_attempt, retries + 1):
             if not self.recovered:
                 if health.failing and not health.admit(self):
@@ -261,6 +265,10 @@ class AggregateActor:
         Commands left undecided (after an `evolve` failure) go back to the front of the mailbox.
         """
         health = self.host.store_health
+        if self.assumed_new:  # the append with expected version 0 answered: proven, unless it failed
+            self.assumed_new = False
+            if error is not None:
+                self.recovered = False
         try:
             if error is None:
                 if result is None:  # nothing to write: no verdict on the store, another may probe
@@ -341,7 +349,9 @@ class AggregateActor:
         submitter = host.submitter
         health = host.store_health
         while True:
-            if submitter is None or not self.recovered or self.supervision is not None:
+            if submitter is None or self.supervision is not None:
+                return False
+            if not self.recovered and not self._assume_new():
                 return False
             if not self.mailbox:
                 self._stopped()
@@ -352,6 +362,10 @@ class AggregateActor:
                 return False
             decision = decide_batch(self.entry, self.state, self.version, batch, {})
             if not decision.new_events:
+                if self.assumed_new:  # nothing written proves the stream empty: read it before answering
+                    self.recovered = self.assumed_new = False
+                    self.requeue_front(batch)
+                    return False
                 self._settle(decision, None, None, 0)
                 continue
             if health.failing and not health.admit(self):  # the one check a healthy actor pays for the breaker
@@ -369,6 +383,21 @@ class AggregateActor:
             appends.watch(self, future)
             future.add_done_callback(functools.partial(self._appended, decision))
             return True
+
+    def _assume_new(self) -> bool:
+        """Start a new instance without its recovery read, when the store says the stream surely does not
+        exist. The guess is proven before anyone is answered: the append expects version 0 (a stream
+        that exists after all is a conflict, and the retry reads it), and a batch that writes nothing is
+        decided again after a real read."""
+        presence = self.host.presence
+        if self.mail_needs_lookup() or presence is None or presence.may_hold_stream(self.stream_id):
+            return False
+        self.state, self.version, self.position = self.entry.aggregate.initial, 0, 0
+        self.recovered = self.assumed_new = True
+        return True
+
+    def mail_needs_lookup(self) -> bool:
+        return any(envelope.command_id is not None and not envelope.fresh_id for envelope in self.mailbox)
 
     def _appended(self, decision: BatchDecision, future: asyncio.Future[AppendResult]) -> None:
         """Done-callback of an inline append: settle it, then go on with the mail."""

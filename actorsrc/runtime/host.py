@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from actorsrc.runtime.registry import AggregateEntry
     from actorsrc.runtime.store_health import StoreHealth
     from actorsrc.runtime.supervision import SupervisorPolicy
-    from actorsrc.store.base import AppendSubmitter, EventStore
+    from actorsrc.store.base import AppendSubmitter, EventStore, StreamPresenceHint
 
 
 class HostedActor(Protocol):
@@ -38,6 +38,10 @@ class ActorHost(Protocol):
     @property
     def submitter(self) -> AppendSubmitter | None:
         """The store, when it takes an append without a coroutine (the task-free path); else None."""
+
+    @property
+    def presence(self) -> StreamPresenceHint | None:
+        """The store, when it can say a stream surely does not exist (a new instance skips its read)."""
 
     @property
     def store_health(self) -> StoreHealth: ...

@@ -11,7 +11,7 @@ from actorsrc.runtime.append_watch import AppendWatch
 from actorsrc.runtime.host import HostedActor
 from actorsrc.runtime.store_health import StoreBreakerPolicy, StoreHealth
 from actorsrc.runtime.supervision import SupervisorPolicy
-from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore
+from actorsrc.store.base import AppendSubmitter, EventStore, SnapshotStore, StreamPresenceHint
 
 
 class LocalActorHost:
@@ -32,6 +32,7 @@ class LocalActorHost:
         # Stores that take an append without a coroutine let healthy actors run without a task.
         self.submitter = store if isinstance(store, AppendSubmitter) else None
         self.snapshot_store = store if isinstance(store, SnapshotStore) else None
+        self.presence = store if isinstance(store, StreamPresenceHint) else None
         self.max_batch = max_batch
         self.max_conflict_retries = max_conflict_retries
         self.supervisor = supervisor

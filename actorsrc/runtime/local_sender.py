@@ -11,11 +11,12 @@ from actorsrc.errors import MailboxFullError, RuntimeClosedError
 from actorsrc.runtime.actor import AggregateActor
 from actorsrc.runtime.ask_checks import check_command, check_ids
 from actorsrc.runtime.command_envelope import CommandEnvelope, StateQuery
+from actorsrc.runtime.deadlines import Deadlines
 from actorsrc.runtime.directory import ActorDirectory
 from actorsrc.runtime.host import ActorHost
 from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.runtime.sender import AskOptions
-from actorsrc.runtime.waiting import Waiter, abandon, expire
+from actorsrc.runtime.waiting import Waiter, abandon
 
 
 class LocalSender:
@@ -32,6 +33,7 @@ class LocalSender:
         # A cluster's check that this node serves the instance's shard (raises `ShardMovingError` if not);
         # run at delivery, also for a command that waited for room, so none lands on a shard given away.
         self.gate: Callable[[AggregateEntry, str], None] | None = None
+        self._deadlines: Deadlines | None = None
 
     async def send(
         self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
@@ -47,12 +49,14 @@ class LocalSender:
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
         envelope = CommandEnvelope(command, command_id, reply, causation_id, correlation_id, options.fresh_id)
-        # A timer that fails the reply is far cheaper than a cancel scope per command (~1.4 vs ~4.8 us).
-        timer = (
-            None
-            if limit is None
-            else loop.call_later(limit, expire, reply, aggregate.name, aggregate_id, command, limit)
-        )
+        # A shared timer per tick that fails the reply is far cheaper than a cancel scope per command.
+        if limit is None:
+            bucket = None
+        else:
+            deadlines = self._deadlines
+            if deadlines is None or deadlines.loop is not loop:
+                deadlines = self._deadlines = Deadlines(loop)
+            bucket = deadlines.add(reply, limit, aggregate.name, aggregate_id, command)
         try:
             waiter = self._deliver_now(entry, aggregate_id, envelope)
             if waiter is not None:
@@ -73,8 +77,8 @@ class LocalSender:
                 reply.cancel()  # the actor skips a command whose caller is gone
             raise
         finally:
-            if timer is not None:
-                timer.cancel()
+            if bucket is not None:
+                bucket.pop(reply, None)
 
     def _deliver_now(self, entry: AggregateEntry, aggregate_id: str, envelope: CommandEnvelope) -> Waiter | None:
         """Queue `envelope`, or return a waiter that resolves when it is worth trying again."""

@@ -356,6 +356,17 @@ def has_capability(store: object, protocol: type[_P]) -> TypeGuard[_P]:
 
 
 @runtime_checkable
+class StreamPresenceHint(Protocol):
+    """Stores that can say, without a query, that a stream surely does not exist (`actorsrc.store.presence`).
+
+    A hint only: True may be wrong either way for streams other processes wrote; the runtime never answers
+    a command from it alone.
+    """
+
+    def may_hold_stream(self, stream_id: str) -> bool: ...
+
+
+@runtime_checkable
 class AppendSubmitter(Protocol):
     """Stores that queue an append without a coroutine and hand back a future (group-committing ones).
 

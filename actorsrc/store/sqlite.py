@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from os import PathLike
@@ -21,7 +22,8 @@ from typing import Any, Self
 import aiosqlite
 import anyio
 
-from actorsrc.errors import StoreClosedError, StoreError
+from actorsrc.errors import ConcurrencyError, StoreClosedError, StoreError
+from actorsrc.observability import logger
 from actorsrc.records import AppendResult, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import micros_to_datetime
 from actorsrc.sql.private_files import IN_MEMORY, ensure_private_file
@@ -36,7 +38,9 @@ from actorsrc.store.base import (
 from actorsrc.store.frontend import GroupCommitFrontend, version_range
 from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSnapshot
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
+from actorsrc.store.presence import StreamPresence
 from actorsrc.store.rows import log_records, recorded_event
+from actorsrc.store.sqlite_presence import fill_presence
 from actorsrc.store.sqlite_reads import BatchedReader, UndecodableText, with_text_checked
 from actorsrc.store.sqlite_writer import StreamCache, raise_fence, write_batch
 
@@ -124,6 +128,7 @@ class SQLiteEventStore(GroupCommitFrontend):
         self._reader: aiosqlite.Connection | None = None
         self._reads: BatchedReader | None = None
         self._open = False
+        self.presence = StreamPresence()
 
     @classmethod
     @asynccontextmanager
@@ -148,13 +153,17 @@ class SQLiteEventStore(GroupCommitFrontend):
         await store._connect()
         # A plain task rather than a task group: exceptions from the caller's block must come out
         # as themselves, not wrapped in an ExceptionGroup.
-        writer = asyncio.get_running_loop().create_task(store._committer.run())
+        loop = asyncio.get_running_loop()
+        writer = loop.create_task(store._committer.run())
+        stop_filling = threading.Event()
+        filling = loop.create_task(store._fill_presence(stop_filling))
         try:
             yield store
         finally:
             store._committer.close()
+            stop_filling.set()
             with anyio.CancelScope(shield=True):  # pending appends finish; connections always close
-                await asyncio.wait([writer])
+                await asyncio.wait([writer, filling])
                 await store._disconnect()
 
     async def _connect(self) -> None:
@@ -183,6 +192,20 @@ class SQLiteEventStore(GroupCommitFrontend):
             raise
         self._open = True
 
+    async def _fill_presence(self, stop: threading.Event) -> None:
+        """Add every stored stream id to `presence` (on a thread of its own with its own connection, so
+        neither reads nor writes wait), then mark it ready. A failure leaves it unready: nothing skipped."""
+        if self.in_memory:  # a new, empty database
+            self.presence.ready = True
+            return
+        try:
+            await anyio.to_thread.run_sync(fill_presence, self.path, self.presence, stop)
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("store.presence_failed", path=self.path, error=repr(exc))
+
+    def may_hold_stream(self, stream_id: str) -> bool:
+        return self.presence.may_hold(stream_id)
+
     async def _disconnect(self) -> None:
         self._open = False
         if self._reads is not None:
@@ -199,7 +222,12 @@ class SQLiteEventStore(GroupCommitFrontend):
     ) -> list[AppendResult | BaseException]:
         writer = self._writer
         assert writer is not None
-        return await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
+        outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
+        presence = self.presence
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, AppendResult | ConcurrencyError):  # the stream exists now
+                presence.add(pending.stream_id)
+        return outcomes
 
     async def _raise_fence(self, shard: int, token: int) -> int:
         writer = self._writer
