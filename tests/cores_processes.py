@@ -98,7 +98,7 @@ class Worker:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
         with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-            await self.process.wait()
+            await self.process.aclose()  # reaps it and closes its pipes
 
 
 @dataclass
