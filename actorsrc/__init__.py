@@ -1,16 +1,18 @@
 """actorsrc: event-sourced systems built from async actors.
 
 What a program needs first is importable from here (`__all__` below lists it by topic: aggregates, runtime,
-cluster, stores, stored records, read side, state and history, event names, errors); the rest lives in named
-submodules: `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and
+cluster, cores, stores, stored records, read side, state and history, event names, errors); the rest lives in
+named submodules: `actorsrc.store` (and `actorsrc.store.postgres`), `actorsrc.readmodel` (and
 `actorsrc.readmodel.postgres`), `actorsrc.projection`, `actorsrc.runtime`, `actorsrc.cluster` (aggregates across
-processes over NATS), `actorsrc.timetravel`, `actorsrc.records` (stored records), `actorsrc.recovery` (rebuilding
-an instance's state from the store), `actorsrc.sql` (database plumbing shared by the stores and the read models),
-`actorsrc.lint` (the event-name lint), `actorsrc.testing` (testkits, the store contract, fault injection).
+processes over NATS), `actorsrc.cores` (one runtime process per core), `actorsrc.timetravel`, `actorsrc.records`
+(stored records), `actorsrc.recovery` (rebuilding an instance's state from the store), `actorsrc.sql` (database
+plumbing shared by the stores and the read models), `actorsrc.lint` (the event-name lint), `actorsrc.testing`
+(testkits, the store contract, fault injection).
 """
 
 from actorsrc.app import App
 from actorsrc.cluster.settings import Cluster
+from actorsrc.cores.settings import Cores
 from actorsrc.domain import Aggregate, fold
 from actorsrc.errors import (
     ActorsrcError,
@@ -22,6 +24,8 @@ from actorsrc.errors import (
     CommandIdConflictError,
     ConcurrencyError,
     ConfigurationError,
+    CoresError,
+    CoresLayoutError,
     DomainError,
     EventDecodeError,
     FencedAppendError,
@@ -31,6 +35,7 @@ from actorsrc.errors import (
     InvalidStreamIdError,
     LimitExceededError,
     MailboxFullError,
+    NoFreePartError,
     OutcomeUnknownError,
     PersistTimeoutError,
     ReadModelError,
@@ -97,6 +102,8 @@ __all__ = [
     "tune_gc",
     # cluster (the `cluster` extra: NATS JetStream)
     "Cluster",
+    # every core of one machine (actorsrc.cores)
+    "Cores",
     # stores
     "ANY",
     "NO_STREAM",
@@ -139,6 +146,8 @@ __all__ = [
     "CommandIdConflictError",
     "ConcurrencyError",
     "ConfigurationError",
+    "CoresError",
+    "CoresLayoutError",
     "DomainError",
     "EventDecodeError",
     "FencedAppendError",
@@ -148,6 +157,7 @@ __all__ = [
     "InvalidStreamIdError",
     "LimitExceededError",
     "MailboxFullError",
+    "NoFreePartError",
     "OutcomeUnknownError",
     "PersistTimeoutError",
     "ReadModelError",
