@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, TypeVar
 
 from actorsrc.cores.claim import claim_part
 from actorsrc.cores.layout import check_layout
@@ -14,8 +14,7 @@ from actorsrc.domain import Aggregate
 from actorsrc.errors import ConfigurationError
 from actorsrc.store.base import EventStore
 
-if TYPE_CHECKING:
-    from actorsrc.runtime.runtime import Runtime
+R = TypeVar("R")
 
 PART_VARIABLE = "ACTORSRC_CORES_PART"
 """The part a process tries first (set by `actorsrc.cores.run` for its children); any free one otherwise."""
@@ -23,9 +22,14 @@ PART_VARIABLE = "ACTORSRC_CORES_PART"
 
 @asynccontextmanager
 async def open_runtime(
-    cores: Cores, aggregates: Iterable[Aggregate[Any, Any, Any]], *, store: EventStore | None = None, **options: Any
-) -> AsyncIterator[Runtime]:
-    from actorsrc.runtime.runtime import Runtime
+    runtime_class: Callable[..., AbstractAsyncContextManager[R]],
+    cores: Cores,
+    aggregates: Iterable[Aggregate[Any, Any, Any]],
+    *,
+    store: EventStore | None = None,
+    **options: Any,
+) -> AsyncIterator[R]:
+    """`runtime_class` (`Runtime`, passed in: the runtime imports this module) on a claimed part of `cores`."""
     from actorsrc.store.sqlite import SQLiteEventStore
 
     if not isinstance(cores, Cores):
@@ -37,12 +41,12 @@ async def open_runtime(
     claim.shared_store = store is not None
     try:
         if store is not None:
-            async with Runtime(store, aggregates, cores=claim, **options) as runtime:
+            async with runtime_class(store, aggregates, cores=claim, **options) as runtime:
                 yield runtime
             return
         async with (
             SQLiteEventStore.open(cores.database_path(claim.index)) as part_store,
-            Runtime(part_store, aggregates, cores=claim, **options) as runtime,
+            runtime_class(part_store, aggregates, cores=claim, **options) as runtime,
         ):
             yield runtime
     finally:

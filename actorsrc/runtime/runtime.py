@@ -223,7 +223,7 @@ class Runtime:
         """
         from actorsrc.cores.opening import open_runtime
 
-        return open_runtime(cores, aggregates, store=store, **options)
+        return open_runtime(cls, cores, aggregates, store=store, **options)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
