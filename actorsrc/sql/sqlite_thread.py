@@ -25,3 +25,10 @@ async def run_on_connection_thread(
 ) -> T:
     result: T = await conn._execute(fn, conn._conn, *args, **kwargs)  # type: ignore[no-untyped-call]
     return result
+
+
+def connection_of(conn: aiosqlite.Connection) -> sqlite3.Connection:
+    """The plain sqlite3 connection under `conn`, for a caller that knows its thread is idle (and that
+    opened it with check_same_thread=False)."""
+    plain: sqlite3.Connection = conn._conn
+    return plain

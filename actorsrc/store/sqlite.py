@@ -27,7 +27,7 @@ from actorsrc.observability import logger
 from actorsrc.records import AppendResult, RecordedEvent, Snapshot
 from actorsrc.sql.encoding import micros_to_datetime
 from actorsrc.sql.private_files import IN_MEMORY, ensure_private_file
-from actorsrc.sql.sqlite_thread import run_on_connection_thread
+from actorsrc.sql.sqlite_thread import connection_of, run_on_connection_thread
 from actorsrc.store import sqlite_schema
 from actorsrc.store.base import (
     StoredPayload,
@@ -40,6 +40,7 @@ from actorsrc.store.group_commit import GroupCommitter, PendingAppend, PendingSn
 from actorsrc.store.limits import DEFAULT_LIMITS, StoreLimits
 from actorsrc.store.presence import StreamPresence
 from actorsrc.store.rows import log_records, recorded_event
+from actorsrc.store.sqlite_lone_commit import LockBusy, LoneCommits, commit_here
 from actorsrc.store.sqlite_presence import fill_presence
 from actorsrc.store.sqlite_reads import BatchedReader, UndecodableText, with_text_checked
 from actorsrc.store.sqlite_writer import StreamCache, raise_fence, write_batch
@@ -129,6 +130,7 @@ class SQLiteEventStore(GroupCommitFrontend):
         self._reads: BatchedReader | None = None
         self._open = False
         self.presence = StreamPresence()
+        self._lone_commits = LoneCommits()
 
     @classmethod
     @asynccontextmanager
@@ -171,7 +173,8 @@ class SQLiteEventStore(GroupCommitFrontend):
         try:
             if not self.in_memory:
                 ensure_private_file(self.path)
-            self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+            # Not bound to its thread: a lone append may commit on the loop's thread while that one is idle.
+            self._writer = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
             # The schema check reads before anything is written, even the switch to WAL: a foreign
             # database is refused untouched.
             await run_on_connection_thread(self._writer, sqlite_schema.migrate, where=f"SQLite file {self.path!r}")
@@ -222,7 +225,20 @@ class SQLiteEventStore(GroupCommitFrontend):
     ) -> list[AppendResult | BaseException]:
         writer = self._writer
         assert writer is not None
-        outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
+        commits = self._lone_commits
+        outcomes: list[AppendResult | BaseException] | None = None
+        if not self.in_memory and commits.may_commit_here(len(batch), len(snapshots)):
+            conn = connection_of(writer)
+            try:
+                outcomes = commit_here(conn, lambda: write_batch(conn, batch, snapshots, self._cache), commits)
+            except LockBusy:
+                outcomes = None  # another process writes: wait for the lock on the thread, as usual
+        if outcomes is None:
+            commits.on_thread += 1
+            try:
+                outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
+            finally:
+                commits.on_thread -= 1
         presence = self.presence
         for pending, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, AppendResult | ConcurrencyError):  # the stream exists now
@@ -232,10 +248,13 @@ class SQLiteEventStore(GroupCommitFrontend):
     async def _raise_fence(self, shard: int, token: int) -> int:
         writer = self._writer
         assert writer is not None
+        self._lone_commits.on_thread += 1
         try:  # on the writer's thread, between batches; BEGIN IMMEDIATE orders it with other processes too
             return await run_on_connection_thread(writer, raise_fence, shard, token)
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store {self.path!r}: raising the fence of shard {shard} failed: {exc}") from exc
+        finally:
+            self._lone_commits.on_thread -= 1
 
     async def fences(self) -> dict[int, int]:
         return {int(shard): int(token) for shard, token in await self._fetch("SELECT shard, token FROM fences", ())}
