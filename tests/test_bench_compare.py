@@ -235,3 +235,14 @@ async def test_each_gc_set_up_is_the_one_the_run_sees(tmp_path: Path) -> None:
     tuned, _ = await workloads.hot(None, tmp_path, 20, 2, default_gc=False)
     assert default.extra["gc_thresholds"] == list(gcmode.CPYTHON_GC_THRESHOLDS)
     assert tuned.extra["gc_thresholds"][0] > gcmode.CPYTHON_GC_THRESHOLDS[0]
+
+
+def test_the_headline_ratio_divides_by_the_faster_peer_row_of_each_round() -> None:
+    from actorsrc.bench.compare import _ratio
+
+    def series(*rates: float) -> list[Result]:
+        return [Result("write", "x", int(rate), 1.0) for rate in rates]
+
+    samples = {"ours": series(100, 100), "best": series(10, 25), "one thread": series(20, 5)}
+    assert _ratio(samples, "ours", "best", "one thread")["rounds"] == [5.0, 4.0]
+    assert _ratio(samples, "ours", "best")["rounds"] == [10.0, 4.0]
