@@ -51,10 +51,12 @@ class _LibraryLogger:
             getattr(self._target(), level)(event, **fields)
 
     def debug(self, event: str, **fields: Any) -> None:
-        self._emit("debug", event, fields)
+        if structlog.is_configured():  # else dropped anyway: skip finding the quiet logger (hot paths log debug)
+            self._emit("debug", event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
-        self._emit("info", event, fields)
+        if structlog.is_configured():
+            self._emit("info", event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
         self._emit("warning", event, fields)
