@@ -4,6 +4,7 @@ routing, typed errors, retries, the read side. The OS-process tests are in test_
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -242,3 +243,22 @@ async def test_each_part_projects_its_own_log_with_its_own_checkpoint_and_resume
             await one.wait_for(credits, 9)  # this part's own log
         total = await read_model.query("SELECT count(*), sum(amount) FROM credits")
         assert total == [(12, 30)]  # nothing handled twice after the restart
+
+
+async def test_an_owner_that_does_not_answer_is_an_ask_timeout_naming_the_command_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from actorsrc import AskTimeoutError
+    from actorsrc.cores.answering import BatchAnswerer
+
+    stuck = asyncio.Event()
+
+    async def never(self: BatchAnswerer, data: bytes) -> bytes:
+        await stuck.wait()
+        return b""
+
+    monkeypatch.setattr(BatchAnswerer, "answer", never)
+    async with parts(tmp_path) as (zero, _one):
+        with pytest.raises(AskTimeoutError, match=r"did not reply to OpenAccount within 0\.2 s.*command id 'x-1'"):
+            await zero.ref(account, on_part(1)).ask(OpenAccount("ann"), timeout=0.2, command_id="x-1")
+        stuck.set()

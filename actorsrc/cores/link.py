@@ -2,8 +2,10 @@
 
 Every command for that part asked in one turn of the event loop goes in one `CommandBatch` frame (as
 `actorsrc.cluster.batching` does over NATS): a frame costs both processes far more than the work per
-command it carries. Each caller keeps its own timeout. When the connection cannot be made, or drops with
-requests in flight, those callers get `PartUnreachable` and ask again (with their command ids).
+command it carries. Each caller keeps its own deadline, enforced by one timer per frame (not one per
+command: a timer costs about as much as the rest of routing a command). When the connection cannot be
+made, or drops with requests in flight, those callers get `PartUnreachable` and ask again (with their
+command ids).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from actorsrc.cores.framing import frame, read_frame
 from actorsrc.cores.settings import Cores
 
 _MAX_BATCH = 256  # commands in one frame
+_FOREVER = float("inf")
 
 Waiter = asyncio.Future[wire.Reply]
+Item = tuple[wire.CommandRequest, float, Waiter]  # the request, its deadline (loop time; inf: none), its reply
 
 
 class PartUnreachable(ConnectionError):
@@ -45,7 +49,7 @@ class PartLink:
         self._connection: _Connection | None = None
         self._connecting = asyncio.Lock()
         self._ids = itertools.count(1)
-        self._pending: list[tuple[wire.CommandRequest, Waiter]] | None = None
+        self._pending: list[Item] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.frames = 0  # frames sent (a batch counts once)
 
@@ -60,9 +64,8 @@ class PartLink:
         if self._pending is None:
             self._pending = []
             loop.call_soon(self._flush)
-        self._pending.append((request, future))
-        async with asyncio.timeout(timeout):
-            return await future
+        self._pending.append((request, _FOREVER if timeout is None else loop.time() + timeout, future))
+        return await future
 
     def _flush(self) -> None:
         items, self._pending = self._pending, None
@@ -72,15 +75,16 @@ class PartLink:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, items: list[tuple[wire.CommandRequest, Waiter]]) -> None:
-        waiting = [(request, future) for request, future in items if not future.done()]
+    async def _send(self, items: list[Item]) -> None:
+        waiting = [item for item in items if not item[2].done()]
         if not waiting:
             return
-        futures = [future for _, future in waiting]
+        _expire(waiting)
+        futures = [future for _, _, future in waiting]
         try:
             connection = await self._connected()
             request_id = next(self._ids) & 0xFFFFFFFF
-            message = frame(request_id, wire.encode(wire.CommandBatch([request for request, _ in waiting])))
+            message = frame(request_id, wire.encode(wire.CommandBatch([request for request, _, _ in waiting])))
             connection.in_flight[request_id] = futures
             connection.writer.write(message)
             self.frames += 1
@@ -130,6 +134,26 @@ class PartLink:
             if connection.reader is not None:
                 connection.reader.cancel()
                 await asyncio.wait([connection.reader])
+
+
+def _expire(items: list[Item]) -> None:
+    """Fail each waiter with `TimeoutError` at its deadline: one timer for the frame, moved from the
+    earliest deadline to the next until every waiter is done."""
+    loop = asyncio.get_running_loop()
+
+    def check() -> None:
+        now = loop.time()
+        left = [item for item in items if not item[2].done()]
+        for _, deadline, future in left:
+            if deadline <= now:
+                future.set_exception(TimeoutError())
+        later = [deadline for _, deadline, future in left if not future.done()]
+        if later and min(later) < _FOREVER:
+            loop.call_at(min(later), check)
+
+    first = min(deadline for _, deadline, _ in items)
+    if first < _FOREVER:
+        loop.call_at(first, check)
 
 
 def _fail(futures: list[Waiter], error: BaseException) -> None:

@@ -10,7 +10,8 @@ store and never runs twice.
 from __future__ import annotations
 
 import asyncio
-import uuid
+import itertools
+import secrets
 from typing import Any
 
 import msgspec
@@ -39,6 +40,12 @@ class CoresSender:
         self.accepting = False
         self.routed = 0
         self.retried = 0
+        # Routed command ids: random per sender, then counted (unique without a uuid4 per command).
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count()
+
+    def _new_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._id_counter):x}"
 
     @property
     def default_timeout(self) -> float | None:
@@ -66,7 +73,7 @@ class CoresSender:
             raise ValueError(f"timeout must be > 0, got {limit}")
         if options.command_id is None and command is not READ_STATE:
             # Made here, so the first attempt cannot have run before: the owner skips the store lookup.
-            options = msgspec.structs.replace(options, command_id=uuid.uuid4().hex, fresh_id=True)
+            options = msgspec.structs.replace(options, command_id=self._new_id(), fresh_id=True)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
         stream_id = entry.aggregate.stream_id(aggregate_id)
