@@ -57,6 +57,12 @@ _ONE_APPEND_ERRORS = (
     TypeError,
     ValueError,
 )
+SMALL_READ = 64  # rows of a stream read that may run on the loop's thread (see BatchedReader.fetch)
+_READ_PAYLOADS = (
+    "SELECT e.version, e.position, e.type, e.schema_version, e.data FROM events e"
+    " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
+    " ORDER BY e.version"
+)
 _EVENT_COLUMNS = "e.version, e.position, e.type, e.schema_version, e.data, e.metadata, e.recorded_at"
 _READ_STREAM = (
     "SELECT {} FROM events e"
@@ -184,9 +190,10 @@ class SQLiteEventStore(GroupCommitFrontend):
             if self.in_memory:  # one database per connection: reads go through the writer's
                 self._reads = BatchedReader(self._writer, max_queued=max_reads)
             else:
-                self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+                # Not bound to its thread: a small lone read may run on the loop's thread (see BatchedReader).
+                self._reader = await aiosqlite.connect(self.path, isolation_level=None, check_same_thread=False)
                 await run_on_connection_thread(self._reader, sqlite_schema.configure, durable=self.durable)
-                self._reads = BatchedReader(self._reader, max_queued=max_reads)
+                self._reads = BatchedReader(self._reader, max_queued=max_reads, inline=True)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):  # even when cancelled: never leak a connection thread
                 await self._disconnect()
@@ -241,7 +248,10 @@ class SQLiteEventStore(GroupCommitFrontend):
                 commits.on_thread -= 1
         presence = self.presence
         for pending, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, AppendResult | ConcurrencyError):  # the stream exists now
+            # A stream created now, or one found to exist: the filter did not hold it (or not for sure).
+            if (isinstance(outcome, AppendResult) and outcome.first_version == 1) or isinstance(
+                outcome, ConcurrencyError
+            ):
                 presence.add(pending.stream_id)
         return outcomes
 
@@ -267,6 +277,7 @@ class SQLiteEventStore(GroupCommitFrontend):
             "SELECT version, position, schema_version, data, taken_at FROM snapshots"
             " WHERE stream_id = ? ORDER BY version DESC LIMIT 1",
             (stream_id,),
+            small=True,
         )
         if not rows:
             return None
@@ -290,12 +301,13 @@ class SQLiteEventStore(GroupCommitFrontend):
     ) -> list[StoredPayload]:
         """The lean replay read: (version, position, type, schema version, data) only, no metadata."""
         upper = version_range(stream_id, from_version, to_version)
-        return await self._fetch(
-            "SELECT e.version, e.position, e.type, e.schema_version, e.data FROM events e"
-            " WHERE e.stream_key = (SELECT key FROM streams WHERE name = ?) AND e.version BETWEEN ? AND ?"
-            " ORDER BY e.version",
-            (stream_id, from_version, upper),
-        )
+        # Versions have no gaps: the first SMALL_READ of them are a small read (often all there is, after
+        # a snapshot), which may skip the thread hop; the rest, if any, is read as usual.
+        first_upper = min(upper, from_version + SMALL_READ - 1)
+        rows = await self._fetch(_READ_PAYLOADS, (stream_id, from_version, first_upper), small=True)
+        if len(rows) == SMALL_READ and first_upper < upper:
+            rows += await self._fetch(_READ_PAYLOADS, (stream_id, first_upper + 1, upper))
+        return rows
 
     async def read_all(
         self, after_position: int = 0, limit: int = 1000, *, slices: tuple[int, int] | None = None
@@ -331,7 +343,7 @@ class SQLiteEventStore(GroupCommitFrontend):
 
     async def stream_version(self, stream_id: str) -> int:
         validate_stream_id(stream_id)
-        rows = await self._fetch("SELECT version FROM streams WHERE name = ?", (stream_id,))
+        rows = await self._fetch("SELECT version FROM streams WHERE name = ?", (stream_id,), small=True)
         return int(rows[0][0]) if rows else 0
 
     async def last_position(self) -> int:
@@ -352,11 +364,11 @@ class SQLiteEventStore(GroupCommitFrontend):
         except UndecodableText:
             return with_text_checked(await self._fetch(sql[1], params), stream_id, sliced=sliced)
 
-    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    async def _fetch(self, sql: str, params: tuple[Any, ...], *, small: bool = False) -> list[Any]:
         self._check_open()
         assert self._reads is not None
         try:
-            return await self._reads.fetch(sql, params)
+            return await self._reads.fetch(sql, params, small=small)
         except sqlite3.OperationalError as exc:
             if "decode to UTF-8" in str(exc):
                 raise UndecodableText(f"SQLite store {self.path!r}: read failed: {exc}") from exc
