@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plot", type=Path, default=None, help="write: plot throughput against callers (PNG)")
     parser.add_argument("--quick", action="store_true", help="small sizes that finish in seconds (smoke tests, CI)")
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (pip install 'actorsrc[fast]')")
-    parser.add_argument("--default-gc", action="store_true", help="keep CPython's GC thresholds (see actorsrc.tuning)")
+    parser.add_argument("--default-gc", action="store_true", help="CPython's GC (Runtime(tune_gc=False))")
     parser.add_argument("--cluster", type=positive_int, default=None, metavar="N", help="write: 1..N node processes")
     parser.add_argument("--nats", default=None, help="--cluster: NATS URL (default: $ACTORSRC_TEST_NATS)")
     parser.add_argument(
