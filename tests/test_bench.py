@@ -97,6 +97,8 @@ def test_write_on_postgresql_uses_a_fresh_schema(capsys: pytest.CaptureFixture[s
         (["write", "--store", "mysql://nope"], "--store must be a postgresql:// URL"),
         (["saga", "--plot", "out.png"], "--plot is for the write workload"),
         (["replay", "--length", "1"], "--length must be at least 2"),
+        (["hot", "--cores", "2"], "--cores is for the write workload"),
+        (["write", "--cores", "0"], "--cores"),
     ],
 )
 def test_bad_usage_is_refused(capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -153,3 +155,11 @@ def test_saga_outside_a_checkout_says_why(capsys: pytest.CaptureFixture[str], mo
     monkeypatch.setitem(sys.modules, "examples.shop", None)  # as in an installed wheel
     assert main(["bench", "saga", "--quick"]) == 2
     assert "run it from a source checkout" in capsys.readouterr().err
+
+
+def test_write_on_every_core_runs_one_then_n_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    report = _bench(capsys, "write", "--cores", "2", "--quick", "--rounds", "1")
+    rows = {row["what"]: row for row in report["results"]}
+    assert set(rows) == {"1 process", "2 processes, own aggregates", "2 processes, routed"}
+    assert all(row["throughput"] > 0 for row in rows.values())
+    assert set(report["ratios"]) == {"2 processes, own aggregates / 1 process", "2 processes, routed / 1 process"}

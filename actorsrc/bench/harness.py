@@ -9,6 +9,7 @@
     actorsrc bench write --plot docs/throughput.png
     actorsrc bench write --quick             # small sizes, a few seconds: a smoke test
     ... --store postgresql://user@127.0.0.1/db   # on PostgreSQL (fresh schemas, dropped afterwards)
+    actorsrc bench write --cores 2 --compare          # 1 process, then 2 (own aggregates, and routed), and the peer
     actorsrc bench write --cluster 3 --store postgresql://... --nats nats://127.0.0.1:4222
                                              # 1, 2 and 3 node processes in a cluster (see actorsrc.bench.cluster)
 
@@ -74,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--default-gc", action="store_true", help="CPython's GC (Runtime(tune_gc=False))")
     parser.add_argument("--cluster", type=positive_int, default=None, metavar="N", help="write: 1..N node processes")
     parser.add_argument("--nats", default=None, help="--cluster: NATS URL (default: $ACTORSRC_TEST_NATS)")
+    parser.add_argument(
+        "--cores", type=positive_int, default=None, metavar="N", help="write: 1 process, then N (actorsrc.cores)"
+    )
     parser.add_argument(
         "--rounds",
         type=positive_int,
@@ -153,6 +157,8 @@ def _check_usage(args: argparse.Namespace) -> None:
                 "--cluster is for the write workload, with --store postgresql://... and --nats (or"
                 " ACTORSRC_TEST_NATS), without --compare or --plot"
             )
+    if args.cores is not None and (args.workload != "write" or args.cluster is not None or args.plot):
+        raise ValueError("--cores is for the write workload, without --cluster or --plot")
     if args.workload == "saga":
         from actorsrc.bench.saga import check_shop_available
 
@@ -205,6 +211,21 @@ async def _measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         plan = Plan(args.store, args.nats, args.aggregates, args.commands, args.callers, args.events_per_command)
         out.results, out.ratios, out.notes = await cluster_write(plan, directory, args.cluster, args.rounds)
         out.packages.append("nats-py")
+    elif args.cores is not None:
+        from actorsrc.bench import cores
+
+        cores_plan = cores.Plan(
+            args.store,
+            args.cores,
+            args.aggregates,
+            args.commands,
+            args.callers,
+            args.events_per_command,
+            args.peer_commands,
+        )
+        out.results, out.ratios, out.notes = await cores.cores_write(
+            cores_plan, directory, args.rounds, peer=args.compare
+        )
     elif args.workload in ("write", "hot"):
         await _write_or_hot(args, directory, out)
     elif args.workload == "replay":
