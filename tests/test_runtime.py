@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import anyio
@@ -229,14 +230,25 @@ async def test_close_finishes_queued_commands_then_refuses_new_ones(tmp_path: Pa
             sent += 1  # the command is in the mailbox before this task next yields
             results.append((await ref.ask(Credit(1))).version)
 
+        # Another writer holds the file's write lock, so the first credit's append waits and the others
+        # stay queued; the lock is let go once the runtime has started closing.
+        other = sqlite3.connect(tmp_path / "b.db", isolation_level=None, check_same_thread=False)
+
+        async def let_go_once_closing() -> None:
+            await wait_until(lambda: not runtime._sender.accepting, what="the runtime to start closing")
+            other.execute("COMMIT")
+
         async with anyio.create_task_group() as callers:  # outlive the runtime: closing must answer them
             async with runtime:
                 await ref.ask(OpenAccount("ann"))
+                other.execute("BEGIN IMMEDIATE")
                 for _ in range(300):
                     callers.start_soon(credit)
                 await wait_until(lambda: sent == 300, what="every command sent")
-                assert runtime.mailbox_length(account, "closing") > 0  # queued when the runtime starts closing
+                await wait_until(lambda: runtime.mailbox_length(account, "closing") == 299, what="299 queued")
+                callers.start_soon(let_go_once_closing)
             assert await store.last_position() == 301  # closing finished every queued command
+        other.close()
         assert sorted(results) == list(range(2, 302))
         with pytest.raises(RuntimeClosedError):
             await ref.ask(Credit(1))

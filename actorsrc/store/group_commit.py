@@ -42,6 +42,10 @@ BatchWriter = Callable[[list[PendingAppend], list[PendingSnapshot]], Awaitable[l
 """Writes appends and snapshots in one transaction; returns each append's outcome. If it raises,
 nothing in the batch was written."""
 
+ImmediateWriter = Callable[[list[PendingAppend]], list[AppendResult | BaseException] | None]
+"""Writes appends right away, on the caller's thread, or declines (None) without writing anything.
+If it raises, nothing was written either: the appends then go the usual way."""
+
 
 class GroupCommitter:
     """Queues appends and hands them to `write_batch` in batches of up to `max_batch_events` events.
@@ -59,8 +63,11 @@ class GroupCommitter:
         store_name: str,
         split_on: tuple[type[BaseException], ...] = (),
         limits: StoreLimits = DEFAULT_LIMITS,
+        write_now: ImmediateWriter | None = None,
     ) -> None:
         self._write_batch = write_batch
+        self._write_now = write_now
+        self._writing = False  # a batch is being written (the committer task is inside `_write`)
         self._split_on = split_on
         self._max_batch_events = max_batch_events
         self._store_name = store_name
@@ -95,7 +102,17 @@ class GroupCommitter:
         if self._closing:
             raise StoreClosedError(f"{self._store_name} is closed; open it again to append")
         reply: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(PendingAppend(stream_id, events, expected, reply, fence))
+        pending = PendingAppend(stream_id, events, expected, reply, fence)
+        if self._write_now is not None and not (self._queue or self._snapshots or self._writing):
+            # Nothing else to write: a store that can commit it right here saves the committer's turn.
+            try:
+                outcomes = self._write_now([pending])
+            except Exception:  # nothing was written: the usual path tries, and reports, properly
+                outcomes = None
+            if outcomes is not None:
+                self._settle([pending], outcomes)
+                return reply
+        self._queue.append(pending)
         self._has_work.set()
         return reply
 
@@ -132,6 +149,7 @@ class GroupCommitter:
                 if len(self._queue) < self.limits.max_queued_appends:
                     self._room.set()
                 with anyio.CancelScope(shield=True):  # a started batch always finishes and replies
+                    self._writing = True
                     try:
                         await self._write(batch, snapshots)
                     except Exception as exc:  # a bug must not end the loop: every later append would hang
@@ -141,6 +159,8 @@ class GroupCommitter:
                         task = asyncio.current_task()
                         if task is not None and task.cancelling():
                             raise
+                    finally:
+                        self._writing = False
             if self._closing:
                 return
 
@@ -195,6 +215,10 @@ class GroupCommitter:
             for pending_snapshot in snapshots:
                 if not pending_snapshot.reply.done():
                     pending_snapshot.reply.set_result(None)
+        self._settle(batch, outcomes)
+
+    def _settle(self, batch: list[PendingAppend], outcomes: list[AppendResult | BaseException]) -> None:
+        """Answer each append of a written batch, then tell the listeners the new last position."""
         if len(outcomes) != len(batch):  # a writer bug; what was written is unknown
             raise RuntimeError(f"the batch writer returned {len(outcomes)} outcomes for {len(batch)} appends")
         self.batches_written += 1

@@ -129,6 +129,7 @@ class SQLiteEventStore(GroupCommitFrontend):
             store_name=f"SQLite store {self.path!r}",
             split_on=_ONE_APPEND_ERRORS,
             limits=limits,
+            write_now=self._write_now,
         )
         self._cache = StreamCache()
         self._writer: aiosqlite.Connection | None = None
@@ -233,19 +234,29 @@ class SQLiteEventStore(GroupCommitFrontend):
         writer = self._writer
         assert writer is not None
         commits = self._lone_commits
-        outcomes: list[AppendResult | BaseException] | None = None
-        if not self.in_memory and commits.may_commit_here(len(batch), len(snapshots)):
-            conn = connection_of(writer)
-            try:
-                outcomes = commit_here(conn, lambda: write_batch(conn, batch, snapshots, self._cache), commits)
-            except LockBusy:
-                outcomes = None  # another process writes: wait for the lock on the thread, as usual
-        if outcomes is None:
-            commits.on_thread += 1
-            try:
-                outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
-            finally:
-                commits.on_thread -= 1
+        commits.on_thread += 1
+        try:
+            outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
+        finally:
+            commits.on_thread -= 1
+        self._note_streams(batch, outcomes)
+        return outcomes
+
+    def _write_now(self, batch: list[PendingAppend]) -> list[AppendResult | BaseException] | None:
+        """The committer's immediate writer: a lone append commits here, on the loop's thread, when
+        `LoneCommits` allows it (see actorsrc.store.sqlite_lone_commit); else None, nothing written."""
+        writer = self._writer
+        if writer is None or self.in_memory or not self._lone_commits.may_commit_here(len(batch), 0):
+            return None
+        conn = connection_of(writer)
+        try:
+            outcomes = commit_here(conn, lambda: write_batch(conn, batch, [], self._cache), self._lone_commits)
+        except LockBusy:  # another process writes: the append waits for the lock on the thread, as usual
+            return None
+        self._note_streams(batch, outcomes)
+        return outcomes
+
+    def _note_streams(self, batch: list[PendingAppend], outcomes: list[AppendResult | BaseException]) -> None:
         presence = self.presence
         for pending, outcome in zip(batch, outcomes, strict=True):
             # A stream created now, or one found to exist: the filter did not hold it (or not for sure).
@@ -253,7 +264,6 @@ class SQLiteEventStore(GroupCommitFrontend):
                 outcome, ConcurrencyError
             ):
                 presence.add(pending.stream_id)
-        return outcomes
 
     async def _raise_fence(self, shard: int, token: int) -> int:
         writer = self._writer

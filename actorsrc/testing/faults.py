@@ -226,7 +226,14 @@ class InlineFaultyStore(FaultyStore):
             future = asyncio.ensure_future(inner.append(stream_id, events, expected_version))
         else:
             future = asyncio.ensure_future(_fencing(inner).append(stream_id, events, expected_version, fence=fence))
-        future.add_done_callback(lambda done: None if done.cancelled() or done.exception() else self._count(events))
+        def count(done: asyncio.Future[AppendResult]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self._count(events)
+
+        if future.done():  # committed at once (a lone append): counted before the caller can look
+            count(future)
+        else:
+            future.add_done_callback(count)
         return future
 
 
