@@ -262,6 +262,8 @@ class AggregateActor:
           left (`attempt` counts from 0), else the callers get the `ConcurrencyError`.
         - refused before writing (too large, a bad id): the callers get the error; the state is right.
         - any other failure or a timeout: the outcome is unknown, so the actor crashes and reloads.
+        - a conflict or a refusal of a batch decided on a guessed new instance (`_assume_new`): returns True
+          at once, whatever the attempt; nobody is answered from the guess.
         Commands left undecided (after an `evolve` failure) go back to the front of the mailbox.
         """
         health = self.host.store_health
@@ -269,6 +271,10 @@ class AggregateActor:
             self.assumed_new = False
             if error is not None:
                 self.recovered = False
+                if isinstance(error, ConcurrencyError) or refused_before_writing(error):
+                    # Nothing was written, and the batch was decided on a guess that may be wrong (the
+                    # stream exists): no caller hears of it; the task reads and decides again, at no attempt.
+                    return True
         try:
             if error is None:
                 if result is None:  # nothing to write: no verdict on the store, another may probe
@@ -374,8 +380,9 @@ class AggregateActor:
             try:
                 future = submitter.submit_append(self.stream_id, decision.new_events, self.version)
             except Exception as exc:
+                guessed = self.assumed_new
                 if self._settle(decision, None, exc, 0):
-                    self._retry_in_task(decision)
+                    self._retry_in_task(decision, counts=not guessed)
                     return False
                 continue
             appends = host.appends
@@ -387,8 +394,8 @@ class AggregateActor:
     def _assume_new(self) -> bool:
         """Start a new instance without its recovery read, when the store says the stream surely does not
         exist. The guess is proven before anyone is answered: the append expects version 0 (a stream
-        that exists after all is a conflict, and the retry reads it), and a batch that writes nothing is
-        decided again after a real read."""
+        that exists after all is a conflict, and the retry reads it, costing no attempt), a batch that writes
+        nothing or whose append is refused unwritten is decided again after a real read."""
         presence = self.host.presence
         if self.mail_needs_lookup() or presence is None or presence.may_hold_stream(self.stream_id):
             return False
@@ -404,13 +411,14 @@ class AggregateActor:
         host = self.host
         appends = host.appends
         appends.unwatch(self)
+        guessed = self.assumed_new
         try:
             if future.cancelled():  # only the watchdog cancels it
                 error: BaseException | None = persist_timeout_error(self.stream_id, host.persist_timeout)
             else:
                 error = future.exception()
             if self._settle(decision, None if error is not None else future.result(), error, 0):
-                self._retry_in_task(decision)
+                self._retry_in_task(decision, counts=not guessed)
         except Exception as bug:  # a bug in the runtime itself: nobody may hang
             decision.fail(RuntimeClosedError(f"actor {self.stream_id!r} failed: {bug!r}"))
             self.recovered = False
@@ -420,9 +428,10 @@ class AggregateActor:
         if not self._continue_inline():
             host.spawn(self)
 
-    def _retry_in_task(self, decision: BatchDecision) -> None:
-        """A conflict on the inline path: the task reloads and decides the batch again; this attempt counts."""
-        self.conflicts_carried = 1
+    def _retry_in_task(self, decision: BatchDecision, *, counts: bool = True) -> None:
+        """A conflict on the inline path: the task reloads and decides the batch again; this attempt counts,
+        unless the batch was decided on a guessed new instance (the conflict says the guess was wrong)."""
+        self.conflicts_carried = 1 if counts else 0
         self.requeue_front(decision.batch)
 
     def _stopped(self) -> None:

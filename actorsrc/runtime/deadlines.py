@@ -32,7 +32,10 @@ class Deadlines:
     ) -> dict[asyncio.Future[Any], _Expiry]:
         """Fail `reply` with `AskTimeoutError` after `limit` seconds unless answered; returns the bucket to
         `discard` it from once answered."""
-        tick = math.ceil((self.loop.time() + limit) / TICK)
+        due = (self.loop.time() + limit) / TICK
+        if not math.isfinite(due):  # `timeout=math.inf` (or one past any float) waits forever: no timer, no tick
+            return {}
+        tick = math.ceil(due)
         bucket = self.buckets.get(tick)
         if bucket is None:
             bucket = self.buckets[tick] = {}

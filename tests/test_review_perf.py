@@ -1,0 +1,79 @@
+"""Review of the performance round (issue 13): regressions found in the guessed new instances, the shared
+deadline timers, the lone commits on the loop's thread and the runtime's own GC tuning."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from actorsrc import Runtime, SQLiteEventStore, StoreLimits, WriteSettings
+from actorsrc.errors import LimitExceededError
+from examples.bank import Credit, OpenAccount, account
+from examples.bank.domain import AlreadyOpen
+from tests.helpers import wait_until
+
+# -- a new instance guessed from the presence filter: no answer from an unproven guess ------------------
+
+
+@pytest.fixture
+async def stale_path(tmp_path: Path) -> Path:
+    """A store file with one account, 'elsewhere', written by another store object after ours filled its
+    filter: ours says that stream surely does not exist (as when another process created it)."""
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore.open(path):
+        pass
+    return path
+
+
+async def open_elsewhere(path: Path) -> None:
+    async with SQLiteEventStore.open(path) as other, Runtime(other, [account]) as runtime:
+        await runtime.ref(account, "elsewhere").ask(OpenAccount("eve"))
+
+
+async def test_a_conflict_on_a_guess_costs_no_attempt(stale_path: Path) -> None:
+    """With no conflict retries, a stale guess used to answer ConcurrencyError: the guess cost the one attempt
+    the caller had, though nobody wrote while the command ran."""
+    async with SQLiteEventStore.open(stale_path) as store:
+        await wait_until(lambda: store.presence.ready, what="the presence filter to fill")
+        await open_elsewhere(stale_path)
+        assert not store.may_hold_stream("account-elsewhere")
+        async with Runtime(store, [account], write=WriteSettings(max_conflict_retries=0)) as runtime:
+            with pytest.raises(AlreadyOpen):  # the stored account's answer, found by a read after the conflict
+                await runtime.ref(account, "elsewhere").ask(OpenAccount("mallory"))
+            assert (await runtime.ref(account, "elsewhere").ask(Credit(3))).version == 2
+
+
+async def test_a_refusal_of_a_guessed_decision_is_decided_again_after_a_read(stale_path: Path) -> None:
+    """Against the guessed empty account OpenAccount makes an event over the store's size limit; the stored
+    account refuses the command instead. The caller used to get the LimitExceededError of the guess."""
+    async with SQLiteEventStore.open(stale_path, limits=StoreLimits(max_event_bytes=256)) as store:
+        await wait_until(lambda: store.presence.ready, what="the presence filter to fill")
+        await open_elsewhere(stale_path)
+        assert not store.may_hold_stream("account-elsewhere")
+        async with Runtime(store, [account]) as runtime:
+            with pytest.raises(AlreadyOpen):
+                await runtime.ref(account, "elsewhere").ask(OpenAccount("m" * 1000))
+            # A stream that is really new still gets the refusal (decided again after a read, the same way).
+            with pytest.raises(LimitExceededError):
+                await runtime.ref(account, "new").ask(OpenAccount("m" * 1000))
+            assert (await runtime.ref(account, "new").ask(OpenAccount("ann"))).version == 1
+
+
+# -- the asks' shared deadline timers ----------------------------------------------------------------------
+
+
+async def test_an_infinite_timeout_waits_for_the_reply() -> None:
+    """`timeout=math.inf` waits forever (see `check_timeout`): the tick of an infinite deadline used to raise
+    OverflowError out of every ask, also with WriteSettings(default_timeout=math.inf)."""
+    async with SQLiteEventStore.open(":memory:") as store, Runtime(store, [account]) as runtime:
+        ref = runtime.ref(account, "a")
+        assert (await ref.ask(OpenAccount("ann"), timeout=math.inf)).version == 1
+        assert (await ref.ask(Credit(1), timeout=sys.float_info.max)).version == 2  # no tick either
+    settings = WriteSettings(default_timeout=math.inf)
+    async with SQLiteEventStore.open(":memory:") as store, Runtime(store, [account], write=settings) as runtime:
+        assert (await runtime.ref(account, "a").ask(OpenAccount("ann"))).version == 1
+        deadlines = runtime._sender._deadlines
+        assert deadlines is None or deadlines.buckets == {}  # nothing scheduled for a deadline never reached
