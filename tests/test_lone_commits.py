@@ -9,21 +9,34 @@ from pathlib import Path
 import anyio
 
 from actorsrc import Runtime, SQLiteEventStore
-from actorsrc.store.sqlite_lone_commit import RETRY_AFTER, SLOW_SECONDS, LoneCommits
+from actorsrc.store.sqlite_lone_commit import MAX_EVENTS, RETRY_AFTER, SLOW_SECONDS, LoneCommits
 from examples.bank import Credit, OpenAccount, account
 from tests.helpers import replayed_account, wait_until
 
 
-def test_the_policy_takes_lone_appends_only_while_the_thread_is_idle_and_commits_are_fast() -> None:
+async def test_the_policy_takes_lone_small_appends_in_quiet_moments_only() -> None:
     commits = LoneCommits()
-    assert commits.may_commit_here(1, 0)
-    assert not commits.may_commit_here(2, 0)
-    assert not commits.may_commit_here(1, 1)  # a snapshot rides along: the thread
+    assert commits.may_commit_here(1, 1)
+    assert not commits.may_commit_here(2, 2)
+    assert not commits.may_commit_here(1, MAX_EVENTS + 1)  # a hot actor's big batch syncs on the thread
     commits.on_thread = 1
-    assert not commits.may_commit_here(1, 0)
+    assert not commits.may_commit_here(1, 1)
     commits.on_thread = 0
+    commits.note(0.0001)
+    assert not commits.may_commit_here(1, 1)  # one commit here per loop turn: a burst queues for the thread
+    await wait_until(lambda: not commits.used_this_turn, what="the next loop turn")
+    assert commits.may_commit_here(1, 1)
+    commits.wrote_on_thread(300)
+    assert not commits.may_commit_here(1, 1)  # under load: the thread's batches carry it
+    commits.wrote_on_thread(1)
+    assert commits.may_commit_here(1, 1)
+
+
+async def test_after_a_slow_commit_the_thread_is_used_and_tried_again_now_and_then() -> None:
+    commits = LoneCommits()
     commits.note(10 * SLOW_SECONDS)
-    tries = [commits.may_commit_here(1, 0) for _ in range(RETRY_AFTER)]
+    await wait_until(lambda: not commits.used_this_turn, what="the next loop turn")
+    tries = [commits.may_commit_here(1, 1) for _ in range(RETRY_AFTER)]
     assert tries.count(True) == 1  # slow: once in RETRY_AFTER, to see whether the disk got faster
     assert tries[-1]
 

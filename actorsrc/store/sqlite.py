@@ -235,6 +235,7 @@ class SQLiteEventStore(GroupCommitFrontend):
         assert writer is not None
         commits = self._lone_commits
         commits.on_thread += 1
+        commits.wrote_on_thread(len(batch))
         try:
             outcomes = await run_on_connection_thread(writer, write_batch, batch, snapshots, self._cache)
         finally:
@@ -246,7 +247,8 @@ class SQLiteEventStore(GroupCommitFrontend):
         """The committer's immediate writer: a lone append commits here, on the loop's thread, when
         `LoneCommits` allows it (see actorsrc.store.sqlite_lone_commit); else None, nothing written."""
         writer = self._writer
-        if writer is None or self.in_memory or not self._lone_commits.may_commit_here(len(batch), 0):
+        events = sum(len(pending.events) for pending in batch)
+        if writer is None or self.in_memory or not self._lone_commits.may_commit_here(len(batch), events):
             return None
         conn = connection_of(writer)
         try:

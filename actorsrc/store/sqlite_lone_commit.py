@@ -1,11 +1,14 @@
 """A lone append commits on the event loop's own thread: the one-caller path without two thread hops.
 
 Handing a batch to the writer connection's thread and back costs two wake-ups (~100-200 us on a busy
-machine) around a ~270 us durable commit: for one caller, most of the gap to a plain synchronous
-commit. Under load batches hold many appends and go to the thread as before, so the loop keeps
-deciding while the disk syncs. A batch is committed here only when all of these hold:
+machine) and the committer's turn around a ~270 us durable commit: for one caller, most of the gap to
+a plain synchronous commit. The group committer offers each append to `SQLiteEventStore._write_now`
+while it is idle; it is committed here only when all of these hold:
 
-- it is one append and no snapshot (a lone caller, or a quiet moment);
+- it is one append of at most `MAX_EVENTS` events, and the last batch written was one append too (a
+  lone caller, or a quiet moment: under load batches hold many, and the loop keeps deciding while the
+  thread syncs), and no other commit ran here in this loop turn (a burst of callers commits once here,
+  then queues for the thread);
 - nothing else runs on the writer connection's thread (it is never used from two threads at once);
 - recent commits here were fast (an EWMA under `SLOW_SECONDS`, 5 ms): on a slow disk the loop must not stall,
   so after a slow one the thread is used again, and the loop thread is tried once more every `RETRY_AFTER`
@@ -16,6 +19,7 @@ deciding while the disk syncs. A batch is committed here only when all of these 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -24,21 +28,26 @@ from typing import TypeVar
 T = TypeVar("T")
 
 SLOW_SECONDS = 0.005
+MAX_EVENTS = 16  # a command's few events; a hot actor's batch of hundreds syncs on the thread
 RETRY_AFTER = 256
 _WEIGHT = 0.2  # of the newest commit in the moving average
 BUSY_TIMEOUT_MS = 10_000  # the connection's usual wait for the write lock (see sqlite_schema.configure)
 
 
 class LoneCommits:
+    """When a lone append may commit on the loop's thread; see the module's docstring."""
+
     def __init__(self, slow_seconds: float = SLOW_SECONDS) -> None:
         self.slow_seconds = slow_seconds
         self.on_thread = 0  # calls in flight on the writer connection's thread
         self.average = 0.0
         self.skipped = 0  # batches sent to the thread since the average went over SLOW_SECONDS
         self.done_here = 0
+        self.last_appends = 1  # in the last batch written, here or on the thread
+        self.used_this_turn = False
 
-    def may_commit_here(self, appends: int, snapshots: int) -> bool:
-        if appends != 1 or snapshots or self.on_thread:
+    def may_commit_here(self, appends: int, events: int) -> bool:
+        if appends != 1 or events > MAX_EVENTS or self.on_thread or self.last_appends != 1 or self.used_this_turn:
             return False
         if self.average > self.slow_seconds:
             self.skipped += 1
@@ -48,8 +57,18 @@ class LoneCommits:
         return True
 
     def note(self, seconds: float) -> None:
+        """A commit here took `seconds`; none other runs here before the loop's next turn."""
         self.average += _WEIGHT * (seconds - self.average)
         self.done_here += 1
+        self.last_appends = 1
+        self.used_this_turn = True
+        asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def wrote_on_thread(self, appends: int) -> None:
+        self.last_appends = appends
+
+    def _next_turn(self) -> None:
+        self.used_this_turn = False
 
 
 class LockBusy(Exception):
