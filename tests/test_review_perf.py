@@ -3,14 +3,19 @@ deadline timers, the lone commits on the loop's thread and the runtime's own GC 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import sqlite3
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
 from actorsrc import Runtime, SQLiteEventStore, StoreLimits, WriteSettings
 from actorsrc.errors import LimitExceededError
+from actorsrc.records import Metadata, NewEvent
 from examples.bank import Credit, OpenAccount, account
 from examples.bank.domain import AlreadyOpen
 from tests.helpers import wait_until
@@ -77,3 +82,40 @@ async def test_an_infinite_timeout_waits_for_the_reply() -> None:
         assert (await runtime.ref(account, "a").ask(OpenAccount("ann"))).version == 1
         deadlines = runtime._sender._deadlines
         assert deadlines is None or deadlines.buckets == {}  # nothing scheduled for a deadline never reached
+
+
+# -- a lone commit on the loop's thread never shares the writer connection with its own thread ------------
+
+
+async def test_a_cancelled_fence_keeps_lone_commits_off_the_busy_writer_thread(tmp_path: Path) -> None:
+    """A caller that stops waiting for `raise_fence` does not stop the fence's transaction on the writer's
+    thread (here it waits for a lock another connection holds). Lone commits used to resume on the loop's
+    thread at once, on the same sqlite3 connection as that transaction, from two threads at a time."""
+    path = tmp_path / "events.db"
+    async with SQLiteEventStore.open(path) as store:
+        commits = store._lone_commits
+        commits.slow_seconds = math.inf  # however loaded the machine's disk is
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another process writing: the fence waits for the lock
+        try:
+            fencing = asyncio.get_running_loop().create_task(store.raise_fence(1, 5))
+            await wait_until(lambda: commits.on_thread == 1, what="the fence to go to the writer's thread")
+            fencing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fencing
+            assert not commits.may_commit_here(1, 0)  # the fence still holds the connection on its thread
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        # The next write goes to the thread, behind the fence; once it is back, the thread is idle again.
+        result = await store.append("s-1", [new_event()], 0)
+        assert result.first_version == 1
+        assert await store.fences() == {1: 5}
+        assert commits.may_commit_here(1, 0)
+        done_here = commits.done_here
+        assert (await store.append("s-1", [new_event()], 1)).first_version == 2
+        assert commits.done_here == done_here + 1
+
+
+def new_event() -> NewEvent:
+    return NewEvent("Noted", b"{}", Metadata(str(uuid.uuid4())))

@@ -9,7 +9,8 @@ while it is idle; it is committed here only when all of these hold:
   lone caller, or a quiet moment: under load batches hold many, and the loop keeps deciding while the
   thread syncs), and no other commit ran here in this loop turn (a burst of callers commits once here,
   then queues for the thread);
-- nothing else runs on the writer connection's thread (it is never used from two threads at once);
+- nothing else runs on the writer connection's thread (it is never used from two threads at once), not
+  even a call whose caller was cancelled while it ran, until a call made after it has come back;
 - recent commits here were fast (an EWMA under `SLOW_SECONDS`, 5 ms): on a slow disk the loop must not stall,
   so after a slow one the thread is used again, and the loop thread is tried once more every `RETRY_AFTER`
   batches;
@@ -39,15 +40,44 @@ class LoneCommits:
 
     def __init__(self, slow_seconds: float = SLOW_SECONDS) -> None:
         self.slow_seconds = slow_seconds
-        self.on_thread = 0  # calls in flight on the writer connection's thread
+        self._on_thread = 0
+        self._sent = 0  # calls ever sent to the thread
+        self._unsure_through = -1  # the thread may still run the calls sent up to this one: see `on_thread`
         self.average = 0.0
         self.skipped = 0  # batches sent to the thread since the average went over SLOW_SECONDS
         self.done_here = 0
         self.last_appends = 1  # in the last batch written, here or on the thread
         self.used_this_turn = False
 
+    @property
+    def on_thread(self) -> int:
+        """Calls in flight on the writer connection's thread: the store adds one before each call and takes
+        it away once the call is over (``on_thread += 1`` ... ``finally: on_thread -= 1``)."""
+        return self._on_thread
+
+    @on_thread.setter
+    def on_thread(self, value: int) -> None:
+        if value > self._on_thread:
+            self._sent += value - self._on_thread
+        elif value < self._on_thread and _cancelled_now():
+            # Its caller was cancelled, not the call: that may still run on the thread (a fence waiting for
+            # the lock, a batch being written). The thread runs its calls in order, so it is idle again once
+            # a call sent after this one has come back.
+            self._unsure_through = self._sent
+        self._on_thread = value
+
+    def thread_idle(self) -> bool:
+        """Nothing runs on the writer connection's thread, not even a call whose caller stopped waiting."""
+        return not self._on_thread and self._sent > self._unsure_through
+
     def may_commit_here(self, appends: int, events: int) -> bool:
-        if appends != 1 or events > MAX_EVENTS or self.on_thread or self.last_appends != 1 or self.used_this_turn:
+        if (
+            appends != 1
+            or events > MAX_EVENTS
+            or not self.thread_idle()
+            or self.last_appends != 1
+            or self.used_this_turn
+        ):
             return False
         if self.average > self.slow_seconds:
             self.skipped += 1
@@ -69,6 +99,15 @@ class LoneCommits:
 
     def _next_turn(self) -> None:
         self.used_this_turn = False
+
+
+def _cancelled_now() -> bool:
+    """Whether the current task is being cancelled (so a call it awaited may have been left running)."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running loop: nothing was awaited
+        return False
+    return task is not None and task.cancelling() > 0
 
 
 class LockBusy(Exception):
