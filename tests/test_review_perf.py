@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import math
 import sqlite3
+import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -119,3 +124,69 @@ async def test_a_cancelled_fence_keeps_lone_commits_off_the_busy_writer_thread(t
 
 def new_event() -> NewEvent:
     return NewEvent("Noted", b"{}", Metadata(str(uuid.uuid4())))
+
+
+# -- the runtime's own GC tuning --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cpython_gc() -> Iterator[None]:
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
+
+
+def test_cpython_s_own_thresholds_are_known_per_version() -> None:
+    """CPython 3.13 starts at (2000, 10, 10) and 3.14 at (2000, 10, 0): the runtime compared with 3.12's
+    (700, 10, 10) only, so on those it took CPython's thresholds for an application's and never tuned."""
+    from actorsrc.runtime.gc_tuning import CPYTHON_THRESHOLDS, cpython_thresholds
+
+    assert cpython_thresholds((3, 11)) == cpython_thresholds((3, 12)) == (700, 10, 10)
+    assert cpython_thresholds((3, 13)) == (2000, 10, 10)
+    assert cpython_thresholds((3, 14)) == (2000, 10, 0)
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import gc; print(list(gc.get_threshold()))"], capture_output=True, text=True, check=True
+    )
+    assert tuple(json.loads(fresh.stdout)) == CPYTHON_THRESHOLDS  # this interpreter's, as a new one starts
+
+
+@pytest.mark.usefixtures("cpython_gc")
+def test_python_3_13_s_own_thresholds_are_tuned_and_restored() -> None:
+    from actorsrc.runtime.gc_tuning import TUNED_YOUNG_THRESHOLD, ProcessGcTuning, cpython_thresholds
+
+    tuning = ProcessGcTuning(cpython_thresholds((3, 13)))
+    gc.set_threshold(2000, 10, 10)
+    assert tuning.acquire()
+    assert gc.get_threshold() == (TUNED_YOUNG_THRESHOLD, 10, 10)
+    tuning.release()
+    assert gc.get_threshold() == (2000, 10, 10)
+
+
+@pytest.mark.usefixtures("cpython_gc")
+def test_runtimes_opening_in_two_threads_at_once_are_both_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runtimes entering at once on two threads (each with its own loop) both saw no holder and both
+    counted themselves the first: the first to exit put CPython's thresholds back under the other."""
+    from actorsrc.runtime import gc_tuning
+
+    tuning = gc_tuning.ProcessGcTuning(gc_tuning.CPYTHON_THRESHOLDS)
+    gc.set_threshold(*gc_tuning.CPYTHON_THRESHOLDS)
+    both = threading.Barrier(2, timeout=0.5)
+    real = gc.get_threshold
+
+    def get_threshold() -> tuple[int, int, int]:
+        with contextlib.suppress(threading.BrokenBarrierError):  # with a lock the other waits outside
+            both.wait()  # without one, both threads are in `acquire` together
+        return real()
+
+    monkeypatch.setattr(gc, "get_threshold", get_threshold)
+    threads = [threading.Thread(target=tuning.acquire) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monkeypatch.setattr(gc, "get_threshold", real)
+    assert tuning.holders == 2
+    tuning.release()
+    assert gc.get_threshold()[0] == gc_tuning.TUNED_YOUNG_THRESHOLD  # one runtime is still open
+    tuning.release()
+    assert gc.get_threshold() == gc_tuning.CPYTHON_THRESHOLDS
