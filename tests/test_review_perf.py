@@ -14,11 +14,13 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from actorsrc import Runtime, SQLiteEventStore, StoreLimits, WriteSettings
+from actorsrc import Aggregate, Runtime, SQLiteEventStore, StoreLimits, WriteSettings
 from actorsrc.errors import LimitExceededError
 from actorsrc.records import Metadata, NewEvent
 from examples.bank import Credit, OpenAccount, account
@@ -70,6 +72,59 @@ async def test_a_refusal_of_a_guessed_decision_is_decided_again_after_a_read(sta
             with pytest.raises(LimitExceededError):
                 await runtime.ref(account, "new").ask(OpenAccount("m" * 1000))
             assert (await runtime.ref(account, "new").ask(OpenAccount("ann"))).version == 1
+
+
+@dataclass(frozen=True, slots=True)
+class Bump:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Bumped:
+    pass
+
+
+def _bump(state: int, command: Bump) -> list[Bumped]:
+    return [Bumped()]  # writes on any state: a guessed and a real decision both append
+
+
+def _bumped(state: int, event: Bumped) -> int:
+    return state + 1
+
+
+counter: Aggregate[int, Bump, Bumped] = Aggregate(
+    name="counter", initial=0, decide=_bump, evolve=_bumped, events={"Bumped": Bumped}, commands=(Bump,)
+)
+
+
+async def bump_elsewhere(path: Path) -> None:
+    async with SQLiteEventStore.open(path) as other, Runtime(other, [counter]) as runtime:
+        await runtime.ref(counter, "c").ask(Bump())
+
+
+async def test_a_guess_s_conflict_leaves_the_caller_all_its_conflict_retries(
+    stale_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One retry allowed: the guess's conflict used to spend it, so a real conflict after the read (another
+    process appended in between) reached the caller as ConcurrencyError."""
+    async with SQLiteEventStore.open(stale_path) as store:
+        await wait_until(lambda: store.presence.ready, what="the presence filter to fill")
+        await bump_elsewhere(stale_path)  # the stream exists; our filter does not know
+        original = store.read_stream_payloads
+        raced: list[int] = []
+
+        async def read_then_race(stream_id: str, *args: Any, **kwargs: Any) -> Any:
+            rows = await original(stream_id, *args, **kwargs)
+            if not raced:  # another process appends right after our first read: that read is stale
+                raced.append(len(rows))
+                await bump_elsewhere(stale_path)
+            return rows
+
+        monkeypatch.setattr(store, "read_stream_payloads", read_then_race)
+        async with Runtime(store, [counter], write=WriteSettings(max_conflict_retries=1)) as runtime:
+            outcome = await runtime.ref(counter, "c").ask(Bump())
+        assert raced == [1]
+        assert outcome.version == 3
 
 
 # -- the asks' shared deadline timers ----------------------------------------------------------------------
