@@ -4,9 +4,8 @@ routing, typed errors, retries, the read side. The OS-process tests are in test_
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -160,18 +159,16 @@ async def test_a_retry_after_a_lost_reply_is_recognised_not_run_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answered = 0
-    original = PartServer._answer
+    original = PartServer._respond
 
-    async def lose_the_first_reply(self: PartServer, writer: Any, request_id: int, payload: bytes) -> None:
+    def lose_the_first_reply(self: PartServer, writer: Any, request_id: int, data: bytes) -> None:
         nonlocal answered
         answered += 1
         if answered == 2:  # the credit (the first frame is the opening): carried out, then the link drops
-            await self.answerer.answer(payload)
             writer.close()
-            return
-        await original(self, writer, request_id, payload)
+        original(self, writer, request_id, data)
 
-    monkeypatch.setattr(PartServer, "_answer", lose_the_first_reply)
+    monkeypatch.setattr(PartServer, "_respond", lose_the_first_reply)
     async with parts(tmp_path) as (zero, _one):
         theirs = on_part(1)
         await zero.ref(account, theirs).ask(OpenAccount("ann"))
@@ -251,14 +248,14 @@ async def test_an_owner_that_does_not_answer_is_an_ask_timeout_naming_the_comman
     from actorsrc import AskTimeoutError
     from actorsrc.cores.answering import BatchAnswerer
 
-    stuck = asyncio.Event()
+    held: list[Callable[[bytes], object]] = []
 
-    async def never(self: BatchAnswerer, data: bytes) -> bytes:
-        await stuck.wait()
-        return b""
+    def never(self: BatchAnswerer, data: bytes, respond: Callable[[bytes], object]) -> None:
+        held.append(respond)  # never called: the owner keeps the frame unanswered
 
-    monkeypatch.setattr(BatchAnswerer, "answer", never)
+    monkeypatch.setattr(BatchAnswerer, "start", never)
     async with parts(tmp_path) as (zero, _one):
         with pytest.raises(AskTimeoutError, match=r"did not reply to OpenAccount within 0\.2 s.*command id 'x-1'"):
             await zero.ref(account, on_part(1)).ask(OpenAccount("ann"), timeout=0.2, command_id="x-1")
-        stuck.set()
+        for respond in held:
+            respond(b"")  # the owner can stop

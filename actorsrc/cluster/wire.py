@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from actorsrc.domain import Aggregate
 from actorsrc.errors import ActorsrcError, ConfigurationError, RemoteCommandError, UnknownCommandError
 from actorsrc.recovery import codec_for
 from actorsrc.runtime.command_envelope import READ_STATE, StateQuery
@@ -85,22 +86,32 @@ _request_decoder = msgspec.msgpack.Decoder(CommandRequest | CommandBatch)
 _reply_decoder = msgspec.msgpack.Decoder(Reply | ReplyBatch)
 
 
+_type_keys: dict[type, str] = {}
+
+
 def type_key(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
+    key = _type_keys.get(cls)
+    if key is None:
+        key = _type_keys[cls] = f"{cls.__module__}.{cls.__qualname__}"
+    return key
+
+
+def command_payload(command: object) -> tuple[str, bytes]:
+    """The command's type key and bytes ("" and b"" for a state query); encoded once, whatever the retries."""
+    if command is READ_STATE:
+        return "", b""
+    try:
+        payload = _encoder.encode(command)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"command {type(command).__qualname__} cannot be sent to another node: {exc} (commands routed "
+            "in a cluster must be msgspec-encodable: dataclasses, msgspec Structs, plain values)"
+        ) from exc
+    return type_key(type(command)), payload
 
 
 def make_request(entry: AggregateEntry, aggregate_id: str, command: object, options: AskOptions) -> CommandRequest:
-    if command is READ_STATE:
-        command_type, payload = "", b""
-    else:
-        command_type = type_key(type(command))
-        try:
-            payload = _encoder.encode(command)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"command {type(command).__qualname__} cannot be sent to another node: {exc} (commands routed "
-                "in a cluster must be msgspec-encodable: dataclasses, msgspec Structs, plain values)"
-            ) from exc
+    command_type, payload = command_payload(command)
     return CommandRequest(
         entry.aggregate.name,
         aggregate_id,
@@ -124,16 +135,27 @@ def decode_request(data: bytes) -> CommandRequest | CommandBatch:
     return request
 
 
+# Per aggregate value: its commands' classes by type key, and a decoder per class once one was used.
+_commands: dict[int, tuple[Aggregate[Any, Any, Any], dict[str, type], dict[type, msgspec.msgpack.Decoder[Any]]]] = {}
+
+
 def decode_command(entry: AggregateEntry, request: CommandRequest) -> object | StateQuery:
     if not request.command_type:
         return READ_STATE
-    for cls in entry.aggregate.commands:
-        if type_key(cls) == request.command_type:
-            command: object = msgspec.msgpack.decode(request.command, type=cls)
-            return command
-    raise UnknownCommandError(
-        f"{request.command_type} is not a command of aggregate {entry.aggregate.name!r} on this node"
-    )
+    aggregate = entry.aggregate
+    cached = _commands.get(id(aggregate))
+    if cached is None or cached[0] is not aggregate:
+        cached = _commands[id(aggregate)] = (aggregate, {type_key(cls): cls for cls in aggregate.commands}, {})
+    cls = cached[1].get(request.command_type)
+    if cls is None:
+        raise UnknownCommandError(
+            f"{request.command_type} is not a command of aggregate {aggregate.name!r} on this node"
+        )
+    decoder = cached[2].get(cls)
+    if decoder is None:
+        decoder = cached[2][cls] = msgspec.msgpack.Decoder(cls)
+    command: object = decoder.decode(request.command)
+    return command
 
 
 def request_options(request: CommandRequest) -> AskOptions:
@@ -187,13 +209,11 @@ def decode_reply(data: bytes) -> Reply | ReplyBatch:
 
 
 def outcome_of(entry: AggregateEntry, reply: OutcomeReply) -> CommandOutcome[Any]:
-    codec = codec_for(entry.aggregate)
+    decode = codec_for(entry.aggregate).decode_stored
+    stream_id = reply.stream_id
     first = reply.version - len(reply.events) + 1
-    events = tuple(
-        codec.decode_stored(reply.stream_id, first + i, e.type, e.schema_version, e.data)
-        for i, e in enumerate(reply.events)
-    )
-    return CommandOutcome(reply.stream_id, reply.version, reply.position, events, reply.duplicate, reply.command_digest)
+    events = tuple([decode(stream_id, first + i, e.type, e.schema_version, e.data) for i, e in enumerate(reply.events)])
+    return CommandOutcome(stream_id, reply.version, reply.position, events, reply.duplicate, reply.command_digest)
 
 
 def state_of(entry: AggregateEntry, stream_id: str, reply: StateReply) -> Any:

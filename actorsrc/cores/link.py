@@ -53,19 +53,19 @@ class PartLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self.frames = 0  # frames sent (a batch counts once)
 
-    async def exchange(self, request: wire.CommandRequest, timeout: float | None) -> wire.Reply:
-        """Send `request` (with the others asked this loop turn) and return its reply; `PartUnreachable`,
-        or `TimeoutError` after `timeout` seconds (None: no limit)."""
+    def exchange(self, request: wire.CommandRequest, deadline: float | None) -> Waiter:
+        """Send `request` (with the others asked this loop turn); the future of its reply. It fails with
+        `PartUnreachable`, or `TimeoutError` at `deadline` (the loop's time; None: no limit)."""
         loop = asyncio.get_running_loop()
         future: Waiter = loop.create_future()
-        future.add_done_callback(_retrieve)
-        if self._pending is not None and len(self._pending) >= _MAX_BATCH:
-            self._flush()
-        if self._pending is None:
-            self._pending = []
+        pending = self._pending
+        if pending is None or len(pending) >= _MAX_BATCH:
+            if pending is not None:
+                self._flush()
+            pending = self._pending = []
             loop.call_soon(self._flush)
-        self._pending.append((request, _FOREVER if timeout is None else loop.time() + timeout, future))
-        return await future
+        pending.append((request, _FOREVER if deadline is None else deadline, future))
+        return future
 
     def _flush(self) -> None:
         items, self._pending = self._pending, None
@@ -146,7 +146,7 @@ def _expire(items: list[Item]) -> None:
         left = [item for item in items if not item[2].done()]
         for _, deadline, future in left:
             if deadline <= now:
-                future.set_exception(TimeoutError())
+                _set_exception(future, TimeoutError())
         later = [deadline for _, deadline, future in left if not future.done()]
         if later and min(later) < _FOREVER:
             loop.call_at(min(later), check)
@@ -159,7 +159,14 @@ def _expire(items: list[Item]) -> None:
 def _fail(futures: list[Waiter], error: BaseException) -> None:
     for future in futures:
         if not future.done():
-            future.set_exception(error)
+            _set_exception(future, error)
+
+
+def _set_exception(future: Waiter, error: BaseException) -> None:
+    future.set_exception(error)
+    # Marked retrieved: a caller cancelled meanwhile never awaits it, and that is no error to log. (A done
+    # callback doing this would cost every reply a callback.)
+    future.exception()
 
 
 def _settle(futures: list[Waiter], reply: wire.Reply | wire.ReplyBatch) -> None:
@@ -175,9 +182,3 @@ def _settle(futures: list[Waiter], reply: wire.Reply | wire.ReplyBatch) -> None:
     for future, one in zip(futures, reply.replies, strict=True):
         if not future.done():
             future.set_result(one)
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    # A caller that timed out no longer awaits its future: its exception must not be logged as lost.
-    if not future.cancelled():
-        future.exception()

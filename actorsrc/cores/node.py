@@ -14,14 +14,15 @@ from actorsrc.cores.waits import PartWaits
 from actorsrc.errors import ConfigurationError
 from actorsrc.observability import logger
 from actorsrc.projection import Handler, ProcessManager
+from actorsrc.runtime.local_sender import LocalSender
 from actorsrc.runtime.readside import ReadSide
 from actorsrc.runtime.registry import AggregateEntry
-from actorsrc.runtime.sender import CommandSender, HandlerWaits
+from actorsrc.runtime.sender import HandlerWaits
 
 
 class CoresNode:
     def __init__(
-        self, claim: PartClaim, entries: Mapping[str, AggregateEntry], local: CommandSender, handlers: Iterable[Handler]
+        self, claim: PartClaim, entries: Mapping[str, AggregateEntry], local: LocalSender, handlers: Iterable[Handler]
     ) -> None:
         if not claim.shared_store:
             managers = [h.name for h in handlers if isinstance(h, ProcessManager)]

@@ -1,7 +1,8 @@
 """The part's Unix socket: other processes send it the commands for the instances this process owns.
 
-Each request frame is answered in a task of its own, so a slow command does not hold up the others on the
-connection; the reply carries the request's id. A socket file left by a process that died is removed
+Each request frame is answered on its own, without a task: its commands are queued at once and the frame's
+reply is written when the last of them is answered (so a slow command does not hold up the other frames on
+the connection); the reply carries the request's id. A socket file left by a process that died is removed
 first: holding the part's lock proves nobody else serves it.
 """
 
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
-from typing import Any
 
 from actorsrc.cluster import wire
 from actorsrc.cores.answering import BatchAnswerer
@@ -24,7 +25,8 @@ class PartServer:
         self.answerer = answerer
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
-        self._answering: set[asyncio.Task[Any]] = set()
+        self._answering = 0  # frames read and not answered yet
+        self._answered: asyncio.Event | None = None  # set when _answering drops to 0 while stopping
 
     async def start(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -38,7 +40,8 @@ class PartServer:
             return
         self._server.close()
         if self._answering:
-            await asyncio.wait(set(self._answering))
+            self._answered = asyncio.Event()
+            await self._answered.wait()
         for writer in list(self._connections):
             writer.close()
         with contextlib.suppress(Exception):
@@ -51,9 +54,12 @@ class PartServer:
         try:
             while True:
                 request_id, payload = await read_frame(reader)
-                task = asyncio.get_running_loop().create_task(self._answer(writer, request_id, payload))
-                self._answering.add(task)
-                task.add_done_callback(self._answering.discard)
+                self._answering += 1
+                try:
+                    self.answerer.start(payload, functools.partial(self._respond, writer, request_id))
+                except Exception as bug:
+                    logger.error("cores.serve_failed", error=repr(bug))
+                    self._respond(writer, request_id, wire.encode_failure(bug))
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             if isinstance(exc, FrameError):
                 logger.warning("cores.bad_frame", error=str(exc))
@@ -61,20 +67,15 @@ class PartServer:
             self._connections.discard(writer)
             writer.close()
 
-    async def _answer(self, writer: asyncio.StreamWriter, request_id: int, payload: bytes) -> None:
-        try:
-            data = await self.answerer.answer(payload)
-        except Exception as bug:
-            logger.error("cores.serve_failed", error=repr(bug))
-            data = wire.encode_failure(bug)
+    def _respond(self, writer: asyncio.StreamWriter, request_id: int, data: bytes) -> None:
+        self._answering -= 1
+        if self._answering == 0 and self._answered is not None:
+            self._answered.set()
         if writer.is_closing():
             return  # the caller is gone; it asks again with the same command id
         try:
             message = frame(request_id, data)
         except ValueError as exc:  # the commands ran; only their reply is too large to carry
             message = frame(request_id, wire.encode_failure(exc))
-        try:
-            writer.write(message)
-            await writer.drain()
-        except ConnectionError as exc:
-            logger.warning("cores.reply_failed", error=repr(exc))
+        # No drain: a reply is bounded by its request, which the caller sent and awaits.
+        writer.write(message)
