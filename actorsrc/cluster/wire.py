@@ -170,15 +170,29 @@ def request_options(request: CommandRequest) -> AskOptions:
 
 
 def outcome_reply(entry: AggregateEntry, outcome: CommandOutcome[Any]) -> OutcomeReply:
-    codec = codec_for(entry.aggregate)
+    names = _event_names(entry.aggregate)
     # Plain encoding: these events were checked against their declared types when they were stored.
     events = []
     for event in outcome.events:
-        name = codec.type_name(event)
-        events.append(WireEvent(name, codec.schema_version(name), _json(event)))
+        name = names.get(type(event))
+        if name is None:
+            codec = codec_for(entry.aggregate)
+            name = names[type(event)] = (codec.type_name(event), codec.schema_version(codec.type_name(event)))
+        events.append(WireEvent(name[0], name[1], _json(event)))
     return OutcomeReply(
         outcome.stream_id, outcome.version, outcome.position, events, outcome.duplicate, outcome.command_digest
     )
+
+
+# Per aggregate value: each event class's stored name and schema version, found once.
+_names: dict[int, tuple[Aggregate[Any, Any, Any], dict[type, tuple[str, int]]]] = {}
+
+
+def _event_names(aggregate: Aggregate[Any, Any, Any]) -> dict[type, tuple[str, int]]:
+    cached = _names.get(id(aggregate))
+    if cached is None or cached[0] is not aggregate:
+        cached = _names[id(aggregate)] = (aggregate, {})
+    return cached[1]
 
 
 def state_reply(entry: AggregateEntry, state: object) -> StateReply:

@@ -54,12 +54,20 @@ class CoresSender:
         self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
     ) -> Coroutine[Any, Any, Any]:
         # A plain function handing back the right coroutine: no extra coroutine frame per ask.
-        if part_of(entry.aggregate.stream_id(aggregate_id), self.count) == self.index:
+        stream_id = entry.aggregate.stream_id(aggregate_id)
+        part = part_of(stream_id, self.count)
+        if part == self.index:
             return self.local.send(entry, aggregate_id, command, options)
-        return self._route(entry, aggregate_id, command, options)
+        return self._route(entry, aggregate_id, command, options, stream_id, part)
 
     async def _route(
-        self, entry: AggregateEntry, aggregate_id: str, command: object | StateQuery, options: AskOptions
+        self,
+        entry: AggregateEntry,
+        aggregate_id: str,
+        command: object | StateQuery,
+        options: AskOptions,
+        stream_id: str,
+        part: int,
     ) -> Any:
         if not self.accepting:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
@@ -78,8 +86,6 @@ class CoresSender:
         command_type, payload = wire.command_payload(command)
         loop = asyncio.get_running_loop()
         deadline = None if limit is None else loop.time() + limit
-        stream_id = aggregate.stream_id(aggregate_id)
-        part = part_of(stream_id, self.count)
         link = self.links[part]
         attempt = 0
         why = ""
