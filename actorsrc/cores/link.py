@@ -17,6 +17,7 @@ from typing import Any
 from actorsrc.cluster import wire
 from actorsrc.cores.framing import frame, read_frame
 from actorsrc.cores.settings import Cores
+from actorsrc.observability import logger
 
 _MAX_BATCH = 256  # commands in one frame
 _FOREVER = float("inf")
@@ -105,6 +106,7 @@ class PartLink:
                 raise PartUnreachable(f"part {self.part} has no process taking commands ({exc!r})") from None
             connection = self._connection = _Connection(writer)
             connection.reader = asyncio.get_running_loop().create_task(self._read(reader, connection))
+            logger.info("cores.connected", part=self.part)  # once per connection: routing to that part began
             return connection
 
     async def _read(self, reader: asyncio.StreamReader, connection: _Connection) -> None:

@@ -11,6 +11,13 @@ through a cluster, so that each account lives in one worker and the others route
   ``bank``), ``BANK_SHARDS`` its shard count (default 256). Each worker joins as a node of its own
   (host, pid and a random suffix).
 - ``BANK_PG``: a PostgreSQL DSN to use instead of the SQLite file (``BANK_PG_SCHEMA``, default ``bank``).
+
+Or, on one machine and without NATS, one runtime per core (``actorsrc.cores``):
+
+- ``BANK_CORES``: a directory turns it on: each worker claims a free part of it, owns the accounts placed on
+  that part (in the part's own SQLite file there, or in ``BANK_PG``'s database) and routes the others'
+  commands to their owners over Unix sockets. ``BANK_CORES_COUNT``: how many parts; start exactly that many
+  workers (default: ``WEB_CONCURRENCY``, which ``uvicorn --workers`` also reads, else the machine's cores).
 - ``BANK_LOG=info``: log the runtime's and the cluster's events (joins, leases, conflicts) to stderr.
 """
 
@@ -20,7 +27,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TypeVar
 
 import msgspec
@@ -46,7 +53,8 @@ from actorsrc import (
     StoreUnavailableError,
 )
 from actorsrc.cluster import Cluster
-from actorsrc.errors import ClusterError, ShardMovingError
+from actorsrc.cores import Cores, part_of
+from actorsrc.errors import ClusterError, ConfigurationError, ShardMovingError
 from actorsrc.recovery import load_state
 from examples.bank.domain import (
     AccountState,
@@ -137,13 +145,22 @@ class _Bank:
     """The endpoints, bound to the store and runtime that exist while the lifespan runs."""
 
     def __init__(
-        self, db_path: str | os.PathLike[str], ask_timeout: float, cluster: Cluster | None, postgres: str | None
+        self,
+        db_path: str | os.PathLike[str],
+        ask_timeout: float,
+        cluster: Cluster | None,
+        postgres: str | None,
+        cores: Cores | None,
     ) -> None:
+        if cluster is not None and cores is not None:
+            raise ConfigurationError("the bank runs in a cluster or on cores, not both")
         self._db_path = db_path
         self._ask_timeout = ask_timeout
         self._cluster = cluster
         self._postgres = postgres
+        self._cores = cores
         self._store: EventStore | None = None
+        self._part_stores: list[EventStore] = []  # on cores with a SQLite file per part: every part's, to read
         self._runtime: Runtime | None = None
 
     @asynccontextmanager
@@ -160,6 +177,10 @@ class _Bank:
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self._cores is not None:
+            async with self._on_cores(self._cores):
+                yield
+            return
         # Exits in reverse: the runtime finishes queued commands (and, in a cluster, hands its shards
         # off) before the store flushes and closes.
         async with (
@@ -171,6 +192,32 @@ class _Bank:
                 yield
             finally:
                 self._store = self._runtime = None
+
+    @asynccontextmanager
+    async def _on_cores(self, cores: Cores) -> AsyncIterator[None]:
+        """This worker's runtime on a free part of `cores`; reads go to the store holding the account."""
+        async with AsyncExitStack() as stack:
+            if self._postgres is not None:  # one database for every part
+                store = await stack.enter_async_context(self._open_store())
+                self._store = store
+            runtime = await stack.enter_async_context(Runtime.for_cores(cores, [account], store=self._store))
+            if self._store is None:  # a SQLite file per part: opened here too, to read any account
+                for part in range(cores.count):
+                    path = cores.database_path(part)
+                    self._part_stores.append(await stack.enter_async_context(SQLiteEventStore.open(path)))
+            self._runtime = runtime
+            try:
+                yield
+            finally:
+                self._store = self._runtime = None
+                self._part_stores = []
+
+    def _store_of(self, account_id: str) -> EventStore:
+        """The store holding `account_id`'s events."""
+        if self._part_stores:
+            return self._part_stores[part_of(account.stream_id(account_id), len(self._part_stores))]
+        assert self._store is not None  # set together with the runtime, which _ref checked
+        return self._store
 
     def _ref(self, request: Request) -> AccountRef:
         if self._runtime is None:
@@ -206,8 +253,7 @@ class _Bank:
 
     async def get_account(self, request: Request) -> Response:
         ref = self._ref(request)
-        store = self._store
-        assert store is not None  # set together with the runtime, which _ref checked
+        store = self._store_of(ref.aggregate_id)
         # Read from the store rather than through the actor: a GET for an unknown id must not create
         # an actor, and an acknowledged command is already durable, so this sees every reported write.
         loaded = await load_state(store, account, ref.aggregate_id)
@@ -233,10 +279,12 @@ def create_app(
     ask_timeout: float = 5.0,
     cluster: Cluster | None = None,
     postgres: str | None = None,
+    cores: Cores | None = None,
 ) -> Starlette:
-    """A bank app on the SQLite file `db_path` (or the PostgreSQL DSN `postgres`), in `cluster` if given;
-    the store opens and the node joins when the app's lifespan starts."""
-    bank = _Bank(db_path, ask_timeout, cluster, postgres)
+    """A bank app on the SQLite file `db_path` (or the PostgreSQL DSN `postgres`), in `cluster` or on a part
+    of `cores` if given; the store opens and the node joins (or the part is claimed) when the app's lifespan
+    starts."""
+    bank = _Bank(db_path, ask_timeout, cluster, postgres, cores)
     routes = [
         Route("/accounts/{account_id}", bank.open_account, methods=["POST"]),
         Route("/accounts/{account_id}", bank.get_account, methods=["GET"]),
@@ -254,7 +302,7 @@ def create_app(
 
 def app_from_env() -> Starlette:
     """The app as the environment describes it (see the module's docstring): ``uvicorn --factory``
-    calls this in every worker, so each worker is a node of its own."""
+    calls this in every worker, so each worker is a node (or a part) of its own."""
     if os.environ.get("BANK_LOG") == "info":
         structlog.configure(
             processors=[structlog.processors.add_log_level, structlog.dev.ConsoleRenderer(colors=False)],
@@ -266,7 +314,28 @@ def app_from_env() -> Starlette:
     if nats:
         shards = int(os.environ.get("BANK_SHARDS", "256"))
         cluster = Cluster(nats=nats, name=os.environ.get("BANK_CLUSTER", "bank"), shards=shards)
-    return create_app(os.environ.get("BANK_DB", "bank.db"), cluster=cluster, postgres=os.environ.get("BANK_PG"))
+    return create_app(
+        os.environ.get("BANK_DB", "bank.db"),
+        cluster=cluster,
+        postgres=os.environ.get("BANK_PG"),
+        cores=cores_from_env(),
+    )
+
+
+def cores_from_env() -> Cores | None:
+    """`Cores(BANK_CORES, BANK_CORES_COUNT)` when ``BANK_CORES`` is set (see the module's docstring)."""
+    directory = os.environ.get("BANK_CORES")
+    if not directory:
+        return None
+    for variable in ("BANK_CORES_COUNT", "WEB_CONCURRENCY"):
+        value = os.environ.get(variable)
+        if value:
+            try:
+                count = int(value)
+            except ValueError:
+                raise ConfigurationError(f"{variable} must be a number of parts (workers), got {value!r}") from None
+            return Cores(directory, count)
+    return Cores(directory)
 
 
 def main() -> None:
