@@ -334,3 +334,16 @@ async def test_a_reply_failed_after_its_caller_left_is_not_logged_as_lost(tmp_pa
         await link.close()
         server.close()
         loop.set_exception_handler(previous)
+
+
+async def test_an_answered_frame_keeps_no_timer_and_nothing_alive(tmp_path: Path) -> None:
+    from actorsrc.cores import link as link_module
+    from tests.test_cores import on_part, parts
+
+    async with parts(tmp_path) as (zero, _one):
+        ref = zero.ref(account, on_part(1))
+        await ref.ask(OpenAccount("ann"))  # the default timeout: 30 s
+        await asyncio.gather(*(ref.ask(Credit(1)) for _ in range(20)))
+        gc.collect()
+        # A timer left pending until the latest deadline would keep each frame (its requests and futures).
+        assert [o for o in gc.get_objects() if isinstance(o, link_module._Frame)] == []

@@ -2,10 +2,11 @@
 
 Every command for that part asked in one turn of the event loop goes in one `CommandBatch` frame (as
 `actorsrc.cluster.batching` does over NATS): a frame costs both processes far more than the work per
-command it carries. Each caller keeps its own deadline, enforced by one timer per frame (not one per
-command: a timer costs about as much as the rest of routing a command). When the connection cannot be
-made, or drops with requests in flight, those callers get `PartUnreachable` and ask again (with their
-command ids).
+command it carries. Once connected, a frame is written at the end of the loop turn without a task. Each
+caller keeps its own deadline, enforced by one timer per frame (not one per command: a timer costs about
+as much as the rest of routing a command), cancelled when the frame's reply comes. When the connection
+cannot be made, or drops with requests in flight, those callers get `PartUnreachable` and ask again (with
+their command ids).
 """
 
 from __future__ import annotations
@@ -31,14 +32,55 @@ class PartUnreachable(ConnectionError):
     the command was not carried out, or was and its command id makes a retry return that outcome."""
 
 
+class _Frame:
+    """The callers of one frame, and the one timer that fails each at its deadline (cancelled once the frame
+    is answered: a pending timer would keep the frame's requests and futures alive until the latest one)."""
+
+    __slots__ = ("deadlines", "futures", "timer")
+
+    def __init__(self, futures: list[Waiter], deadlines: list[float]) -> None:
+        self.futures = futures
+        self.deadlines = deadlines
+        self.timer: asyncio.TimerHandle | None = None
+        first = min(deadlines)
+        if first < _FOREVER:
+            self.timer = asyncio.get_running_loop().call_at(first, self._expire)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        later = _FOREVER
+        for future, deadline in zip(self.futures, self.deadlines, strict=True):
+            if future.done():
+                continue
+            if deadline <= now:
+                _set_exception(future, TimeoutError())
+            elif deadline < later:
+                later = deadline
+        self.timer = loop.call_at(later, self._expire) if later < _FOREVER else None
+
+    def settle(self, reply: wire.Reply | wire.ReplyBatch) -> None:
+        self.stop()
+        _settle(self.futures, reply)
+
+    def fail(self, error: BaseException) -> None:
+        self.stop()
+        _fail(self.futures, error)
+
+    def stop(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class _Connection:
-    """One connection: its writer and the requests sent on it still waiting for their replies."""
+    """One connection: its writer and the frames sent on it still waiting for their replies."""
 
     __slots__ = ("in_flight", "reader", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
-        self.in_flight: dict[int, list[Waiter]] = {}
+        self.in_flight: dict[int, _Frame] = {}
         self.reader: asyncio.Task[None] | None = None
 
 
@@ -72,27 +114,41 @@ class PartLink:
         items, self._pending = self._pending, None
         if not items:
             return
-        task = asyncio.get_running_loop().create_task(self._send(items))
+        waiting = [item for item in items if not item[2].done()]  # a caller cancelled meanwhile is left out
+        if not waiting:
+            return
+        sent = _Frame([future for _, _, future in waiting], [deadline for _, deadline, _ in waiting])
+        requests = [request for request, _, _ in waiting]
+        connection = self._connection
+        if connection is not None and not connection.writer.is_closing():
+            self._write(connection, requests, sent)  # connected: no task, no await
+            return
+        task = asyncio.get_running_loop().create_task(self._connect_and_write(requests, sent))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, items: list[Item]) -> None:
-        waiting = [item for item in items if not item[2].done()]
-        if not waiting:
-            return
-        _expire(waiting)
-        futures = [future for _, _, future in waiting]
+    async def _connect_and_write(self, requests: list[wire.CommandRequest], sent: _Frame) -> None:
         try:
             connection = await self._connected()
+        except PartUnreachable as exc:
+            sent.fail(exc)
+            return
+        except asyncio.CancelledError:  # the link is closing: nothing was sent
+            sent.fail(PartUnreachable(f"the link to part {self.part} closed before the request was sent"))
+            raise
+        self._write(connection, requests, sent)
+
+    def _write(self, connection: _Connection, requests: list[wire.CommandRequest], sent: _Frame) -> None:
+        try:
             request_id = next(self._ids) & 0xFFFFFFFF
-            message = frame(request_id, wire.encode(wire.CommandBatch([request for request, _, _ in waiting])))
-            connection.in_flight[request_id] = futures
+            message = frame(request_id, wire.encode(wire.CommandBatch(requests)))
+            # No drain: what is written is bounded by the callers waiting for replies, which the owner reads.
             connection.writer.write(message)
-            self.frames += 1
-            await connection.writer.drain()
         except Exception as exc:
-            error = exc if isinstance(exc, PartUnreachable | ValueError) else PartUnreachable(repr(exc))
-            _fail(futures, error)
+            sent.fail(exc if isinstance(exc, ValueError) else PartUnreachable(repr(exc)))
+            return
+        connection.in_flight[request_id] = sent
+        self.frames += 1
 
     async def _connected(self) -> _Connection:
         async with self._connecting:
@@ -114,18 +170,17 @@ class PartLink:
         try:
             while True:
                 request_id, payload = await read_frame(reader)
-                futures = connection.in_flight.pop(request_id, None)
-                if futures is not None:
-                    _settle(futures, wire.decode_reply(payload))
+                _answer(connection.in_flight.pop(request_id, None), payload)  # no local keeps the frame
         except Exception as exc:
             error = PartUnreachable(f"the connection to part {self.part} dropped before the reply ({exc!r})")
         finally:
             connection.writer.close()
             if self._connection is connection:
                 self._connection = None
-            lost = [future for futures in connection.in_flight.values() for future in futures]
+            lost = list(connection.in_flight.values())
             connection.in_flight.clear()
-            _fail(lost, error)
+            for sent in lost:
+                sent.fail(error)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -138,24 +193,9 @@ class PartLink:
                 await asyncio.wait([connection.reader])
 
 
-def _expire(items: list[Item]) -> None:
-    """Fail each waiter with `TimeoutError` at its deadline: one timer for the frame, moved from the
-    earliest deadline to the next until every waiter is done."""
-    loop = asyncio.get_running_loop()
-
-    def check() -> None:
-        now = loop.time()
-        left = [item for item in items if not item[2].done()]
-        for _, deadline, future in left:
-            if deadline <= now:
-                _set_exception(future, TimeoutError())
-        later = [deadline for _, deadline, future in left if not future.done()]
-        if later and min(later) < _FOREVER:
-            loop.call_at(min(later), check)
-
-    first = min(deadline for _, deadline, _ in items)
-    if first < _FOREVER:
-        loop.call_at(first, check)
+def _answer(sent: _Frame | None, payload: bytes) -> None:
+    if sent is not None:  # None: its callers were failed already (the frame timed out, then the link dropped)
+        sent.settle(wire.decode_reply(payload))
 
 
 def _fail(futures: list[Waiter], error: BaseException) -> None:
