@@ -226,6 +226,7 @@ class InlineFaultyStore(FaultyStore):
             future = asyncio.ensure_future(inner.append(stream_id, events, expected_version))
         else:
             future = asyncio.ensure_future(_fencing(inner).append(stream_id, events, expected_version, fence=fence))
+
         def count(done: asyncio.Future[AppendResult]) -> None:
             if not done.cancelled() and done.exception() is None:
                 self._count(events)
