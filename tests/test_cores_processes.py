@@ -3,8 +3,10 @@ restarted, kill -9 under load, and the launcher."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -90,7 +92,7 @@ async def test_the_launcher_restarts_a_killed_worker_on_its_part_and_stops_clean
     try:
         pids = [tmp_path / "pid-0", tmp_path / "pid-1"]
         await wait_until(lambda: all(p.exists() for p in pids), 60, what="both parts started")
-        killed = int(pids[1].read_text())
+        killed = int(pids[1].read_text())  # written aside and renamed: never empty
         os.kill(killed, signal.SIGKILL)
         await wait_until(
             lambda: pids[1].read_text() not in ("", str(killed)), 60, what="part 1 started again in a new process"
@@ -104,3 +106,40 @@ async def test_the_launcher_restarts_a_killed_worker_on_its_part_and_stops_clean
         with anyio.CancelScope(shield=True), anyio.move_on_after(30):
             await launcher.aclose()
         log.close()
+
+
+async def test_the_launcher_kills_a_child_that_does_not_stop_within_the_grace(tmp_path: Path) -> None:
+    log = (tmp_path / "launcher.log").open("ab")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CORES_TEST_DIR": str(tmp_path)}
+    env |= {"CORES_TEST_STUBBORN": "1", "CORES_TEST_GRACE": "0.5"}
+    launcher = await anyio.open_process(
+        [sys.executable, "-m", "tests.cores_launched"], cwd=ROOT, env=env, stderr=log, stdout=subprocess.PIPE
+    )
+    try:
+        pids = [tmp_path / "pid-0", tmp_path / "pid-1"]
+        await wait_until(lambda: all(p.exists() for p in pids), 60, what="both parts started")
+        stubborn = int(pids[1].read_text())
+        launcher.send_signal(signal.SIGTERM)
+        with anyio.fail_after(60):  # without the grace, the launcher would wait for part 1 forever
+            assert await launcher.wait() == 1
+        assert launcher.stdout is not None
+        codes = json.loads(await launcher.stdout.receive())
+        assert codes == {"0": 0, "1": -signal.SIGKILL}
+        assert "cores.child_killed" in (tmp_path / "launcher.log").read_text()
+        with pytest.raises(ProcessLookupError):
+            os.kill(stubborn, 0)
+    finally:
+        if launcher.returncode is None:
+            launcher.kill()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+            await launcher.aclose()
+        log.close()
+
+
+def test_a_bad_stop_grace_is_refused() -> None:
+    from actorsrc.cores import run
+    from actorsrc.errors import ConfigurationError
+
+    for bad in (-1, float("nan"), "5", True):
+        with pytest.raises(ConfigurationError, match="stop_grace"):
+            run(1, print, stop_grace=bad)  # type: ignore[arg-type]

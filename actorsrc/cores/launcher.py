@@ -4,8 +4,9 @@ process again whenever one dies (a crash, kill -9); it takes the part the dead o
 Each child is a fresh interpreter (spawn): `main` must be importable (a module-level function) and `run`
 called under ``if __name__ == "__main__":``. A child learns the part it should try first from
 `ACTORSRC_CORES_PART` (`Runtime.for_cores` reads it; any free part otherwise). SIGTERM (and Ctrl-C) to
-the launcher stops every child cleanly: in a child, SIGTERM raises `KeyboardInterrupt`, so its
-``async with Runtime.for_cores(...)`` exits as on Ctrl-C (queued commands finished, store closed).
+the launcher stops every child cleanly: in a child, SIGTERM acts as Ctrl-C, so its
+``async with Runtime.for_cores(...)`` exits as on Ctrl-C (queued commands finished, store closed); a child
+still running `stop_grace` seconds (30) later is killed.
 A child that exits with status 0 is not started again; `run` returns once none is left.
 """
 
@@ -27,20 +28,35 @@ from actorsrc.errors import ConfigurationError
 from actorsrc.observability import logger
 
 _STEADY = 10.0  # a child that ran this long before dying is restarted at once, its backoff forgotten
-_STOP_GRACE = 30.0  # seconds children get to stop cleanly before they are killed
 
 
 def _child(main: Callable[[], object], part: int) -> None:
     os.environ[PART_VARIABLE] = str(part)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C: cleanly
+    signal.signal(signal.SIGTERM, _as_ctrl_c)
     with contextlib.suppress(KeyboardInterrupt):
         main()
 
 
-def run(count: int, main: Callable[[], object], *, restart: bool = True) -> dict[int, int | None]:
-    """Run `main()` in `count` processes until they all exit; their last exit codes by part."""
+def _as_ctrl_c(_signal: int, frame: FrameType | None) -> None:
+    """SIGTERM stops a child as Ctrl-C would, through the SIGINT handler in place: under ``asyncio.run`` its
+    own, which cancels the main task from the loop, so the runtime closes between steps. (A KeyboardInterrupt
+    raised in the middle of a task's step can leave anyio's worker thread running, and the process hanging
+    at exit.)"""
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)
+
+
+def run(
+    count: int, main: Callable[[], object], *, restart: bool = True, stop_grace: float = 30.0
+) -> dict[int, int | None]:
+    """Run `main()` in `count` processes until they all exit; their last exit codes by part. Once stopping,
+    a child still running after `stop_grace` seconds is killed."""
     if type(count) is not int or count < 1:
         raise ConfigurationError(f"run(count=...) must be an int >= 1, got {count!r}")
+    if isinstance(stop_grace, bool) or not isinstance(stop_grace, int | float) or not stop_grace >= 0:
+        raise ConfigurationError(f"run(stop_grace=...) must be a number of seconds >= 0, got {stop_grace!r}")
     if not callable(main):
         raise ConfigurationError(f"run(main=...) must be a callable, got {main!r}")
     context = multiprocessing.get_context("spawn")
@@ -49,6 +65,7 @@ def run(count: int, main: Callable[[], object], *, restart: bool = True) -> dict
     failures: dict[int, int] = dict.fromkeys(range(count), 0)
     codes: dict[int, int | None] = {}
     stopping = False
+    stop_by = 0.0  # once stopping: when children still running are killed
 
     def start(part: int) -> None:
         child = context.Process(target=_child, args=(main, part), name=f"actorsrc-part-{part}")
@@ -56,8 +73,9 @@ def run(count: int, main: Callable[[], object], *, restart: bool = True) -> dict
         children[part], started[part] = child, time.monotonic()
 
     def stop(_signal: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal stopping, stop_by
+        if not stopping:
+            stopping, stop_by = True, time.monotonic() + stop_grace
         for child in children.values():
             if child.pid is not None and child.exitcode is None:
                 os.kill(child.pid, signal.SIGTERM)
@@ -67,7 +85,12 @@ def run(count: int, main: Callable[[], object], *, restart: bool = True) -> dict
         for part in range(count):
             start(part)
         while children:
-            wait([child.sentinel for child in children.values()])
+            wait(
+                [child.sentinel for child in children.values()],
+                max(0.0, stop_by - time.monotonic()) if stopping else None,
+            )
+            if stopping and time.monotonic() >= stop_by:
+                break  # the grace is over: what still runs is killed below
             for part, child in list(children.items()):
                 if child.exitcode is None:
                     continue
@@ -85,10 +108,12 @@ def run(count: int, main: Callable[[], object], *, restart: bool = True) -> dict
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        deadline = time.monotonic() + _STOP_GRACE
-        for child in children.values():
+        deadline = stop_by if stopping else time.monotonic() + stop_grace
+        for part, child in children.items():
             child.join(max(0.0, deadline - time.monotonic()))
             if child.exitcode is None:
+                logger.warning("cores.child_killed", part=part, after=stop_grace)
                 child.kill()
                 child.join()
+            codes[part] = child.exitcode
     return codes
