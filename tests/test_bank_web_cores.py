@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -146,8 +147,8 @@ async def test_two_uvicorn_workers_on_cores_keep_every_acknowledged_deposit(tmp_
 
 
 @asynccontextmanager
-async def bank_on(cores: Cores, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(tmp_path / "unused.db", cores=cores)
+async def bank_on(cores: Cores, tmp_path: Path, **options: Any) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(tmp_path / "unused.db", cores=cores, **options)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bank") as client,
@@ -173,6 +174,25 @@ async def test_a_worker_routes_commands_and_reads_accounts_of_the_other_part(tmp
         assert len(await store.read_stream(account.stream_id(theirs))) == 2
     async with SQLiteEventStore.open(cores.database_path(0)) as store:
         assert await store.read_stream(account.stream_id(theirs)) == []
+
+
+async def test_on_a_shared_postgres_store_any_worker_reads_any_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.postgres_support import fresh_schema, require_postgres
+
+    dsn = require_postgres()
+    cores = Cores(tmp_path / "cores", 2)
+    theirs = next(f"a{i}" for i in range(1000) if part_of(account.stream_id(f"a{i}"), 2) == 1)
+    async for schema in fresh_schema():
+        monkeypatch.setenv("BANK_PG_SCHEMA", schema)
+        async with bank_on(cores, tmp_path, postgres=dsn) as zero, bank_on(cores, tmp_path, postgres=dsn) as one:
+            assert (await zero.post(f"/accounts/{theirs}", json={"owner": "Ada"})).status_code == 201
+            assert (await zero.post(f"/accounts/{theirs}/credits", json={"amount": 70})).status_code == 200
+            for client in (zero, one):
+                response = await client.get(f"/accounts/{theirs}")
+                assert (response.json()["balance"], response.json()["version"]) == (70, 2)
+        assert not list((tmp_path / "cores").glob("part-*-of-*.db"))  # one database, no part files
 
 
 async def test_a_worker_beyond_the_part_count_does_not_start(tmp_path: Path) -> None:
