@@ -21,7 +21,7 @@ from actorsrc.cores.link import PartLink, PartUnreachable
 from actorsrc.cores.placement import part_of
 from actorsrc.cores.settings import Cores
 from actorsrc.errors import AskTimeoutError, RuntimeClosedError, ShardMovingError
-from actorsrc.runtime.ask_checks import check_command, check_ids
+from actorsrc.runtime.ask_checks import checked_limit
 from actorsrc.runtime.command_envelope import READ_STATE, StateQuery
 from actorsrc.runtime.registry import AggregateEntry
 from actorsrc.runtime.sender import AskOptions, CommandSender
@@ -72,13 +72,8 @@ class CoresSender:
         if not self.accepting:
             raise RuntimeClosedError("the runtime is closed or not started; it accepts no commands")
         aggregate = entry.aggregate
-        check_command(aggregate, command)
+        limit = checked_limit(aggregate, command, options, self.default_timeout)
         command_id, causation_id, correlation_id = options.command_id, options.causation_id, options.correlation_id
-        if command_id is not None or causation_id is not None or correlation_id is not None:
-            check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
-        limit = self.default_timeout if options.timeout is None else options.timeout
-        if limit is not None and not limit > 0:
-            raise ValueError(f"timeout must be > 0, got {limit}")
         fresh = options.fresh_id
         if command_id is None and command is not READ_STATE:
             # Made here, so the first attempt cannot have run before: the owner skips the store lookup.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actorsrc.domain import Aggregate
 from actorsrc.errors import ConfigurationError, LimitExceededError, UnknownCommandError
 from actorsrc.runtime.command_envelope import READ_STATE
 from actorsrc.store.base import CONTROL_CHARACTERS, MAX_METADATA_ID_LENGTH, is_utf8_text
+
+if TYPE_CHECKING:
+    from actorsrc.runtime.sender import AskOptions
 
 
 def check_ids(**ids: str | None) -> None:
@@ -61,3 +64,18 @@ def check_command(aggregate: Aggregate[Any, Any, Any], command: object, *, given
         f"{type(command).__qualname__} is not a command of aggregate {aggregate.name!r} "
         f"(accepted: {', '.join(c.__qualname__ for c in aggregate.commands)}); add it to `commands`"
     )
+
+
+def checked_limit(
+    aggregate: Aggregate[Any, Any, Any], command: object, options: AskOptions, default_timeout: float | None
+) -> float | None:
+    """Check an ask's command, ids and timeout (before anything is sent); returns its time limit in
+    seconds (None: no limit)."""
+    check_command(aggregate, command)
+    command_id, causation_id, correlation_id = options.command_id, options.causation_id, options.correlation_id
+    if command_id is not None or causation_id is not None or correlation_id is not None:
+        check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
+    limit = default_timeout if options.timeout is None else options.timeout
+    if limit is not None and not limit > 0:  # also refuses NaN
+        raise ValueError(f"timeout must be > 0, got {limit}")
+    return limit

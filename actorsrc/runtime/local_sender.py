@@ -10,7 +10,7 @@ from typing import Any
 
 from actorsrc.errors import MailboxFullError, RuntimeClosedError
 from actorsrc.runtime.actor import AggregateActor
-from actorsrc.runtime.ask_checks import check_command, check_ids
+from actorsrc.runtime.ask_checks import checked_limit
 from actorsrc.runtime.command_envelope import CommandEnvelope, StateQuery
 from actorsrc.runtime.deadlines import Deadlines
 from actorsrc.runtime.directory import ActorDirectory
@@ -101,16 +101,12 @@ class LocalSender:
     ) -> tuple[CommandEnvelope, _Bucket | None]:
         """The checked ask's envelope and the deadline bucket its reply is in (None: no timeout)."""
         aggregate = entry.aggregate
-        check_command(aggregate, command)
-        command_id, causation_id, correlation_id = options.command_id, options.causation_id, options.correlation_id
-        if command_id is not None or causation_id is not None or correlation_id is not None:
-            check_ids(command_id=command_id, causation_id=causation_id, correlation_id=correlation_id)
-        limit = self.default_timeout if options.timeout is None else options.timeout
-        if limit is not None and not limit > 0:  # also refuses NaN
-            raise ValueError(f"timeout must be > 0, got {limit}")
+        limit = checked_limit(aggregate, command, options, self.default_timeout)
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Any] = loop.create_future()
-        envelope = CommandEnvelope(command, command_id, reply, causation_id, correlation_id, options.fresh_id)
+        envelope = CommandEnvelope(
+            command, options.command_id, reply, options.causation_id, options.correlation_id, options.fresh_id
+        )
         # A shared timer per tick that fails the reply is far cheaper than a cancel scope per command.
         if limit is None:
             return envelope, None

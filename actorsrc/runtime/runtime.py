@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -181,26 +181,12 @@ class Runtime:
         self._watchdog = loop.create_task(self._host.appends.run())
         self._sender.accepting = True
         if self._cluster is not None:
-            try:
-                await self._cluster.start()
-            except BaseException:
-                self._sender.accepting = False
-                for task in (self._sweeper, self._watchdog):
-                    task.cancel()
-                self._release_gc()
-                raise
+            await self._start_or_undo(self._cluster.start())
             assert self._cluster.router is not None
             self._refs_sender = self._cluster.router
             self._cluster.router.accepting = True
         if self._cores is not None:
-            try:
-                await self._cores.start()
-            except BaseException:
-                self._sender.accepting = False
-                for task in (self._sweeper, self._watchdog):
-                    task.cancel()
-                self._release_gc()
-                raise
+            await self._start_or_undo(self._cores.start())
         self._read_side.start()
         if self._cores is not None:
             self._cores.start_read_side()
@@ -260,6 +246,18 @@ class Runtime:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(housekeeping)
             self._release_gc()
+
+    async def _start_or_undo(self, starting: Coroutine[Any, Any, None]) -> None:
+        """Await a part's start (the cluster node, the cores node); if it fails, nothing stays started."""
+        try:
+            await starting
+        except BaseException:
+            self._sender.accepting = False
+            for task in (self._sweeper, self._watchdog):
+                if task is not None:
+                    task.cancel()
+            self._release_gc()
+            raise
 
     def _release_gc(self) -> None:
         if self.gc_tuned:
