@@ -28,6 +28,7 @@ from typing import Any
 
 import anyio
 
+from actorsrc.bench.children import next_report, running
 from actorsrc.bench.stores import drop_schema, fresh_schema
 from actorsrc.bench.workloads import Result, write
 
@@ -127,13 +128,6 @@ async def _settled(nats: str, name: str, nodes: int) -> None:
             await anyio.sleep(0.2)
 
 
-async def _get(queue: Queue[Any], what: str) -> Any:
-    item = await anyio.to_thread.run_sync(lambda: queue.get(timeout=SETTLE_TIMEOUT + 600))
-    if isinstance(item, str):
-        raise RuntimeError(f"a node process failed while {what}: {item}")
-    return item
-
-
 async def measure_nodes(plan: Plan, nodes: int) -> tuple[float, list[float], list[float]]:
     """(commands/s, local ask latencies, routed ask latencies) with `nodes` node processes."""
     context = multiprocessing.get_context("spawn")  # a fresh interpreter each: nothing inherited from this loop
@@ -143,20 +137,15 @@ async def measure_nodes(plan: Plan, nodes: int) -> tuple[float, list[float], lis
         context.Process(target=_node_main, args=(plan, schema, name, i, nodes, go, done, out), daemon=True)
         for i in range(nodes)
     ]
+    wait = SETTLE_TIMEOUT + 600
     try:
-        for process in processes:
-            process.start()
-        for _ in range(nodes):
-            await _get(out, "joining")
-        await _settled(plan.nats, name, nodes)
-        go.set()
-        reports: list[NodeReport] = [await _get(out, "driving its load") for _ in range(nodes)]
+        async with running(processes, done):
+            for _ in range(nodes):
+                await next_report(out, "joining", wait)
+            await _settled(plan.nats, name, nodes)
+            go.set()
+            reports: list[NodeReport] = [await next_report(out, "driving its load", wait) for _ in range(nodes)]
     finally:
-        done.set()
-        for process in processes:
-            await anyio.to_thread.run_sync(process.join, 60)
-            if process.is_alive():
-                process.kill()
         await drop_schema(plan.store_url, schema)
     seconds = max(r.ended for r in reports) - min(r.started for r in reports)
     commands = sum(r.commands for r in reports)

@@ -32,6 +32,7 @@ from typing import Any
 import anyio
 
 from actorsrc.bench import rounds as interleaving
+from actorsrc.bench.children import READY, next_report, running
 from actorsrc.bench.workloads import Result
 
 MODES = ("plain", "own", "routed")
@@ -106,7 +107,7 @@ async def _drive(
         refs = [runtime.ref(tally, f"t{i}") for i in ids]
         command = Add(plan.events_per_command)
         work = iter([ref for _ in range(plan.commands) for ref in refs])  # shared: each ask goes out once
-        out.put("ready")
+        out.put(READY)
         await anyio.to_thread.run_sync(go.wait)
         sent = 0
 
@@ -127,13 +128,6 @@ async def _drive(
     return report
 
 
-async def _get(queue: Queue[Any], what: str) -> Any:
-    item = await anyio.to_thread.run_sync(lambda: queue.get(timeout=START_TIMEOUT + 600))
-    if isinstance(item, str) and item != "ready":
-        raise RuntimeError(f"a benchmark process failed while {what}: {item}")
-    return item
-
-
 async def measure(plan: Plan, mode: str, directory: Path) -> Result:
     """One measurement of `mode` ("plain", "own" or "routed") in fresh processes over a fresh store."""
     from actorsrc.bench.stores import drop_schema, fresh_schema
@@ -147,19 +141,14 @@ async def measure(plan: Plan, mode: str, directory: Path) -> Result:
         context.Process(target=_child, args=(plan, mode, run_directory, schema, go, done, out), daemon=True)
         for _ in range(count)
     ]
+    wait = START_TIMEOUT + 600
     try:
-        for process in processes:
-            process.start()
-        for _ in range(count):
-            await _get(out, "starting")
-        go.set()
-        reports: list[ProcessReport] = [await _get(out, "driving its load") for _ in range(count)]
+        async with running(processes, done):
+            for _ in range(count):
+                await next_report(out, "starting", wait)
+            go.set()
+            reports: list[ProcessReport] = [await next_report(out, "driving its load", wait) for _ in range(count)]
     finally:
-        done.set()
-        for process in processes:
-            await anyio.to_thread.run_sync(process.join, 60)
-            if process.is_alive():
-                process.kill()
         if plan.store_url is not None:
             await drop_schema(plan.store_url, schema)
         shutil.rmtree(run_directory, ignore_errors=True)
